@@ -1,0 +1,79 @@
+//! Command-line interface: the same verbs and flags as the Go plugin
+//! (`start`, `configure`, `version`), plus `check`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{DEFAULT_CONFIG_PATH, env_vars};
+
+/// Exit code for a usage or configuration error (sysexits `EX_USAGE`).
+pub const EXIT_USAGE: i32 = 64;
+/// Exit code for a failure while running.
+pub const EXIT_FAILURE: i32 = 1;
+
+/// Teleport Access Requests in Discord.
+#[derive(Debug, Parser)]
+#[command(name = "teleport-discord", version = crate::version::VERSION, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The verbs.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the plugin: watch Teleport for access requests and post them to Discord.
+    Start(ConfigArgs),
+    /// Print an example configuration file with every key.
+    Configure,
+    /// Print the version.
+    Version,
+    /// Validate a configuration file and list every problem.
+    Check(CheckArgs),
+}
+
+/// Flags of `start`.
+#[derive(Debug, clap::Args)]
+pub struct ConfigArgs {
+    /// Path to the TOML configuration file.
+    #[arg(short = 'c', long = "config", env = env_vars::CONFIG, default_value = DEFAULT_CONFIG_PATH, value_name = "PATH")]
+    pub config: PathBuf,
+    /// Log at debug level whatever `[log] severity` says.
+    #[arg(short = 'd', long = "debug")]
+    pub debug: bool,
+}
+
+/// Flags of `check`.
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// Path to the TOML configuration file.
+    #[arg(short = 'c', long = "config", env = env_vars::CONFIG, default_value = DEFAULT_CONFIG_PATH, value_name = "PATH")]
+    pub config: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn start_takes_upstream_flags() {
+        let cli = Cli::try_parse_from(["teleport-discord", "start", "-c", "/tmp/x.toml", "-d"]).expect("parse");
+        match cli.command {
+            Command::Start(a) => {
+                assert_eq!(a.config, PathBuf::from("/tmp/x.toml"));
+                assert!(a.debug);
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli = Cli::try_parse_from(["teleport-discord", "start", "--config", "/a.toml", "--debug"]).expect("parse");
+        assert!(matches!(cli.command, Command::Start(ConfigArgs { debug: true, .. })));
+    }
+}

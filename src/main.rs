@@ -1,0 +1,89 @@
+//! `teleport-discord`: parse the command line, load the config, set up TLS and
+//! logging, then hand over to the library.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use clap::error::ErrorKind;
+use teleport_discord::cli::{Cli, Command, EXIT_FAILURE, EXIT_USAGE};
+use teleport_discord::config::{self, ProcessEnv};
+use teleport_discord::{app, logging, version};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => 0,
+                _ => EXIT_USAGE,
+            };
+            let _ = e.print();
+            return exit(code);
+        }
+    };
+    match cli.command {
+        Command::Configure => {
+            print!("{}", config::EXAMPLE_CONFIG);
+            ExitCode::SUCCESS
+        }
+        Command::Version => {
+            println!("{}", version::version_line());
+            ExitCode::SUCCESS
+        }
+        Command::Check(args) => match config::load(&args.config, &ProcessEnv) {
+            Ok(loaded) => {
+                for w in &loaded.warnings {
+                    eprintln!("warning: {}: {w}", loaded.path.display());
+                }
+                println!("{}: configuration is valid", loaded.path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                exit(EXIT_USAGE)
+            }
+        },
+        Command::Start(args) => {
+            let loaded = match config::load(&args.config, &ProcessEnv) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return exit(EXIT_USAGE);
+                }
+            };
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let log = match logging::init(&loaded.config.log, args.debug) {
+                Ok(h) => h,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return exit(EXIT_USAGE);
+                }
+            };
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return exit(EXIT_FAILURE);
+                }
+            };
+            let options = app::RunOptions {
+                env: Arc::new(ProcessEnv),
+                log,
+                handle_signals: true,
+            };
+            match runtime.block_on(app::start(loaded, options)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "Terminating with fatal error");
+                    eprintln!("error: {e}");
+                    exit(EXIT_FAILURE)
+                }
+            }
+        }
+    }
+}
+
+fn exit(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
