@@ -1,4 +1,6 @@
-//! Build script: records the git commit and compiler version for `version`.
+//! Build script: records the git commit and compiler version for `version`,
+//! and compiles `proto/*.proto` (our own trimmed Teleport protos) with protox
+//! and tonic-prost-build into client and server stubs (no `protoc` needed).
 use std::process::Command;
 
 fn main() {
@@ -21,6 +23,34 @@ fn main() {
         .and_then(|v| v.split_whitespace().nth(1).map(str::to_owned))
         .unwrap_or_else(|| "unknown".to_owned());
     println!("cargo:rustc-env=TELEPORT_DISCORD_RUSTC={version}");
+
+    compile_protos();
+}
+
+const PROTOS: &[&str] = &[
+    "proto/teleport/legacy/client/proto/authservice.proto",
+    "proto/teleport/legacy/types/types.proto",
+    "proto/teleport/legacy/types/wrappers/wrappers.proto",
+    "proto/teleport/header/v1/metadata.proto",
+    "proto/teleport/accessmonitoringrules/v1/access_monitoring_rules.proto",
+];
+
+fn compile_protos() {
+    println!("cargo:rerun-if-changed=proto");
+    for p in PROTOS {
+        println!("cargo:rerun-if-changed={p}");
+    }
+    let fds = match protox::compile(PROTOS, ["proto"]) {
+        Ok(fds) => fds,
+        Err(e) => panic!("compiling protos: {e:?}"),
+    };
+    if let Err(e) = tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(fds)
+    {
+        panic!("generating gRPC code: {e}");
+    }
 }
 
 fn run(cmd: &str, args: &[&str]) -> Option<String> {

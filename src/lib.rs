@@ -13,6 +13,7 @@
 //! - [`cli`]: command-line definitions shared by `main.rs` and tests.
 //! - [`version`]: build identification.
 //! - [`emulators`]: Teleport and Discord stand-ins for tests and `demo`.
+//! - [`teleport`]: the Teleport gRPC client, credentials and the supervised watch.
 
 pub mod app;
 pub mod backoff;
@@ -24,4 +25,5 @@ pub mod logging;
 pub mod metrics;
 pub mod readiness;
 pub mod secret;
+pub mod teleport;
 pub mod version;

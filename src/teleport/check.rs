@@ -1,0 +1,93 @@
+//! `teleport-discord check`: connect with the configured credentials, ping,
+//! open a watch, and probe plugin-data write permission, without changing
+//! anything in the cluster.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::client::{Client, ConnectOptions, Mode};
+use super::identity::CredentialSource;
+use super::{KIND_ACCESS_MONITORING_RULE, KIND_ACCESS_REQUEST, TeleportError, pb, rfc3339};
+use crate::config::TeleportConfig;
+
+/// Plugin name used for the write probe.
+pub const PROBE_PLUGIN: &str = "discord";
+/// Request ID used for the write probe: no such request exists, so a
+/// permitted write answers NotFound and a forbidden one PermissionDenied.
+pub const PROBE_REQUEST_ID: &str = "00000000-0000-0000-0000-000000000000";
+
+/// What the check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckReport {
+    /// Direct or through a Proxy.
+    pub mode: Mode,
+    /// User of our certificate.
+    pub username: String,
+    /// Certificate expiry (RFC 3339).
+    pub cert_expires: String,
+    /// Cluster name from Ping.
+    pub cluster_name: String,
+    /// Server version from Ping.
+    pub server_version: String,
+    /// Kinds the watch confirmed, or why it failed.
+    pub watch: Result<Vec<String>, String>,
+    /// Whether plugin data may be written, or why not.
+    pub plugin_data_write: Result<(), String>,
+    /// Credential warnings.
+    pub warnings: Vec<String>,
+}
+
+/// Runs the check; an error means we could not even ping.
+pub async fn check_connectivity(cfg: &TeleportConfig) -> Result<CheckReport, TeleportError> {
+    let opts = ConnectOptions::from_config(cfg);
+    check_with(&opts, &CredentialSource::from_config(&cfg.credentials)).await
+}
+
+/// [`check_connectivity`] with explicit options.
+pub async fn check_with(opts: &ConnectOptions, source: &CredentialSource) -> Result<CheckReport, TeleportError> {
+    let identity = Arc::new(source.load()?);
+    let warnings = identity.warnings.clone();
+    let client = Client::connect(opts, identity.clone()).await?;
+    let ping = client.ping().await?;
+    let watch = probe_watch(&client).await.map_err(|e| e.to_string());
+    let plugin_data_write = match client
+        .update_plugin_data(
+            PROBE_PLUGIN,
+            PROBE_REQUEST_ID,
+            BTreeMap::new(),
+            BTreeMap::from([("probe".to_owned(), String::new())]),
+        )
+        .await
+    {
+        Ok(()) | Err(TeleportError::NotFound(_)) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    };
+    Ok(CheckReport {
+        mode: opts.mode,
+        username: identity.username.clone(),
+        cert_expires: rfc3339(identity.not_after),
+        cluster_name: ping.cluster_name,
+        server_version: ping.server_version,
+        watch,
+        plugin_data_write,
+        warnings,
+    })
+}
+
+async fn probe_watch(client: &Client) -> Result<Vec<String>, TeleportError> {
+    let kinds = [KIND_ACCESS_REQUEST.to_owned(), KIND_ACCESS_MONITORING_RULE.to_owned()];
+    let mut stream = client.watch_events(&kinds, true).await?;
+    let ev = tokio::time::timeout(Duration::from_secs(5), stream.message())
+        .await
+        .map_err(|_| TeleportError::WatchInit("watcher initialization timed out".into()))?
+        .map_err(|s| TeleportError::from_status("WatchEvents", &s))?
+        .ok_or_else(|| TeleportError::StreamClosed("stream ended before OpInit".into()))?;
+    match ev.resource {
+        Some(pb::proto::event::Resource::WatchStatus(ws)) if ev.r#type == 0 => {
+            Ok(ws.spec.map(|s| s.kinds.into_iter().map(|k| k.kind).collect()).unwrap_or_default())
+        }
+        _ if ev.r#type == 0 => Ok(kinds.to_vec()),
+        _ => Err(TeleportError::WatchInit(format!("unexpected event type {}", ev.r#type))),
+    }
+}
