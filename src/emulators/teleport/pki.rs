@@ -50,14 +50,19 @@ fn err(e: rcgen::Error) -> EmulatorError {
 impl Pki {
     /// A new CA for `cluster`, valid for a day around now.
     pub fn new(cluster: &str) -> Result<Self, EmulatorError> {
+        let now = SystemTime::now();
+        Self::with_validity(cluster, now - Duration::from_secs(3600), now + Duration::from_secs(24 * 3600))
+    }
+
+    /// A new CA for `cluster` valid in `[not_before, not_after]`.
+    pub fn with_validity(cluster: &str, not_before: SystemTime, not_after: SystemTime) -> Result<Self, EmulatorError> {
         let mut params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
         params.distinguished_name.push(DnType::CommonName, cluster);
         params.distinguished_name.push(DnType::OrganizationName, cluster);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-        let now = SystemTime::now();
-        params.not_before = (now - Duration::from_secs(3600)).into();
-        params.not_after = (now + Duration::from_secs(24 * 3600)).into();
+        params.not_before = not_before.into();
+        params.not_after = not_after.into();
         params.serial_number = Some(SerialNumber::from(vec![1]));
         let key = KeyPair::generate().map_err(err)?;
         Ok(Self {
@@ -95,7 +100,12 @@ impl Pki {
         params.distinguished_name.push(DnType::CommonName, "auth");
         params.distinguished_name.push(DnType::OrganizationName, "Auth");
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        self.sign(params, SystemTime::now() - Duration::from_secs(60), SystemTime::now() + Duration::from_secs(24 * 3600))
+        self.sign(
+            params,
+            SystemTime::now() - Duration::from_secs(60),
+            SystemTime::now() + Duration::from_secs(24 * 3600),
+            None,
+        )
     }
 
     /// A client certificate for `user` with `roles`, valid in `[not_before, not_after]`.
@@ -112,7 +122,22 @@ impl Pki {
             params.distinguished_name.push(DnType::OrganizationName, *r);
         }
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        self.sign(params, not_before, not_after)
+        self.sign(params, not_before, not_after, None)
+    }
+
+    /// A client certificate for `user` over an existing PKCS#8 key (e.g. RSA).
+    pub fn issue_client_with_key(
+        &mut self,
+        user: &str,
+        key_pkcs8_pem: &str,
+        not_before: SystemTime,
+        not_after: SystemTime,
+    ) -> Result<IssuedCert, EmulatorError> {
+        let key = KeyPair::from_pem(key_pkcs8_pem).map_err(err)?;
+        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
+        params.distinguished_name.push(DnType::CommonName, user);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        self.sign(params, not_before, not_after, Some(key))
     }
 
     fn sign(
@@ -120,6 +145,7 @@ impl Pki {
         mut params: CertificateParams,
         not_before: SystemTime,
         not_after: SystemTime,
+        key: Option<KeyPair>,
     ) -> Result<IssuedCert, EmulatorError> {
         let (sn, serial) = self.serial();
         params.serial_number = Some(sn);
@@ -127,7 +153,10 @@ impl Pki {
         params.not_after = not_after.into();
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
         params.use_authority_key_identifier_extension = true;
-        let key = KeyPair::generate().map_err(err)?;
+        let key = match key {
+            Some(k) => k,
+            None => KeyPair::generate().map_err(err)?,
+        };
         let cert = params.signed_by(&key, &self.ca).map_err(err)?;
         Ok(IssuedCert {
             cert_pem: cert.pem(),
