@@ -247,11 +247,20 @@ pub fn truncate_marked(s: &str, limit: usize, marker: &str) -> String {
 /// characters. (Ordinary right-to-left text stays.)
 pub fn sanitize(s: &str) -> String {
     s.chars()
-        .filter(|&c| {
-            !(c.is_control() && c != '\n' && c != '\t')
-                && !matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
-        })
+        .filter(|&c| !is_stray_control(c) && !is_bidi_control(c) && !is_zero_width(c))
         .collect()
+}
+
+fn is_stray_control(c: char) -> bool {
+    c.is_control() && c != '\n' && c != '\t'
+}
+
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}')
+}
+
+fn is_zero_width(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}'..='\u{2065}' | '\u{FEFF}')
 }
 
 /// Escapes Discord markdown and mention syntax in inline (non-code) text:
