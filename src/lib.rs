@@ -7,6 +7,7 @@
 //! - [`backoff`]: the one pure retry-delay function every retry loop uses.
 //! - [`readiness`]: named readiness latches that components set; `/readyz` reads them.
 //! - [`metrics`]: the Prometheus registry, build info, process metrics.
+//! - [`render`]: access-request state → Discord message (text, review embeds, limits, escaping).
 //! - [`logging`]: tracing setup from `[log]`, with a reloadable level.
 //! - [`http`]: the axum router (`/healthz`, `/readyz`, `/metrics`, `/admin/reload`).
 //! - [`app`]: the long-running service (`start`): listener, signals, reload, shutdown.
@@ -24,6 +25,7 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod readiness;
+pub mod render;
 pub mod secret;
 pub mod teleport;
 pub mod version;
