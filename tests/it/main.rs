@@ -4,3 +4,4 @@
 mod cli;
 mod http;
 mod support;
+mod teleport;
