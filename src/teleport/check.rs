@@ -45,7 +45,10 @@ pub async fn check_connectivity(cfg: &TeleportConfig) -> Result<CheckReport, Tel
 }
 
 /// [`check_connectivity`] with explicit options.
-pub async fn check_with(opts: &ConnectOptions, source: &CredentialSource) -> Result<CheckReport, TeleportError> {
+pub async fn check_with(
+    opts: &ConnectOptions,
+    source: &CredentialSource,
+) -> Result<CheckReport, TeleportError> {
     let identity = Arc::new(source.load()?);
     let warnings = identity.warnings.clone();
     let client = Client::connect(opts, identity.clone()).await?;
@@ -76,7 +79,10 @@ pub async fn check_with(opts: &ConnectOptions, source: &CredentialSource) -> Res
 }
 
 async fn probe_watch(client: &Client) -> Result<Vec<String>, TeleportError> {
-    let kinds = [KIND_ACCESS_REQUEST.to_owned(), KIND_ACCESS_MONITORING_RULE.to_owned()];
+    let kinds = [
+        KIND_ACCESS_REQUEST.to_owned(),
+        KIND_ACCESS_MONITORING_RULE.to_owned(),
+    ];
     let mut stream = client.watch_events(&kinds, true).await?;
     let ev = tokio::time::timeout(Duration::from_secs(5), stream.message())
         .await
@@ -84,10 +90,14 @@ async fn probe_watch(client: &Client) -> Result<Vec<String>, TeleportError> {
         .map_err(|s| TeleportError::from_status("WatchEvents", &s))?
         .ok_or_else(|| TeleportError::StreamClosed("stream ended before OpInit".into()))?;
     match ev.resource {
-        Some(pb::proto::event::Resource::WatchStatus(ws)) if ev.r#type == 0 => {
-            Ok(ws.spec.map(|s| s.kinds.into_iter().map(|k| k.kind).collect()).unwrap_or_default())
-        }
+        Some(pb::proto::event::Resource::WatchStatus(ws)) if ev.r#type == 0 => Ok(ws
+            .spec
+            .map(|s| s.kinds.into_iter().map(|k| k.kind).collect())
+            .unwrap_or_default()),
         _ if ev.r#type == 0 => Ok(kinds.to_vec()),
-        _ => Err(TeleportError::WatchInit(format!("unexpected event type {}", ev.r#type))),
+        _ => Err(TeleportError::WatchInit(format!(
+            "unexpected event type {}",
+            ev.r#type
+        ))),
     }
 }

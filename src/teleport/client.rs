@@ -72,7 +72,10 @@ impl ConnectOptions {
 
     /// From the `[teleport]` config.
     pub fn from_config(c: &TeleportConfig) -> Self {
-        Self::new(c.addr.to_string(), Mode::choose(c.connect_via, c.addr.port()))
+        Self::new(
+            c.addr.to_string(),
+            Mode::choose(c.connect_via, c.addr.port()),
+        )
     }
 }
 
@@ -184,7 +187,10 @@ async fn dial(
 
 impl Client {
     /// Connects (TCP, mutual TLS, HTTP/2) now; later reconnects of the channel reuse this identity.
-    pub async fn connect(opts: &ConnectOptions, identity: Arc<Identity>) -> Result<Self, TeleportError> {
+    pub async fn connect(
+        opts: &ConnectOptions,
+        identity: Arc<Identity>,
+    ) -> Result<Self, TeleportError> {
         let cfg = tls::client_config(&identity, opts.mode == Mode::Proxy)?;
         let endpoint = Endpoint::from_static("http://teleport.cluster.local")
             .connect_timeout(opts.connect_timeout)
@@ -194,7 +200,8 @@ impl Client {
             .tcp_nodelay(true);
         let addr = opts.addr.clone();
         let mode = opts.mode;
-        let connector = tower::service_fn(move |_uri: http::Uri| dial(addr.clone(), cfg.clone(), mode));
+        let connector =
+            tower::service_fn(move |_uri: http::Uri| dial(addr.clone(), cfg.clone(), mode));
         let channel = endpoint
             .connect_with_connector(connector)
             .await
@@ -203,7 +210,8 @@ impl Client {
                 reason: error_chain(&e),
             })?;
         Ok(Self {
-            auth: AuthServiceClient::new(channel.clone()).max_decoding_message_size(4 * 1024 * 1024),
+            auth: AuthServiceClient::new(channel.clone())
+                .max_decoding_message_size(4 * 1024 * 1024),
             amr: AccessMonitoringRulesServiceClient::new(channel),
             call_timeout: opts.call_timeout,
             identity,
@@ -244,7 +252,9 @@ impl Client {
             cluster_name: resp.cluster_name,
             server_version: resp.server_version,
             proxy_public_addr: resp.proxy_public_addr,
-            advanced_access_workflows: resp.server_features.is_some_and(|f| f.advanced_access_workflows),
+            advanced_access_workflows: resp
+                .server_features
+                .is_some_and(|f| f.advanced_access_workflows),
         })
     }
 
@@ -276,7 +286,10 @@ impl Client {
     /// Every access request (optionally only those in `state`), page by page
     /// with `ListAccessRequests`, falling back to `GetAccessRequestsV2` on
     /// servers without it. Requests that do not convert are logged and skipped.
-    pub async fn list_access_requests(&self, state: Option<RequestState>) -> Result<Vec<AccessRequest>, TeleportError> {
+    pub async fn list_access_requests(
+        &self,
+        state: Option<RequestState>,
+    ) -> Result<Vec<AccessRequest>, TeleportError> {
         let filter = pb::types::AccessRequestFilter {
             state: state.map_or(0, |s| s.to_pb() as i32),
             ..Default::default()
@@ -425,7 +438,10 @@ impl Client {
     }
 
     /// Access monitoring rules for `access_request` that notify `plugin`, all pages.
-    pub async fn list_access_monitoring_rules(&self, plugin: &str) -> Result<Vec<AccessMonitoringRule>, TeleportError> {
+    pub async fn list_access_monitoring_rules(
+        &self,
+        plugin: &str,
+    ) -> Result<Vec<AccessMonitoringRule>, TeleportError> {
         use pb::teleport::accessmonitoringrules::v1 as amr;
         let mut out = Vec::new();
         let mut token = String::new();
@@ -433,13 +449,15 @@ impl Client {
             let resp = self
                 .amr
                 .clone()
-                .list_access_monitoring_rules_with_filter(self.req(amr::ListAccessMonitoringRulesWithFilterRequest {
-                    page_size: 1000,
-                    page_token: token.clone(),
-                    subjects: vec![KIND_ACCESS_REQUEST.into()],
-                    notification_name: plugin.into(),
-                    ..Default::default()
-                }))
+                .list_access_monitoring_rules_with_filter(self.req(
+                    amr::ListAccessMonitoringRulesWithFilterRequest {
+                        page_size: 1000,
+                        page_token: token.clone(),
+                        subjects: vec![KIND_ACCESS_REQUEST.into()],
+                        notification_name: plugin.into(),
+                        ..Default::default()
+                    },
+                ))
                 .await
                 .map_err(|s| rpc_error("ListAccessMonitoringRulesWithFilter", &s))?
                 .into_inner();
@@ -471,14 +489,14 @@ fn convert_requests(raw: Vec<pb::types::AccessRequestV3>) -> Vec<AccessRequest> 
 
 /// Maps a status to a typed error; transport failures name their cause.
 pub(crate) fn rpc_error(method: &'static str, s: &tonic::Status) -> TeleportError {
-    if s.code() == tonic::Code::Unknown || s.code() == tonic::Code::Unavailable {
-        if let Some(src) = std::error::Error::source(s) {
-            return TeleportError::Rpc {
-                method,
-                code: s.code(),
-                message: format!("{}: {}", s.message(), error_chain(src)),
-            };
-        }
+    if (s.code() == tonic::Code::Unknown || s.code() == tonic::Code::Unavailable)
+        && let Some(src) = std::error::Error::source(s)
+    {
+        return TeleportError::Rpc {
+            method,
+            code: s.code(),
+            message: format!("{}: {}", s.message(), error_chain(src)),
+        };
     }
     TeleportError::from_status(method, s)
 }
@@ -530,7 +548,9 @@ fn cmp_pre(a: &[String], b: &[String]) -> std::cmp::Ordering {
 /// Whether `version >= min` by semver rules; unparseable versions fail.
 pub fn version_at_least(version: &str, min: &str) -> bool {
     match (parse_semver(version), parse_semver(min)) {
-        (Some(v), Some(m)) => v.core.cmp(&m.core).then_with(|| cmp_pre(&v.pre, &m.pre)) != std::cmp::Ordering::Less,
+        (Some(v), Some(m)) => {
+            v.core.cmp(&m.core).then_with(|| cmp_pre(&v.pre, &m.pre)) != std::cmp::Ordering::Less
+        }
         _ => false,
     }
 }

@@ -217,7 +217,11 @@ fn malformed(path: &Path, reason: impl Into<String>) -> TeleportError {
 }
 
 /// Parses an identity file's text. `now` decides expiry.
-pub fn parse_identity_file(text: &str, path: &Path, now: SystemTime) -> Result<Identity, TeleportError> {
+pub fn parse_identity_file(
+    text: &str,
+    path: &Path,
+    now: SystemTime,
+) -> Result<Identity, TeleportError> {
     let mut blocks: Vec<String> = Vec::new();
     let mut current: Option<String> = None;
     let mut ssh_cert = false;
@@ -243,15 +247,21 @@ pub fn parse_identity_file(text: &str, path: &Path, now: SystemTime) -> Result<I
     }
     if let Some(open) = current {
         let label = open.lines().next().unwrap_or_default().to_owned();
-        return Err(malformed(path, format!("PEM block \"{label}\" has no -----END line")));
+        return Err(malformed(
+            path,
+            format!("PEM block \"{label}\" has no -----END line"),
+        ));
     }
     if !ssh_cert {
         tracing::debug!(path = %path.display(), "identity file has no SSH certificate line (not needed)");
     }
     let mut it = blocks.iter();
-    let key_pem = it
-        .next()
-        .ok_or_else(|| malformed(path, "no PEM blocks: expected a private key, a TLS certificate and CA certificates"))?;
+    let key_pem = it.next().ok_or_else(|| {
+        malformed(
+            path,
+            "no PEM blocks: expected a private key, a TLS certificate and CA certificates",
+        )
+    })?;
     let key = parse_key(key_pem, path)?;
     let cert_pem = it
         .next()
@@ -262,7 +272,10 @@ pub fn parse_identity_file(text: &str, path: &Path, now: SystemTime) -> Result<I
         cas.push(parse_cert(b, path, &format!("CA certificate #{}", i + 1))?);
     }
     if cas.is_empty() {
-        return Err(malformed(path, "no CA certificate blocks after the TLS certificate"));
+        return Err(malformed(
+            path,
+            "no CA certificate blocks after the TLS certificate",
+        ));
     }
     build(key, vec![cert], cas, (path, path, path), now)
 }
@@ -294,21 +307,37 @@ fn parse_key(pem: &str, path: &Path) -> Result<PrivateKeyDer<'static>, TeleportE
         "OPENSSH PRIVATE KEY" | "PIV YUBIKEY PRIVATE KEY" => {
             return Err(malformed(
                 path,
-                format!("private key type \"{label}\" is not supported; sign the identity with a software RSA or ECDSA key"),
+                format!(
+                    "private key type \"{label}\" is not supported; sign the identity with a software RSA or ECDSA key"
+                ),
             ));
         }
         other => {
-            return Err(malformed(path, format!("expected a private key block first, found \"{other}\"")));
+            return Err(malformed(
+                path,
+                format!("expected a private key block first, found \"{other}\""),
+            ));
         }
     }
-    PrivateKeyDer::from_pem_slice(pem.as_bytes())
-        .map_err(|e| malformed(path, format!("private key block ({label}) is not valid: {e}")))
+    PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| {
+        malformed(
+            path,
+            format!("private key block ({label}) is not valid: {e}"),
+        )
+    })
 }
 
-fn parse_cert(pem: &str, path: &Path, what: &str) -> Result<CertificateDer<'static>, TeleportError> {
+fn parse_cert(
+    pem: &str,
+    path: &Path,
+    what: &str,
+) -> Result<CertificateDer<'static>, TeleportError> {
     if !pem.starts_with("-----BEGIN CERTIFICATE-----") {
         let label = pem.lines().next().unwrap_or_default();
-        return Err(malformed(path, format!("{what}: expected a CERTIFICATE block, found \"{label}\"")));
+        return Err(malformed(
+            path,
+            format!("{what}: expected a CERTIFICATE block, found \"{label}\""),
+        ));
     }
     CertificateDer::from_pem_slice(pem.as_bytes())
         .map_err(|e| malformed(path, format!("{what} is not valid PEM: {e}")))
@@ -334,8 +363,12 @@ struct CertInfo {
 
 fn cert_info(der: &CertificateDer<'_>, path: &Path, what: &str) -> Result<CertInfo, TeleportError> {
     use x509_parser::prelude::*;
-    let (_, cert) = X509Certificate::from_der(der.as_ref())
-        .map_err(|e| malformed(path, format!("{what} is not a valid X.509 certificate: {e}")))?;
+    let (_, cert) = X509Certificate::from_der(der.as_ref()).map_err(|e| {
+        malformed(
+            path,
+            format!("{what} is not a valid X.509 certificate: {e}"),
+        )
+    })?;
     let cn = |name: &X509Name<'_>| {
         name.iter_common_name()
             .next()
@@ -381,7 +414,12 @@ fn build(
                 cert_path: cert_path.to_owned(),
             });
         }
-        Err(e) => return Err(malformed(key_path, format!("private key cannot be used: {e}"))),
+        Err(e) => {
+            return Err(malformed(
+                key_path,
+                format!("private key cannot be used: {e}"),
+            ));
+        }
     }
     if info.not_after < now {
         return Err(TeleportError::CredentialsExpired {
@@ -419,7 +457,9 @@ fn build(
         });
     }
     if valid_cas < cas.len() {
-        warnings.push("At least one non-expired credential has been found, continuing startup".to_owned());
+        warnings.push(
+            "At least one non-expired credential has been found, continuing startup".to_owned(),
+        );
     }
     Ok(Identity {
         key,

@@ -210,7 +210,9 @@ impl TeleportError {
         match status.code() {
             tonic::Code::FailedPrecondition => Self::CompareFailed(message),
             tonic::Code::NotFound => Self::NotFound(message),
-            tonic::Code::PermissionDenied if message.ends_with("has already reviewed this request") => {
+            tonic::Code::PermissionDenied
+                if message.ends_with("has already reviewed this request") =>
+            {
                 Self::AlreadyReviewed(message)
             }
             tonic::Code::PermissionDenied => Self::PermissionDenied(message),

@@ -186,7 +186,9 @@ impl WatchEvent {
             Self::PutAccessRequest(_) => (super::KIND_ACCESS_REQUEST, "put"),
             Self::DeleteAccessRequest { .. } => (super::KIND_ACCESS_REQUEST, "delete"),
             Self::PutAccessMonitoringRule(_) => (super::KIND_ACCESS_MONITORING_RULE, "put"),
-            Self::DeleteAccessMonitoringRule { .. } => (super::KIND_ACCESS_MONITORING_RULE, "delete"),
+            Self::DeleteAccessMonitoringRule { .. } => {
+                (super::KIND_ACCESS_MONITORING_RULE, "delete")
+            }
         }
     }
 }
@@ -197,7 +199,9 @@ pub fn time_from_pb(ts: Option<&prost_types::Timestamp>) -> Option<SystemTime> {
     if ts.seconds == GO_ZERO_TIME_SECONDS && ts.nanos == 0 {
         return None;
     }
-    let nanos = u32::try_from(ts.nanos).ok().filter(|n| *n < 1_000_000_000)?;
+    let nanos = u32::try_from(ts.nanos)
+        .ok()
+        .filter(|n| *n < 1_000_000_000)?;
     if ts.seconds >= 0 {
         UNIX_EPOCH.checked_add(Duration::new(ts.seconds.unsigned_abs(), nanos))
     } else {
@@ -233,7 +237,9 @@ impl TryFrom<pb::types::AccessRequestV3> for AccessRequest {
     fn try_from(r: pb::types::AccessRequestV3) -> Result<Self, Self::Error> {
         let id = r.metadata.map(|m| m.name).unwrap_or_default();
         if id.is_empty() {
-            return Err(TeleportError::BadData("access request without a name (ID)".into()));
+            return Err(TeleportError::BadData(
+                "access request without a name (ID)".into(),
+            ));
         }
         let spec = r
             .spec
@@ -287,7 +293,9 @@ impl TryFrom<pb::types::AccessRequestV3> for AccessRequest {
     }
 }
 
-impl TryFrom<pb::teleport::accessmonitoringrules::v1::AccessMonitoringRule> for AccessMonitoringRule {
+impl TryFrom<pb::teleport::accessmonitoringrules::v1::AccessMonitoringRule>
+    for AccessMonitoringRule
+{
     type Error = TeleportError;
 
     fn try_from(
@@ -295,7 +303,9 @@ impl TryFrom<pb::teleport::accessmonitoringrules::v1::AccessMonitoringRule> for 
     ) -> Result<Self, Self::Error> {
         let meta = r.metadata.unwrap_or_default();
         if meta.name.is_empty() {
-            return Err(TeleportError::BadData("access monitoring rule without a name".into()));
+            return Err(TeleportError::BadData(
+                "access monitoring rule without a name".into(),
+            ));
         }
         let spec = r.spec.unwrap_or_default();
         let (notification_name, recipients) = match spec.notification {
@@ -322,7 +332,9 @@ pub fn event_from_pb(ev: pb::proto::Event) -> Result<Option<WatchEvent>, Telepor
     let op = pb::proto::Operation::try_from(ev.r#type)
         .map_err(|_| TeleportError::BadData(format!("unknown event operation {}", ev.r#type)))?;
     match (op, ev.resource) {
-        (pb::proto::Operation::Init, _) => Err(TeleportError::BadData("unexpected second INIT event".into())),
+        (pb::proto::Operation::Init, _) => Err(TeleportError::BadData(
+            "unexpected second INIT event".into(),
+        )),
         (pb::proto::Operation::Put, Some(Resource::AccessRequest(r))) => {
             Ok(Some(WatchEvent::PutAccessRequest(r.try_into()?)))
         }
@@ -332,10 +344,15 @@ pub fn event_from_pb(ev: pb::proto::Event) -> Result<Option<WatchEvent>, Telepor
         (pb::proto::Operation::Delete, Some(Resource::ResourceHeader(h))) => {
             let name = h.metadata.map(|m| m.name).unwrap_or_default();
             if name.is_empty() {
-                return Err(TeleportError::BadData(format!("DELETE of {} without a name", h.kind)));
+                return Err(TeleportError::BadData(format!(
+                    "DELETE of {} without a name",
+                    h.kind
+                )));
             }
             match h.kind.as_str() {
-                super::KIND_ACCESS_REQUEST => Ok(Some(WatchEvent::DeleteAccessRequest { id: name })),
+                super::KIND_ACCESS_REQUEST => {
+                    Ok(Some(WatchEvent::DeleteAccessRequest { id: name }))
+                }
                 super::KIND_ACCESS_MONITORING_RULE => {
                     Ok(Some(WatchEvent::DeleteAccessMonitoringRule { name }))
                 }

@@ -52,8 +52,19 @@ fn ts(field: u32, seconds: i64) -> Vec<u8> {
 const T0: i64 = 1_764_000_000;
 
 fn request_bytes() -> Vec<u8> {
-    let metadata = cat(&[s(1, "req-1"), s(2, "default"), ts(6, T0 + 7200), vint(7, 42), s(8, "rev")]);
-    let review = cat(&[s(1, "alice"), vint(3, 2), s(4, "looks fine"), ts(5, T0 + 60)]);
+    let metadata = cat(&[
+        s(1, "req-1"),
+        s(2, "default"),
+        ts(6, T0 + 7200),
+        vint(7, 42),
+        s(8, "rev"),
+    ]);
+    let review = cat(&[
+        s(1, "alice"),
+        vint(3, 2),
+        s(4, "looks fine"),
+        ts(5, T0 + 60),
+    ]);
     let threshold = cat(&[s(1, "default"), s(2, "true"), vint(3, 2), vint(4, 1)]);
     let resource = cat(&[s(1, "cluster"), s(2, "node"), s(3, "db-1")]);
     let spec = cat(&[
@@ -73,7 +84,12 @@ fn request_bytes() -> Vec<u8> {
         ts(18, T0 + 1800),
         vint(24, 1), // newer field we do not model: must be skipped
     ]);
-    cat(&[s(1, "access_request"), s(3, "v3"), ld(4, &metadata), ld(5, &spec)])
+    cat(&[
+        s(1, "access_request"),
+        s(3, "v3"),
+        ld(4, &metadata),
+        ld(5, &spec),
+    ])
 }
 
 #[test]
@@ -92,31 +108,52 @@ fn access_request_decodes_every_field_we_use() {
     assert_eq!(a.request_reason, "need access");
     assert_eq!(a.resolve_reason, "resolved");
     assert_eq!(a.created, Some(UNIX_EPOCH + Duration::from_secs(T0 as u64)));
-    assert_eq!(a.expires, Some(UNIX_EPOCH + Duration::from_secs(T0 as u64 + 3600)));
+    assert_eq!(
+        a.expires,
+        Some(UNIX_EPOCH + Duration::from_secs(T0 as u64 + 3600))
+    );
     assert_eq!(a.thresholds.len(), 1);
-    assert_eq!((a.thresholds[0].name.as_str(), a.thresholds[0].filter.as_str()), ("default", "true"));
+    assert_eq!(
+        (
+            a.thresholds[0].name.as_str(),
+            a.thresholds[0].filter.as_str()
+        ),
+        ("default", "true")
+    );
     assert_eq!((a.thresholds[0].approve, a.thresholds[0].deny), (2, 1));
     assert_eq!(a.reviews.len(), 1);
     assert_eq!(a.reviews[0].author, "alice");
     assert_eq!(a.reviews[0].proposed_state, RequestState::Approved);
     assert_eq!(a.reviews[0].reason, "looks fine");
-    assert_eq!(a.reviews[0].created, Some(UNIX_EPOCH + Duration::from_secs(T0 as u64 + 60)));
+    assert_eq!(
+        a.reviews[0].created,
+        Some(UNIX_EPOCH + Duration::from_secs(T0 as u64 + 60))
+    );
     assert_eq!(a.suggested_reviewers, ["carol"]);
     assert_eq!(a.resources, ["/cluster/node/db-1"]);
 }
 
 #[test]
 fn go_zero_time_is_unset() {
-    let spec = cat(&[s(1, "bob"), vint(3, 1), ts(4, super::model::GO_ZERO_TIME_SECONDS)]);
+    let spec = cat(&[
+        s(1, "bob"),
+        vint(3, 1),
+        ts(4, super::model::GO_ZERO_TIME_SECONDS),
+    ]);
     let bytes = cat(&[ld(4, &s(1, "r")), ld(5, &spec)]);
-    let a = AccessRequest::try_from(pb::types::AccessRequestV3::decode(bytes.as_slice()).unwrap()).unwrap();
+    let a = AccessRequest::try_from(pb::types::AccessRequestV3::decode(bytes.as_slice()).unwrap())
+        .unwrap();
     assert_eq!(a.created, None);
 }
 
 #[test]
 fn events_decode_with_the_documented_oneof_numbers() {
     // INIT with WatchStatus (43)
-    let ws = cat(&[s(1, "watch_status"), s(3, "v1"), ld(5, &ld(1, &s(1, "access_request")))]);
+    let ws = cat(&[
+        s(1, "watch_status"),
+        s(3, "v1"),
+        ld(5, &ld(1, &s(1, "access_request"))),
+    ]);
     let ev = pb::proto::Event::decode(cat(&[vint(1, 0), ld(43, &ws)]).as_slice()).unwrap();
     match ev.resource {
         Some(pb::proto::event::Resource::WatchStatus(w)) => {
@@ -125,22 +162,34 @@ fn events_decode_with_the_documented_oneof_numbers() {
         other => panic!("{other:?}"),
     }
     // PUT with AccessRequest (14)
-    let ev = pb::proto::Event::decode(cat(&[vint(1, 1), ld(14, &request_bytes())]).as_slice()).unwrap();
+    let ev =
+        pb::proto::Event::decode(cat(&[vint(1, 1), ld(14, &request_bytes())]).as_slice()).unwrap();
     match event_from_pb(ev).unwrap() {
         Some(WatchEvent::PutAccessRequest(r)) => assert_eq!(r.id, "req-1"),
         other => panic!("{other:?}"),
     }
     // DELETE with ResourceHeader (2)
-    let hdr = cat(&[s(1, "access_request"), s(3, "v3"), ld(4, &cat(&[s(1, "req-9"), s(2, "default")]))]);
+    let hdr = cat(&[
+        s(1, "access_request"),
+        s(3, "v3"),
+        ld(4, &cat(&[s(1, "req-9"), s(2, "default")])),
+    ]);
     let ev = pb::proto::Event::decode(cat(&[vint(1, 2), ld(2, &hdr)]).as_slice()).unwrap();
-    assert_eq!(event_from_pb(ev).unwrap(), Some(WatchEvent::DeleteAccessRequest { id: "req-9".into() }));
+    assert_eq!(
+        event_from_pb(ev).unwrap(),
+        Some(WatchEvent::DeleteAccessRequest { id: "req-9".into() })
+    );
     // PUT with AccessMonitoringRule (54)
     let rule = cat(&[
         ld(1, &s(1, "rule-1")),
         s(2, "access_monitoring_rule"),
         ld(
             5,
-            &cat(&[s(1, "access_request"), s(3, "contains(request.roles, \"dev\")"), ld(4, &cat(&[s(1, "discord"), s(2, "1234")]))]),
+            &cat(&[
+                s(1, "access_request"),
+                s(3, "contains(request.roles, \"dev\")"),
+                ld(4, &cat(&[s(1, "discord"), s(2, "1234")])),
+            ]),
         ),
     ]);
     let ev = pb::proto::Event::decode(cat(&[vint(1, 1), ld(54, &rule)]).as_slice()).unwrap();
@@ -161,18 +210,28 @@ fn events_decode_with_the_documented_oneof_numbers() {
 #[test]
 fn bad_data_is_an_error_not_a_panic() {
     // PUT of a request without a name.
-    let ev = pb::proto::Event::decode(cat(&[vint(1, 1), ld(14, &ld(5, &s(1, "bob")))]).as_slice()).unwrap();
+    let ev = pb::proto::Event::decode(cat(&[vint(1, 1), ld(14, &ld(5, &s(1, "bob")))]).as_slice())
+        .unwrap();
     assert!(matches!(event_from_pb(ev), Err(TeleportError::BadData(_))));
     // Unknown state value.
     let bytes = cat(&[ld(4, &s(1, "r")), ld(5, &cat(&[s(1, "bob"), vint(3, 77)]))]);
     let r = pb::types::AccessRequestV3::decode(bytes.as_slice()).unwrap();
-    assert!(matches!(AccessRequest::try_from(r), Err(TeleportError::BadData(_))));
+    assert!(matches!(
+        AccessRequest::try_from(r),
+        Err(TeleportError::BadData(_))
+    ));
 }
 
 #[test]
 fn ping_response_decodes_and_skips_old_fields() {
     let features = cat(&[vint(7, 1), vint(6, 1), ld(21, &vint(1, 10))]);
-    let bytes = cat(&[s(1, "example.com"), s(2, "18.2.1"), ld(3, &features), s(4, "proxy.example.com:443"), vint(5, 0)]);
+    let bytes = cat(&[
+        s(1, "example.com"),
+        s(2, "18.2.1"),
+        ld(3, &features),
+        s(4, "proxy.example.com:443"),
+        vint(5, 0),
+    ]);
     let p = pb::proto::PingResponse::decode(bytes.as_slice()).unwrap();
     assert_eq!(p.cluster_name, "example.com");
     assert_eq!(p.server_version, "18.2.1");
@@ -185,15 +244,30 @@ fn plugin_data_messages_match_the_tables() {
     // UpdatePluginData params as Go would send them (map value written even when empty).
     let set_entry = cat(&[s(1, "channel"), s(2, "42")]);
     let expect_entry = cat(&[s(1, "channel"), s(2, "")]);
-    let bytes = cat(&[s(1, "access_request"), s(2, "req-1"), s(3, "discord"), ld(4, &set_entry), ld(5, &expect_entry)]);
+    let bytes = cat(&[
+        s(1, "access_request"),
+        s(2, "req-1"),
+        s(3, "discord"),
+        ld(4, &set_entry),
+        ld(5, &expect_entry),
+    ]);
     let p = pb::types::PluginDataUpdateParams::decode(bytes.as_slice()).unwrap();
-    assert_eq!((p.kind.as_str(), p.resource.as_str(), p.plugin.as_str()), ("access_request", "req-1", "discord"));
+    assert_eq!(
+        (p.kind.as_str(), p.resource.as_str(), p.plugin.as_str()),
+        ("access_request", "req-1", "discord")
+    );
     assert_eq!(p.set.get("channel").map(String::as_str), Some("42"));
     assert_eq!(p.expect.get("channel").map(String::as_str), Some(""));
 
     let data = ld(1, &cat(&[s(1, "k"), s(2, "v")]));
     let entries = ld(1, &cat(&[s(1, "discord"), ld(2, &data)]));
-    let pd = cat(&[s(1, "plugin_data"), s(2, "access_request"), s(3, "v3"), ld(4, &s(1, "req-1")), ld(5, &entries)]);
+    let pd = cat(&[
+        s(1, "plugin_data"),
+        s(2, "access_request"),
+        s(3, "v3"),
+        ld(4, &s(1, "req-1")),
+        ld(5, &entries),
+    ]);
     let seq = pb::proto::PluginDataSeq::decode(ld(1, &pd).as_slice()).unwrap();
     let spec = seq.plugin_data[0].spec.clone().unwrap();
     assert_eq!(spec.entries["discord"].data["k"], "v");
@@ -203,7 +277,10 @@ fn plugin_data_messages_match_the_tables() {
         resource: "req-1".into(),
         plugin: "discord".into(),
     };
-    assert_eq!(f.encode_to_vec(), cat(&[s(1, "access_request"), s(2, "req-1"), s(3, "discord")]));
+    assert_eq!(
+        f.encode_to_vec(),
+        cat(&[s(1, "access_request"), s(2, "req-1"), s(3, "discord")])
+    );
 }
 
 #[test]
@@ -215,7 +292,10 @@ fn requests_we_send_have_the_documented_bytes() {
         }],
         allow_partial_success: true,
     };
-    assert_eq!(w.encode_to_vec(), cat(&[ld(1, &s(1, "access_request")), vint(2, 1)]));
+    assert_eq!(
+        w.encode_to_vec(),
+        cat(&[ld(1, &s(1, "access_request")), vint(2, 1)])
+    );
 
     let sub = pb::types::AccessReviewSubmission {
         request_id: "req-1".into(),
@@ -229,7 +309,10 @@ fn requests_we_send_have_the_documented_bytes() {
     // Created is omitted so the server sets "now".
     assert_eq!(
         sub.encode_to_vec(),
-        cat(&[s(1, "req-1"), ld(2, &cat(&[s(1, "access-plugin"), vint(3, 3), s(4, "no")]))])
+        cat(&[
+            s(1, "req-1"),
+            ld(2, &cat(&[s(1, "access-plugin"), vint(3, 3), s(4, "no")]))
+        ])
     );
 
     let l = pb::proto::ListAccessRequestsRequest {
@@ -241,19 +324,33 @@ fn requests_we_send_have_the_documented_bytes() {
         start_key: "k".into(),
         ..Default::default()
     };
-    assert_eq!(l.encode_to_vec(), cat(&[ld(1, &vint(3, 1)), vint(4, 500), s(5, "k")]));
-    let resp = pb::proto::ListAccessRequestsResponse::decode(cat(&[ld(1, &request_bytes()), s(2, "next")]).as_slice()).unwrap();
+    assert_eq!(
+        l.encode_to_vec(),
+        cat(&[ld(1, &vint(3, 1)), vint(4, 500), s(5, "k")])
+    );
+    let resp = pb::proto::ListAccessRequestsResponse::decode(
+        cat(&[ld(1, &request_bytes()), s(2, "next")]).as_slice(),
+    )
+    .unwrap();
     assert_eq!(resp.next_key, "next");
     assert_eq!(resp.access_requests.len(), 1);
 
-    assert_eq!(pb::proto::GetRoleRequest { name: "dev".into() }.encode_to_vec(), s(1, "dev"));
+    assert_eq!(
+        pb::proto::GetRoleRequest { name: "dev".into() }.encode_to_vec(),
+        s(1, "dev")
+    );
 }
 
 #[test]
 fn role_decodes_request_and_review_conditions() {
     let request = cat(&[s(1, "admin"), s(5, "alice")]);
     let allow = cat(&[ld(6, &request), ld(15, &s(1, "dev"))]);
-    let bytes = cat(&[s(1, "role"), s(3, "v7"), ld(4, &s(1, "dev")), ld(5, &ld(2, &allow))]);
+    let bytes = cat(&[
+        s(1, "role"),
+        s(3, "v7"),
+        ld(4, &s(1, "dev")),
+        ld(5, &ld(2, &allow)),
+    ]);
     let r = pb::types::RoleV6::decode(bytes.as_slice()).unwrap();
     let allow = r.spec.unwrap().allow.unwrap();
     assert_eq!(allow.request.unwrap().suggested_reviewers, ["alice"]);
@@ -293,30 +390,63 @@ fn fail_fast_env_uses_go_bool_spelling() {
     assert!(!parse_go_bool("FALSE").unwrap());
     assert!(!parse_go_bool("").unwrap());
     let e = parse_go_bool("yes").unwrap_err().to_string();
-    assert_eq!(e, "failed to parse content 'yes' of the TELEPORT_PLUGIN_FAIL_FAST environment variable");
+    assert_eq!(
+        e,
+        "failed to parse content 'yes' of the TELEPORT_PLUGIN_FAIL_FAST environment variable"
+    );
 }
 
 #[test]
 fn statuses_map_to_typed_errors_and_classes() {
-    let e = TeleportError::from_status("UpdatePluginData", &tonic::Status::failed_precondition("expectations not met for field \"k\""));
+    let e = TeleportError::from_status(
+        "UpdatePluginData",
+        &tonic::Status::failed_precondition("expectations not met for field \"k\""),
+    );
     assert!(matches!(e, TeleportError::CompareFailed(_)));
-    let e = TeleportError::from_status("SubmitAccessReview", &tonic::Status::permission_denied("user \"a\" has already reviewed this request"));
+    let e = TeleportError::from_status(
+        "SubmitAccessReview",
+        &tonic::Status::permission_denied("user \"a\" has already reviewed this request"),
+    );
     assert!(matches!(e, TeleportError::AlreadyReviewed(_)));
     assert_eq!(classify_code(tonic::Code::Unavailable), ErrorClass::Retry);
-    assert_eq!(classify_code(tonic::Code::Unauthenticated), ErrorClass::Credentials);
-    assert_eq!(classify_code(tonic::Code::InvalidArgument), ErrorClass::Fatal);
-    assert_eq!(TeleportError::StreamClosed("EOF".into()).class(), ErrorClass::Retry);
+    assert_eq!(
+        classify_code(tonic::Code::Unauthenticated),
+        ErrorClass::Credentials
+    );
+    assert_eq!(
+        classify_code(tonic::Code::InvalidArgument),
+        ErrorClass::Fatal
+    );
+    assert_eq!(
+        TeleportError::StreamClosed("EOF".into()).class(),
+        ErrorClass::Retry
+    );
 }
 
 #[test]
 fn routing_alpn_encodes_the_cluster_in_hex() {
-    assert_eq!(tls::auth_routing_alpn("example.com"), "teleport-auth@6578616d706c652e636f6d.teleport.cluster.local");
-    assert_eq!(tls::cluster_from_routing_alpn(&tls::auth_routing_alpn("a.b")).as_deref(), Some("a.b"));
+    assert_eq!(
+        tls::auth_routing_alpn("example.com"),
+        "teleport-auth@6578616d706c652e636f6d.teleport.cluster.local"
+    );
+    assert_eq!(
+        tls::cluster_from_routing_alpn(&tls::auth_routing_alpn("a.b")).as_deref(),
+        Some("a.b")
+    );
     assert_eq!(tls::alpn_protocols(false, "x"), vec![b"h2".to_vec()]);
     assert_eq!(tls::alpn_protocols(true, "x")[1], b"h2".to_vec());
-    assert_eq!(client::Mode::choose(crate::config::ConnectVia::Auto, 3025), client::Mode::Auth);
-    assert_eq!(client::Mode::choose(crate::config::ConnectVia::Auto, 443), client::Mode::Proxy);
-    assert_eq!(client::Mode::choose(crate::config::ConnectVia::Auth, 443), client::Mode::Auth);
+    assert_eq!(
+        client::Mode::choose(crate::config::ConnectVia::Auto, 3025),
+        client::Mode::Auth
+    );
+    assert_eq!(
+        client::Mode::choose(crate::config::ConnectVia::Auto, 443),
+        client::Mode::Proxy
+    );
+    assert_eq!(
+        client::Mode::choose(crate::config::ConnectVia::Auth, 443),
+        client::Mode::Auth
+    );
 }
 
 // ---- credentials ---------------------------------------------------------------------
@@ -327,7 +457,13 @@ fn pki() -> Pki {
 
 fn valid(p: &mut Pki) -> crate::emulators::teleport::pki::IssuedCert {
     let now = SystemTime::now();
-    p.issue_client("access-plugin", &[], now - Duration::from_secs(60), now + Duration::from_secs(3600)).unwrap()
+    p.issue_client(
+        "access-plugin",
+        &[],
+        now - Duration::from_secs(60),
+        now + Duration::from_secs(3600),
+    )
+    .unwrap()
 }
 
 const PATH: &str = "/etc/teleport/identity";
@@ -342,11 +478,20 @@ fn identity_file_parses_with_layout_variations() {
     assert_eq!(id.cluster_name, "example.com");
     assert_eq!(id.cas().len(), 1);
     assert!(id.warnings.is_empty(), "{:?}", id.warnings);
-    assert!(!format!("{id:?}").contains("PRIVATE"), "Debug must not show the key");
+    assert!(
+        !format!("{id:?}").contains("PRIVATE"),
+        "Debug must not show the key"
+    );
 
     // CRLF, indentation, blank lines, no SSH lines, two CAs.
     let other = Pki::new("leaf.example.com").unwrap();
-    let varied = format!("\r\n{}\r\n\r\n  {}\n{}{}", c.key_pem.replace('\n', "\r\n"), c.cert_pem.replace('\n', "\n  "), p.ca_pem(), other.ca_pem());
+    let varied = format!(
+        "\r\n{}\r\n\r\n  {}\n{}{}",
+        c.key_pem.replace('\n', "\r\n"),
+        c.cert_pem.replace('\n', "\n  "),
+        p.ca_pem(),
+        other.ca_pem()
+    );
     let id = parse_identity_file(&varied, Path::new(PATH), SystemTime::now()).unwrap();
     assert_eq!(id.cas().len(), 2);
 }
@@ -356,11 +501,22 @@ fn rsa_and_ec_keys_in_every_encoding_are_accepted() {
     let mut p = pki();
     let now = SystemTime::now();
     for (pkcs8, other) in [
-        (include_str!("testdata/rsa_pkcs8.pem"), include_str!("testdata/rsa_pkcs1.pem")),
-        (include_str!("testdata/ec_pkcs8.pem"), include_str!("testdata/ec_sec1.pem")),
+        (
+            include_str!("testdata/rsa_pkcs8.pem"),
+            include_str!("testdata/rsa_pkcs1.pem"),
+        ),
+        (
+            include_str!("testdata/ec_pkcs8.pem"),
+            include_str!("testdata/ec_sec1.pem"),
+        ),
     ] {
         let c = p
-            .issue_client_with_key("bot", pkcs8, now - Duration::from_secs(60), now + Duration::from_secs(600))
+            .issue_client_with_key(
+                "bot",
+                pkcs8,
+                now - Duration::from_secs(60),
+                now + Duration::from_secs(600),
+            )
             .unwrap();
         for key in [pkcs8, other] {
             let mut cc = c.clone();
@@ -381,21 +537,42 @@ fn malformed_identity_files_name_the_file_and_the_problem() {
         (String::new(), "no PEM blocks"),
         (c.key_pem.clone(), "no TLS certificate block"),
         (format!("{}{}", c.key_pem, c.cert_pem), "no CA certificate"),
-        (format!("{}{}", c.key_pem, c.cert_pem.replace("-----END CERTIFICATE-----", "")), "has no -----END line"),
-        (format!("{}{}{}", c.cert_pem, c.cert_pem, p.ca_pem()), "expected a private key block first"),
         (
-            format!("-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n{}{}", c.cert_pem, p.ca_pem()),
+            format!(
+                "{}{}",
+                c.key_pem,
+                c.cert_pem.replace("-----END CERTIFICATE-----", "")
+            ),
+            "has no -----END line",
+        ),
+        (
+            format!("{}{}{}", c.cert_pem, c.cert_pem, p.ca_pem()),
+            "expected a private key block first",
+        ),
+        (
+            format!(
+                "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n{}{}",
+                c.cert_pem,
+                p.ca_pem()
+            ),
             "not supported",
         ),
         (
-            format!("{}-----BEGIN CERTIFICATE-----\n!!!notbase64\n-----END CERTIFICATE-----\n{}", c.key_pem, p.ca_pem()),
+            format!(
+                "{}-----BEGIN CERTIFICATE-----\n!!!notbase64\n-----END CERTIFICATE-----\n{}",
+                c.key_pem,
+                p.ca_pem()
+            ),
             "TLS certificate",
         ),
     ];
     for (text, want) in cases {
         let e = parse_identity_file(&text, Path::new(PATH), now).unwrap_err();
         let msg = e.to_string();
-        assert!(matches!(e, TeleportError::CredentialsMalformed { .. }), "{msg}");
+        assert!(
+            matches!(e, TeleportError::CredentialsMalformed { .. }),
+            "{msg}"
+        );
         assert!(msg.contains(PATH), "{msg}");
         assert!(msg.contains(want), "want {want:?} in {msg}");
     }
@@ -406,9 +583,14 @@ fn key_not_matching_the_certificate_is_refused() {
     let mut p = pki();
     let a = valid(&mut p);
     let b = valid(&mut p);
-    let mut mixed = a.clone();
+    let mut mixed = a;
     mixed.key_pem = b.key_pem;
-    let e = parse_identity_file(&identity_file(&mixed, "example.com", &[p.ca_pem()]), Path::new(PATH), SystemTime::now()).unwrap_err();
+    let e = parse_identity_file(
+        &identity_file(&mixed, "example.com", &[p.ca_pem()]),
+        Path::new(PATH),
+        SystemTime::now(),
+    )
+    .unwrap_err();
     assert!(matches!(e, TeleportError::KeyMismatch { .. }), "{e}");
     assert!(e.to_string().contains("does not match"), "{e}");
 }
@@ -417,8 +599,20 @@ fn key_not_matching_the_certificate_is_refused() {
 fn expired_certificate_is_refused_with_upstreams_advice() {
     let mut p = pki();
     let now = SystemTime::now();
-    let c = p.issue_client("access-plugin", &[], now - Duration::from_secs(7200), now - Duration::from_secs(3600)).unwrap();
-    let e = parse_identity_file(&identity_file(&c, "example.com", &[p.ca_pem()]), Path::new(PATH), now).unwrap_err();
+    let c = p
+        .issue_client(
+            "access-plugin",
+            &[],
+            now - Duration::from_secs(7200),
+            now - Duration::from_secs(3600),
+        )
+        .unwrap();
+    let e = parse_identity_file(
+        &identity_file(&c, "example.com", &[p.ca_pem()]),
+        Path::new(PATH),
+        now,
+    )
+    .unwrap_err();
     assert!(matches!(e, TeleportError::CredentialsExpired { .. }), "{e}");
     assert!(e.to_string().starts_with(EXPIRED_ADVICE), "{e}");
     assert!(e.to_string().contains(PATH), "{e}");
@@ -429,10 +623,30 @@ fn some_expired_cas_only_warn() {
     let mut p = pki();
     let c = valid(&mut p);
     let now = SystemTime::now();
-    let old = Pki::with_validity("old.example.com", now - Duration::from_secs(7200), now - Duration::from_secs(3600)).unwrap();
-    let id = parse_identity_file(&identity_file(&c, "example.com", &[p.ca_pem(), old.ca_pem()]), Path::new(PATH), now).unwrap();
-    assert!(id.warnings.iter().any(|w| w.contains("old.example.com") && w.contains("expired")), "{:?}", id.warnings);
-    assert!(id.warnings.iter().any(|w| w.contains("At least one non-expired credential")));
+    let old = Pki::with_validity(
+        "old.example.com",
+        now - Duration::from_secs(7200),
+        now - Duration::from_secs(3600),
+    )
+    .unwrap();
+    let id = parse_identity_file(
+        &identity_file(&c, "example.com", &[p.ca_pem(), old.ca_pem()]),
+        Path::new(PATH),
+        now,
+    )
+    .unwrap();
+    assert!(
+        id.warnings
+            .iter()
+            .any(|w| w.contains("old.example.com") && w.contains("expired")),
+        "{:?}",
+        id.warnings
+    );
+    assert!(
+        id.warnings
+            .iter()
+            .any(|w| w.contains("At least one non-expired credential"))
+    );
 }
 
 #[test]
@@ -440,15 +654,34 @@ fn triple_parses_and_names_the_bad_file() {
     let mut p = pki();
     let c = valid(&mut p);
     let now = SystemTime::now();
-    let (k, cr, ca) = (Path::new("/x/auth.key"), Path::new("/x/auth.crt"), Path::new("/x/auth.cas"));
+    let (k, cr, ca) = (
+        Path::new("/x/auth.key"),
+        Path::new("/x/auth.crt"),
+        Path::new("/x/auth.cas"),
+    );
     let id = parse_triple((&c.key_pem, k), (&c.cert_pem, cr), (&p.ca_pem(), ca), now).unwrap();
     assert_eq!(id.username, "access-plugin");
-    let e = parse_triple((&c.key_pem, k), (&c.cert_pem, cr), ("nothing here", ca), now).unwrap_err();
+    let e = parse_triple(
+        (&c.key_pem, k),
+        (&c.cert_pem, cr),
+        ("nothing here", ca),
+        now,
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("/x/auth.cas"), "{e}");
     let other = valid(&mut p);
-    let e = parse_triple((&other.key_pem, k), (&c.cert_pem, cr), (&p.ca_pem(), ca), now).unwrap_err();
+    let e = parse_triple(
+        (&other.key_pem, k),
+        (&c.cert_pem, cr),
+        (&p.ca_pem(), ca),
+        now,
+    )
+    .unwrap_err();
     assert!(matches!(e, TeleportError::KeyMismatch { .. }));
-    assert!(e.to_string().contains("/x/auth.key") && e.to_string().contains("/x/auth.crt"), "{e}");
+    assert!(
+        e.to_string().contains("/x/auth.key") && e.to_string().contains("/x/auth.crt"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -456,7 +689,9 @@ fn missing_and_world_readable_files() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("identity");
-    let e = CredentialSource::IdentityFile(path.clone()).load().unwrap_err();
+    let e = CredentialSource::IdentityFile(path.clone())
+        .load()
+        .unwrap_err();
     assert!(matches!(e, TeleportError::CredentialsRead { .. }));
     assert!(e.to_string().contains(&path.display().to_string()), "{e}");
 
@@ -465,7 +700,11 @@ fn missing_and_world_readable_files() {
     std::fs::write(&path, identity_file(&c, "example.com", &[p.ca_pem()])).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     let id = CredentialSource::IdentityFile(path.clone()).load().unwrap();
-    assert!(id.warnings.iter().any(|w| w.contains("world-readable")), "{:?}", id.warnings);
+    assert!(
+        id.warnings.iter().any(|w| w.contains("world-readable")),
+        "{:?}",
+        id.warnings
+    );
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     let id = CredentialSource::IdentityFile(path).load().unwrap();
     assert!(id.warnings.is_empty(), "{:?}", id.warnings);
@@ -475,7 +714,12 @@ fn missing_and_world_readable_files() {
 fn tls_config_uses_only_cluster_cas_and_right_alpn() {
     let mut p = pki();
     let c = valid(&mut p);
-    let id = parse_identity_file(&identity_file(&c, "example.com", &[p.ca_pem()]), Path::new(PATH), SystemTime::now()).unwrap();
+    let id = parse_identity_file(
+        &identity_file(&c, "example.com", &[p.ca_pem()]),
+        Path::new(PATH),
+        SystemTime::now(),
+    )
+    .unwrap();
     let direct = tls::client_config(&id, false).unwrap();
     assert_eq!(direct.alpn_protocols, vec![b"h2".to_vec()]);
     let routed = tls::client_config(&id, true).unwrap();

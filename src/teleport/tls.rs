@@ -18,7 +18,10 @@ pub const AUTH_ROUTING_PREFIX: &str = "teleport-auth@";
 
 /// `teleport-auth@<hex(cluster)>.teleport.cluster.local`.
 pub fn auth_routing_alpn(cluster: &str) -> String {
-    format!("{AUTH_ROUTING_PREFIX}{}.{API_DOMAIN}", hex::encode(cluster.as_bytes()))
+    format!(
+        "{AUTH_ROUTING_PREFIX}{}.{API_DOMAIN}",
+        hex::encode(cluster.as_bytes())
+    )
 }
 
 /// Decodes the cluster name from a routing ALPN value (used by the emulated Proxy).
@@ -44,7 +47,10 @@ pub fn server_name() -> Result<ServerName<'static>, TeleportError> {
 }
 
 /// Builds the client configuration from an identity.
-pub fn client_config(identity: &Identity, via_proxy: bool) -> Result<Arc<ClientConfig>, TeleportError> {
+pub fn client_config(
+    identity: &Identity,
+    via_proxy: bool,
+) -> Result<Arc<ClientConfig>, TeleportError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for ca in identity.cas() {

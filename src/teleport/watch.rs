@@ -60,7 +60,10 @@ pub struct WatchConfig {
 impl Default for WatchConfig {
     fn default() -> Self {
         Self {
-            kinds: vec![KIND_ACCESS_REQUEST.to_owned(), KIND_ACCESS_MONITORING_RULE.to_owned()],
+            kinds: vec![
+                KIND_ACCESS_REQUEST.to_owned(),
+                KIND_ACCESS_MONITORING_RULE.to_owned(),
+            ],
             allow_partial_success: true,
             init_timeout: Duration::from_secs(15),
             backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
@@ -111,16 +114,36 @@ impl WatchMetrics {
     /// Registers `teleport_watch_*` metrics.
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self::default();
-        registry.register("teleport_watch_connected", "Whether the Teleport watch is connected (1) or not (0)", m.connected.clone());
-        registry.register("teleport_watch_reconnects", "Teleport watch reconnect attempts", m.reconnects.clone());
-        registry.register("teleport_watch_events", "Teleport watch events delivered, by kind and operation", m.events.clone());
-        registry.register("teleport_watch_bad_events", "Teleport watch events skipped because they could not be decoded", m.bad_events.clone());
+        registry.register(
+            "teleport_watch_connected",
+            "Whether the Teleport watch is connected (1) or not (0)",
+            m.connected.clone(),
+        );
+        registry.register(
+            "teleport_watch_reconnects",
+            "Teleport watch reconnect attempts",
+            m.reconnects.clone(),
+        );
+        registry.register(
+            "teleport_watch_events",
+            "Teleport watch events delivered, by kind and operation",
+            m.events.clone(),
+        );
+        registry.register(
+            "teleport_watch_bad_events",
+            "Teleport watch events skipped because they could not be decoded",
+            m.bad_events.clone(),
+        );
         registry.register(
             "teleport_watch_last_event_timestamp_seconds",
             "Unix time of the last Teleport watch event",
             m.last_event.clone(),
         );
-        registry.register("teleport_identity_reloads", "Teleport credentials re-read after a change", m.identity_reloads.clone());
+        registry.register(
+            "teleport_identity_reloads",
+            "Teleport credentials re-read after a change",
+            m.identity_reloads.clone(),
+        );
         m
     }
 
@@ -144,7 +167,9 @@ impl WatchMetrics {
     fn event(&self, ev: &WatchEvent) {
         let (kind, op) = ev.labels();
         self.events.get_or_create(&EventLabels { kind, op }).inc();
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
         self.last_event.set(now);
     }
 }
@@ -186,7 +211,11 @@ pub struct Watcher {
 impl Watcher {
     /// Loads credentials and connects (errors here are start-up errors), then
     /// spawns the supervisor that delivers events to `tx` until `cancel`.
-    pub async fn start(self, tx: mpsc::Sender<WatchEvent>, cancel: CancellationToken) -> Result<WatchHandle, TeleportError> {
+    pub async fn start(
+        self,
+        tx: mpsc::Sender<WatchEvent>,
+        cancel: CancellationToken,
+    ) -> Result<WatchHandle, TeleportError> {
         let identity = Arc::new(self.source.load()?);
         let fingerprint = self.source.fingerprint()?;
         let client = Client::connect(&self.opts, identity).await?;
@@ -246,10 +275,14 @@ impl Supervisor {
                 }
                 End::Failed(e) => e,
             };
-            self.w.latch.set_not_ready(format!("Teleport watch disconnected: {err}"));
+            self.w
+                .latch
+                .set_not_ready(format!("Teleport watch disconnected: {err}"));
             if self.w.config.fail_fast {
                 let msg = match err {
-                    TeleportError::StreamClosed(_) => "Watcher stream closed. Exiting as fail fast is on.",
+                    TeleportError::StreamClosed(_) => {
+                        "Watcher stream closed. Exiting as fail fast is on."
+                    }
                     _ => "Connection problem detected. Exiting as fail fast is on.",
                 };
                 tracing::error!(error = %err, "{msg}");
@@ -269,11 +302,15 @@ impl Supervisor {
                 () = tokio::time::sleep(delay) => {}
             }
             // Rebuild the client when the credentials were refused or changed on disk.
-            let changed = self.w.source.fingerprint().is_ok_and(|f| f != self.fingerprint);
-            if class == ErrorClass::Credentials || changed {
-                if let Err(e) = self.reload().await {
-                    tracing::warn!(error = %e, "Failed to reload identity file from disk.");
-                }
+            let changed = self
+                .w
+                .source
+                .fingerprint()
+                .is_ok_and(|f| f != self.fingerprint);
+            if (class == ErrorClass::Credentials || changed)
+                && let Err(e) = self.reload().await
+            {
+                tracing::warn!(error = %e, "Failed to reload identity file from disk.");
             }
         }
     }
@@ -297,13 +334,24 @@ impl Supervisor {
         };
         let first = tokio::time::timeout(cfg.init_timeout, stream.message()).await;
         let ev = match first {
-            Err(_) => return Err(TeleportError::WatchInit("watcher initialization timed out".into())),
+            Err(_) => {
+                return Err(TeleportError::WatchInit(
+                    "watcher initialization timed out".into(),
+                ));
+            }
             Ok(Err(s)) => return Err(rpc_error("WatchEvents", &s)),
-            Ok(Ok(None)) => return Err(TeleportError::StreamClosed("stream ended before OpInit".into())),
+            Ok(Ok(None)) => {
+                return Err(TeleportError::StreamClosed(
+                    "stream ended before OpInit".into(),
+                ));
+            }
             Ok(Ok(Some(ev))) => ev,
         };
         if ev.r#type != pb::proto::Operation::Init as i32 {
-            return Err(TeleportError::WatchInit(format!("unexpected event type {}", ev.r#type)));
+            return Err(TeleportError::WatchInit(format!(
+                "unexpected event type {}",
+                ev.r#type
+            )));
         }
         let kinds = match ev.resource {
             Some(pb::proto::event::Resource::WatchStatus(ws)) => ws
@@ -329,7 +377,12 @@ impl Supervisor {
     /// Sends Init and the catch-up snapshot. `Some(Cancelled)` if the receiver is gone.
     async fn after_init(&self, client: &Client, kinds: Vec<String>) -> Option<End> {
         let has_requests = kinds.iter().any(|k| k == KIND_ACCESS_REQUEST);
-        if !self.deliver(WatchEvent::Init { confirmed_kinds: kinds }).await {
+        if !self
+            .deliver(WatchEvent::Init {
+                confirmed_kinds: kinds,
+            })
+            .await
+        {
             return Some(End::Cancelled);
         }
         if self.w.config.catch_up && has_requests {
@@ -366,7 +419,11 @@ impl Supervisor {
     }
 
     async fn pump(&mut self, mut stream: Stream) -> End {
-        let period = self.w.config.refresh_interval.unwrap_or(Duration::from_secs(3600 * 24 * 365));
+        let period = self
+            .w
+            .config
+            .refresh_interval
+            .unwrap_or(Duration::from_secs(3600 * 24 * 365));
         let mut refresh = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -400,7 +457,9 @@ impl Supervisor {
         let client = Client::connect(&self.w.opts, identity).await?;
         let (new_stream, kinds) = self.open(&client).await?;
         // Events the old stream already holds were sent before the new Init.
-        while let Ok(Ok(Some(ev))) = tokio::time::timeout(Duration::from_millis(50), stream.message()).await {
+        while let Ok(Ok(Some(ev))) =
+            tokio::time::timeout(Duration::from_millis(50), stream.message()).await
+        {
             if !self.handle(ev).await {
                 return Ok(false);
             }
@@ -409,7 +468,10 @@ impl Supervisor {
         self.cell.store(Arc::new(client.clone()));
         self.fingerprint = fp;
         self.w.metrics.identity_reloads.inc();
-        tracing::info!(serial, "Teleport credentials changed; watch moved to a new connection");
+        tracing::info!(
+            serial,
+            "Teleport credentials changed; watch moved to a new connection"
+        );
         Ok(self.after_init(&client, kinds).await.is_none())
     }
 }

@@ -15,8 +15,8 @@ use teleport_discord::teleport::check::check_with;
 use teleport_discord::teleport::client::ReviewInput;
 use teleport_discord::teleport::watch::Watcher;
 use teleport_discord::teleport::{
-    Client, ConnectOptions, CredentialSource, Mode, RequestState, TeleportError, WatchConfig, WatchEvent,
-    WatchMetrics,
+    Client, ConnectOptions, CredentialSource, Mode, RequestState, TeleportError, WatchConfig,
+    WatchEvent, WatchMetrics,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -49,9 +49,12 @@ impl Env {
         o
     }
     async fn client(&self) -> Client {
-        Client::connect(&self.opts(), Arc::new(self.identity().load().expect("identity")))
-            .await
-            .expect("connect")
+        Client::connect(
+            &self.opts(),
+            Arc::new(self.identity().load().expect("identity")),
+        )
+        .await
+        .expect("connect")
     }
 }
 
@@ -83,7 +86,10 @@ async fn recv_change(rx: &mut mpsc::Receiver<WatchEvent>) -> WatchEvent {
 async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -110,33 +116,69 @@ async fn direct_identity_file_ping_reviews_and_roles() {
         proposed_state: RequestState::Approved,
         reason: "ok by the bot".into(),
     };
-    let r = c.submit_access_review(&id, approve.clone()).await.expect("review");
-    assert_eq!(r.state, RequestState::Approved, "one approval meets the default threshold");
+    let r = c
+        .submit_access_review(&id, approve.clone())
+        .await
+        .expect("review");
+    assert_eq!(
+        r.state,
+        RequestState::Approved,
+        "one approval meets the default threshold"
+    );
     assert_eq!(r.resolve_reason, "ok by the bot");
-    assert_eq!(r.reviews[0].author, "access-plugin", "empty author means the caller");
+    assert_eq!(
+        r.reviews[0].author, "access-plugin",
+        "empty author means the caller"
+    );
     assert!(r.reviews[0].created.is_some());
 
     let id2 = env.emu.create_request("bob", &["editor"], "");
     let e = c
-        .submit_access_review(&id2, ReviewInput { author: Some("alice".into()), ..approve.clone() })
+        .submit_access_review(
+            &id2,
+            ReviewInput {
+                author: Some("alice".into()),
+                ..approve.clone()
+            },
+        )
         .await
         .unwrap_err();
-    assert!(matches!(e, TeleportError::PermissionDenied(ref m) if m.contains("on behalf of")), "{e}");
-    env.emu.add_review(&id2, "carol", true, "").expect("human review");
-    let e = c.submit_access_review(&id2, approve.clone()).await.unwrap_err();
-    assert!(matches!(e, TeleportError::PermissionDenied(ref m) if m.contains("already approved")), "{e}");
-    let e = c.submit_access_review("missing", approve).await.unwrap_err();
+    assert!(
+        matches!(e, TeleportError::PermissionDenied(ref m) if m.contains("on behalf of")),
+        "{e}"
+    );
+    env.emu
+        .add_review(&id2, "carol", true, "")
+        .expect("human review");
+    let e = c
+        .submit_access_review(&id2, approve.clone())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, TeleportError::PermissionDenied(ref m) if m.contains("already approved")),
+        "{e}"
+    );
+    let e = c
+        .submit_access_review("missing", approve)
+        .await
+        .unwrap_err();
     assert!(matches!(e, TeleportError::NotFound(_)), "{e}");
 
     env.emu.put_role("dev", &["admin"], &["alice"]);
     let role = c.get_role("dev").await.expect("role");
     assert_eq!(role.request_roles, ["admin"]);
     assert_eq!(role.suggested_reviewers, ["alice"]);
-    assert!(matches!(c.get_role("nope").await, Err(TeleportError::NotFound(_))));
+    assert!(matches!(
+        c.get_role("nope").await,
+        Err(TeleportError::NotFound(_))
+    ));
 
     env.emu.put_rule("r1", "discord", &["123"], "true");
     env.emu.put_rule("r2", "slack", &["x"], "true");
-    let rules = c.list_access_monitoring_rules("discord").await.expect("rules");
+    let rules = c
+        .list_access_monitoring_rules("discord")
+        .await
+        .expect("rules");
     assert_eq!(rules.len(), 1);
     assert_eq!(rules[0].recipients, ["123"]);
 }
@@ -155,7 +197,10 @@ async fn repeated_review_by_the_same_author_is_typed() {
         proposed_state: RequestState::Approved,
         reason: String::new(),
     };
-    let r = c.submit_access_review(&id, review.clone()).await.expect("first");
+    let r = c
+        .submit_access_review(&id, review.clone())
+        .await
+        .expect("first");
     assert_eq!(r.state, RequestState::Pending);
     let e = c.submit_access_review(&id, review).await.unwrap_err();
     assert!(matches!(e, TeleportError::AlreadyReviewed(_)), "{e}");
@@ -166,24 +211,54 @@ async fn plugin_data_compare_and_swap_rules() {
     let env = env().await;
     let c = env.client().await;
     let id = env.emu.create_request("bob", &["editor"], "");
-    let m = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<BTreeMap<_, _>>();
+    let m = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect::<BTreeMap<_, _>>()
+    };
 
     assert_eq!(c.get_plugin_data("discord", &id).await.expect("get"), None);
     // Missing entry reads as "" for Expect.
-    c.update_plugin_data("discord", &id, m(&[("msg", "1")]), m(&[("msg", "")])).await.expect("create");
-    assert_eq!(c.get_plugin_data("discord", &id).await.expect("get"), Some(m(&[("msg", "1")])));
+    c.update_plugin_data("discord", &id, m(&[("msg", "1")]), m(&[("msg", "")]))
+        .await
+        .expect("create");
+    assert_eq!(
+        c.get_plugin_data("discord", &id).await.expect("get"),
+        Some(m(&[("msg", "1")]))
+    );
     // Mismatch is a typed CompareFailed.
-    let e = c.update_plugin_data("discord", &id, m(&[("msg", "2")]), m(&[("msg", "")])).await.unwrap_err();
+    let e = c
+        .update_plugin_data("discord", &id, m(&[("msg", "2")]), m(&[("msg", "")]))
+        .await
+        .unwrap_err();
     assert!(matches!(e, TeleportError::CompareFailed(_)), "{e}");
     // Partial expectation and unconditional update.
-    c.update_plugin_data("discord", &id, m(&[("n", "5")]), m(&[("msg", "1")])).await.expect("partial");
-    c.update_plugin_data("discord", &id, m(&[("msg", "3")]), BTreeMap::new()).await.expect("unconditional");
-    assert_eq!(env.emu.plugin_data(&id, "discord"), Some(m(&[("msg", "3"), ("n", "5")])));
+    c.update_plugin_data("discord", &id, m(&[("n", "5")]), m(&[("msg", "1")]))
+        .await
+        .expect("partial");
+    c.update_plugin_data("discord", &id, m(&[("msg", "3")]), BTreeMap::new())
+        .await
+        .expect("unconditional");
+    assert_eq!(
+        env.emu.plugin_data(&id, "discord"),
+        Some(m(&[("msg", "3"), ("n", "5")]))
+    );
     // Empty Set values delete keys; an empty entry disappears.
-    c.update_plugin_data("discord", &id, m(&[("msg", ""), ("n", "")]), BTreeMap::new()).await.expect("delete");
+    c.update_plugin_data(
+        "discord",
+        &id,
+        m(&[("msg", ""), ("n", "")]),
+        BTreeMap::new(),
+    )
+    .await
+    .expect("delete");
     assert_eq!(c.get_plugin_data("discord", &id).await.expect("get"), None);
     // Plugin data for a request that does not exist.
-    let e = c.update_plugin_data("discord", "nope", m(&[("a", "b")]), BTreeMap::new()).await.unwrap_err();
+    let e = c
+        .update_plugin_data("discord", "nope", m(&[("a", "b")]), BTreeMap::new())
+        .await
+        .unwrap_err();
     assert!(matches!(e, TeleportError::NotFound(_)), "{e}");
 }
 
@@ -199,9 +274,16 @@ async fn cas_conflict_between_two_clients() {
         b.update_plugin_data("discord", &id, set("b"), expect_absent.clone()),
     );
     let outcomes = [ra.is_ok(), rb.is_ok()];
-    assert_eq!(outcomes.iter().filter(|x| **x).count(), 1, "exactly one writer wins: {ra:?} {rb:?}");
+    assert_eq!(
+        outcomes.iter().filter(|x| **x).count(),
+        1,
+        "exactly one writer wins: {ra:?} {rb:?}"
+    );
     let loser = if ra.is_ok() { rb } else { ra };
-    assert!(matches!(loser, Err(TeleportError::CompareFailed(_))), "{loser:?}");
+    assert!(
+        matches!(loser, Err(TeleportError::CompareFailed(_))),
+        "{loser:?}"
+    );
     let winner = if outcomes[0] { "a" } else { "b" };
     assert_eq!(env.emu.plugin_data(&id, "discord"), Some(set(winner)));
 }
@@ -215,7 +297,9 @@ async fn tls_triple_and_list_paging_with_fallback() {
         cert: p.cert,
         root_cas: p.cas,
     };
-    let c = Client::connect(&env.opts(), Arc::new(source.load().expect("triple"))).await.expect("connect");
+    let c = Client::connect(&env.opts(), Arc::new(source.load().expect("triple")))
+        .await
+        .expect("connect");
     for i in 0..5 {
         env.emu.create_request(&format!("user{i}"), &["r"], "");
     }
@@ -223,19 +307,29 @@ async fn tls_triple_and_list_paging_with_fallback() {
     assert_eq!(c.list_access_requests(None).await.expect("paged").len(), 5);
     assert_eq!(env.emu.calls("ListAccessRequests"), 3, "2 + 2 + 1");
     env.emu.set_list_unimplemented(true);
-    assert_eq!(c.list_access_requests(None).await.expect("fallback").len(), 5);
+    assert_eq!(
+        c.list_access_requests(None).await.expect("fallback").len(),
+        5
+    );
     assert_eq!(env.emu.calls("GetAccessRequestsV2"), 1);
 }
 
 #[tokio::test]
 async fn through_the_tls_routing_proxy() {
     let env = env().await;
-    let proxy = EmulatedProxy::start(env.emu.addr(), env.emu.cluster_name()).await.expect("proxy");
+    let proxy = EmulatedProxy::start(env.emu.addr(), env.emu.cluster_name())
+        .await
+        .expect("proxy");
     let mut opts = ConnectOptions::new(proxy.addr().to_string(), Mode::Proxy);
     opts.connect_timeout = Duration::from_secs(3);
     let id = Arc::new(env.identity().load().expect("identity"));
-    let c = Client::connect(&opts, id.clone()).await.expect("connect via proxy");
-    assert_eq!(c.ping().await.expect("ping").cluster_name, "emulated.example.com");
+    let c = Client::connect(&opts, id.clone())
+        .await
+        .expect("connect via proxy");
+    assert_eq!(
+        c.ping().await.expect("ping").cluster_name,
+        "emulated.example.com"
+    );
     assert!(proxy.routed() >= 1);
 
     // Without the routing ALPN the Proxy does not forward to Auth.
@@ -249,9 +343,12 @@ async fn through_the_tls_routing_proxy() {
 async fn credentials_from_another_cluster_are_refused() {
     let env = env().await;
     let other = env_with(|o| o.cluster_name = "other.example.com".into()).await;
-    let e = Client::connect(&env.opts(), Arc::new(other.identity().load().expect("identity")))
-        .await
-        .unwrap_err();
+    let e = Client::connect(
+        &env.opts(),
+        Arc::new(other.identity().load().expect("identity")),
+    )
+    .await
+    .unwrap_err();
     let msg = e.to_string();
     assert!(matches!(e, TeleportError::Connect { .. }), "{msg}");
     assert!(msg.contains("TLS handshake failed"), "{msg}");
@@ -308,7 +405,10 @@ async fn watch_delivers_init_snapshot_and_changes() {
         }
     );
     match recv(&mut w.rx).await {
-        WatchEvent::Snapshot(list) => assert_eq!(list.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), [before.as_str()]),
+        WatchEvent::Snapshot(list) => assert_eq!(
+            list.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            [before.as_str()]
+        ),
         other => panic!("{other:?}"),
     }
     assert!(w.readiness.is_ready());
@@ -317,11 +417,16 @@ async fn watch_delivers_init_snapshot_and_changes() {
     let id = env.emu.create_request("bob", &["editor"], "please");
     match recv(&mut w.rx).await {
         WatchEvent::PutAccessRequest(r) => {
-            assert_eq!((r.id.as_str(), r.user.as_str(), r.state), (id.as_str(), "bob", RequestState::Pending));
+            assert_eq!(
+                (r.id.as_str(), r.user.as_str(), r.state),
+                (id.as_str(), "bob", RequestState::Pending)
+            );
         }
         other => panic!("{other:?}"),
     }
-    env.emu.add_review(&id, "alice", false, "no").expect("review");
+    env.emu
+        .add_review(&id, "alice", false, "no")
+        .expect("review");
     match recv(&mut w.rx).await {
         WatchEvent::PutAccessRequest(r) => {
             assert_eq!(r.state, RequestState::Denied);
@@ -331,16 +436,32 @@ async fn watch_delivers_init_snapshot_and_changes() {
         other => panic!("{other:?}"),
     }
     env.emu.delete_request(&id).expect("delete");
-    assert_eq!(recv(&mut w.rx).await, WatchEvent::DeleteAccessRequest { id: id.clone() });
+    assert_eq!(
+        recv(&mut w.rx).await,
+        WatchEvent::DeleteAccessRequest { id: id.clone() }
+    );
     env.emu.put_rule("route-dev", "discord", &["42"], "true");
-    assert!(matches!(recv(&mut w.rx).await, WatchEvent::PutAccessMonitoringRule(r) if r.name == "route-dev"));
+    assert!(
+        matches!(recv(&mut w.rx).await, WatchEvent::PutAccessMonitoringRule(r) if r.name == "route-dev")
+    );
     env.emu.delete_rule("route-dev");
-    assert_eq!(recv(&mut w.rx).await, WatchEvent::DeleteAccessMonitoringRule { name: "route-dev".into() });
+    assert_eq!(
+        recv(&mut w.rx).await,
+        WatchEvent::DeleteAccessMonitoringRule {
+            name: "route-dev".into()
+        }
+    );
 
     // The client handed out for calls works.
-    assert_eq!(w.handle.client().ping().await.expect("ping").cluster_name, "emulated.example.com");
+    assert_eq!(
+        w.handle.client().ping().await.expect("ping").cluster_name,
+        "emulated.example.com"
+    );
     w.cancel.cancel();
-    let r = tokio::time::timeout(Duration::from_secs(5), w.handle.task).await.expect("stops").expect("join");
+    let r = tokio::time::timeout(Duration::from_secs(5), w.handle.task)
+        .await
+        .expect("stops")
+        .expect("join");
     assert!(r.is_ok(), "{r:?}");
 }
 
@@ -352,7 +473,12 @@ async fn watch_without_rule_permission_is_partial() {
         read_access_monitoring_rules: false,
     });
     let mut w = start_watch(&env, fast_watch()).await;
-    assert_eq!(recv(&mut w.rx).await, WatchEvent::Init { confirmed_kinds: vec!["access_request".into()] });
+    assert_eq!(
+        recv(&mut w.rx).await,
+        WatchEvent::Init {
+            confirmed_kinds: vec!["access_request".into()]
+        }
+    );
 }
 
 #[tokio::test]
@@ -381,10 +507,15 @@ async fn watch_reconnects_after_drops_and_outages_without_losing_requests() {
             break list;
         }
     };
-    assert!(snapshot.iter().any(|r| r.id == missed), "catch-up lists the request created while disconnected");
+    assert!(
+        snapshot.iter().any(|r| r.id == missed),
+        "catch-up lists the request created while disconnected"
+    );
     eventually("ready again", || w.readiness.is_ready()).await;
     let after = env.emu.create_request("after", &["r"], "");
-    assert!(matches!(recv_change(&mut w.rx).await, WatchEvent::PutAccessRequest(r) if r.id == after));
+    assert!(
+        matches!(recv_change(&mut w.rx).await, WatchEvent::PutAccessRequest(r) if r.id == after)
+    );
 }
 
 #[tokio::test]
@@ -398,7 +529,10 @@ async fn watch_retries_when_init_does_not_come() {
     let mut w = start_watch(&env, cfg).await;
     eventually("two init timeouts", || w.metrics.reconnects() >= 2).await;
     assert!(!w.readiness.is_ready());
-    let reason = w.readiness.report().components["teleport"].reason.clone().unwrap_or_default();
+    let reason = w.readiness.report().components["teleport"]
+        .reason
+        .clone()
+        .unwrap_or_default();
     assert!(reason.contains("timed out"), "{reason}");
     env.emu.stall_init(false);
     assert!(matches!(recv(&mut w.rx).await, WatchEvent::Init { .. }));
@@ -408,10 +542,20 @@ async fn watch_retries_when_init_does_not_come() {
 #[tokio::test]
 async fn fail_fast_ends_the_watch_with_an_error() {
     let env = env().await;
-    let mut w = start_watch(&env, WatchConfig { fail_fast: true, ..fast_watch() }).await;
+    let mut w = start_watch(
+        &env,
+        WatchConfig {
+            fail_fast: true,
+            ..fast_watch()
+        },
+    )
+    .await;
     assert!(matches!(recv(&mut w.rx).await, WatchEvent::Init { .. }));
     env.emu.drop_watch_streams(false);
-    let r = tokio::time::timeout(Duration::from_secs(5), w.handle.task).await.expect("ends").expect("join");
+    let r = tokio::time::timeout(Duration::from_secs(5), w.handle.task)
+        .await
+        .expect("ends")
+        .expect("join");
     let e = r.unwrap_err();
     assert!(matches!(e, TeleportError::FailFast(_)), "{e}");
     assert!(e.to_string().contains("Exiting as fail fast is on"), "{e}");
@@ -428,7 +572,10 @@ async fn identity_rotation_moves_the_watch_without_missing_events() {
     let mut w = start_watch(&env, cfg).await;
     assert!(matches!(recv(&mut w.rx).await, WatchEvent::Init { .. }));
     let old_serial = env.emu.current_serial();
-    assert_eq!(env.emu.watchers(), vec![("access-plugin".to_owned(), old_serial.clone())]);
+    assert_eq!(
+        env.emu.watchers(),
+        vec![("access-plugin".to_owned(), old_serial.clone())]
+    );
 
     let new_serial = env.emu.rotate_client_cert().expect("rotate");
     let during = env.emu.create_request("during-rotation", &["r"], "");
@@ -450,18 +597,30 @@ async fn identity_rotation_moves_the_watch_without_missing_events() {
     assert!(w.readiness.is_ready());
     // New connections with the old certificate are refused; the swapped client works.
     assert_eq!(w.handle.client().identity().serial, new_serial);
-    w.handle.client().ping().await.expect("ping with the new certificate");
+    w.handle
+        .client()
+        .ping()
+        .await
+        .expect("ping with the new certificate");
     let _ = SystemTime::now();
 }
 
 #[tokio::test]
 async fn connectivity_check_reports_what_works() {
     let env = env().await;
-    let r = check_with(&env.opts(), &env.identity()).await.expect("check");
+    let r = check_with(&env.opts(), &env.identity())
+        .await
+        .expect("check");
     assert_eq!(r.cluster_name, "emulated.example.com");
     assert_eq!(r.server_version, "18.2.0");
     assert_eq!(r.username, "access-plugin");
-    assert_eq!(r.watch, Ok(vec!["access_request".into(), "access_monitoring_rule".into()]));
+    assert_eq!(
+        r.watch,
+        Ok(vec![
+            "access_request".into(),
+            "access_monitoring_rule".into()
+        ])
+    );
     assert_eq!(r.plugin_data_write, Ok(()));
     assert_eq!(env.emu.calls("UpdatePluginData"), 1);
 
@@ -469,7 +628,15 @@ async fn connectivity_check_reports_what_works() {
         write_plugin_data: false,
         read_access_monitoring_rules: false,
     });
-    let r = check_with(&env.opts(), &env.identity()).await.expect("check");
+    let r = check_with(&env.opts(), &env.identity())
+        .await
+        .expect("check");
     assert_eq!(r.watch, Ok(vec!["access_request".into()]));
-    assert!(r.plugin_data_write.as_ref().is_err_and(|e| e.contains("access denied")), "{:?}", r.plugin_data_write);
+    assert!(
+        r.plugin_data_write
+            .as_ref()
+            .is_err_and(|e| e.contains("access denied")),
+        "{:?}",
+        r.plugin_data_write
+    );
 }

@@ -161,7 +161,9 @@ pub struct TeleportEmulator {
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").field("cluster", &self.opts.cluster_name).finish_non_exhaustive()
+        f.debug_struct("Shared")
+            .field("cluster", &self.opts.cluster_name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -191,11 +193,19 @@ impl TeleportEmulator {
     }
 
     /// Like [`Self::start`] on a given listener.
-    pub async fn start_on(opts: EmulatorOptions, listener: TcpListener) -> Result<Self, EmulatorError> {
+    pub async fn start_on(
+        opts: EmulatorOptions,
+        listener: TcpListener,
+    ) -> Result<Self, EmulatorError> {
         let mut pki = Pki::new(&opts.cluster_name)?;
         let server = pki.issue_server()?;
         let now = SystemTime::now();
-        let client = pki.issue_client(PLUGIN_USER, &["access-plugin"], now - Duration::from_secs(60), now + opts.client_cert_ttl)?;
+        let client = pki.issue_client(
+            PLUGIN_USER,
+            &["access-plugin"],
+            now - Duration::from_secs(60),
+            now + opts.client_cert_ttl,
+        )?;
         std::fs::create_dir_all(&opts.dir)?;
         let paths = CredentialPaths {
             identity: opts.dir.join("identity"),
@@ -223,11 +233,25 @@ impl TeleportEmulator {
     }
 
     fn write_credentials(&self) -> Result<(), EmulatorError> {
-        let cert = self.shared.current.lock().unwrap_or_else(PoisonError::into_inner).clone();
-        let ca = self.shared.pki.lock().unwrap_or_else(PoisonError::into_inner).ca_pem();
+        let cert = self
+            .shared
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let ca = self
+            .shared
+            .pki
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .ca_pem();
         write_private(
             &self.paths.identity,
-            &pki::identity_file(&cert, &self.shared.opts.cluster_name, std::slice::from_ref(&ca)),
+            &pki::identity_file(
+                &cert,
+                &self.shared.opts.cluster_name,
+                std::slice::from_ref(&ca),
+            ),
         )?;
         write_private(&self.paths.key, &cert.key_pem)?;
         write_private(&self.paths.cert, &cert.cert_pem)?;
@@ -249,15 +273,29 @@ impl TeleportEmulator {
     }
     /// Serial (hex) of the plugin's current client certificate.
     pub fn current_serial(&self) -> String {
-        self.shared.current.lock().unwrap_or_else(PoisonError::into_inner).serial.clone()
+        self.shared
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .serial
+            .clone()
     }
     /// The cluster CA, PEM (to build other test credentials).
     pub fn ca_pem(&self) -> String {
-        self.shared.pki.lock().unwrap_or_else(PoisonError::into_inner).ca_pem()
+        self.shared
+            .pki
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .ca_pem()
     }
 
     /// Issues a client certificate for any user, valid in `[not_before, not_after]`.
-    pub fn issue_client_cert(&self, user: &str, not_before: SystemTime, not_after: SystemTime) -> Result<IssuedCert, EmulatorError> {
+    pub fn issue_client_cert(
+        &self,
+        user: &str,
+        not_before: SystemTime,
+        not_after: SystemTime,
+    ) -> Result<IssuedCert, EmulatorError> {
         self.shared
             .pki
             .lock()
@@ -269,9 +307,20 @@ impl TeleportEmulator {
     /// file and triple, and refuses the old certificate on new connections.
     pub fn rotate_client_cert(&self) -> Result<String, EmulatorError> {
         let now = SystemTime::now();
-        let new = self.issue_client_cert(PLUGIN_USER, now - Duration::from_secs(60), now + self.shared.opts.client_cert_ttl)?;
+        let new = self.issue_client_cert(
+            PLUGIN_USER,
+            now - Duration::from_secs(60),
+            now + self.shared.opts.client_cert_ttl,
+        )?;
         let serial = new.serial.clone();
-        let old = std::mem::replace(&mut *self.shared.current.lock().unwrap_or_else(PoisonError::into_inner), new);
+        let old = std::mem::replace(
+            &mut *self
+                .shared
+                .current
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+            new,
+        );
         self.shared.lock().revoked.insert(old.serial);
         self.write_credentials()?;
         Ok(serial)
@@ -281,9 +330,14 @@ impl TeleportEmulator {
     pub fn drop_watch_streams(&self, with_error: bool) {
         let watchers = std::mem::take(&mut self.shared.lock().watchers);
         for w in watchers {
-            tracing::debug!(watcher = w.id, with_error, "emulator: dropping watch stream");
+            tracing::debug!(
+                watcher = w.id,
+                with_error,
+                "emulator: dropping watch stream"
+            );
             if with_error {
-                let _ = w.tx.try_send(Err(Status::unavailable("emulated watcher failure")));
+                let _ =
+                    w.tx.try_send(Err(Status::unavailable("emulated watcher failure")));
             }
         }
     }
@@ -334,7 +388,10 @@ impl TeleportEmulator {
     pub fn create_request(&self, user: &str, roles: &[&str], reason: &str) -> String {
         let mut st = self.shared.lock();
         st.next_request += 1;
-        let id = format!("{:08x}-0000-4000-8000-{:012x}", st.next_request, st.next_request);
+        let id = format!(
+            "{:08x}-0000-4000-8000-{:012x}",
+            st.next_request, st.next_request
+        );
         let now = SystemTime::now();
         let req = AccessRequestV3 {
             kind: "access_request".into(),
@@ -373,25 +430,49 @@ impl TeleportEmulator {
     }
 
     /// Adds a review by `author` without the caller check (a human reviewer).
-    pub fn add_review(&self, id: &str, author: &str, approve: bool, reason: &str) -> Result<(), EmulatorError> {
+    pub fn add_review(
+        &self,
+        id: &str,
+        author: &str,
+        approve: bool,
+        reason: &str,
+    ) -> Result<(), EmulatorError> {
         let review = pb::types::AccessReview {
             author: author.into(),
-            proposed_state: if approve { pb::types::RequestState::Approved } else { pb::types::RequestState::Denied } as i32,
+            proposed_state: if approve {
+                pb::types::RequestState::Approved
+            } else {
+                pb::types::RequestState::Denied
+            } as i32,
             reason: reason.into(),
             ..Default::default()
         };
-        self.shared.lock().review(id, review).map(|_| ()).map_err(EmulatorError::Refused)
+        self.shared
+            .lock()
+            .review(id, review)
+            .map(|_| ())
+            .map_err(EmulatorError::Refused)
     }
 
     /// Sets the state directly (like `tctl request approve/deny`).
     pub fn resolve(&self, id: &str, approve: bool, reason: &str) -> Result<(), EmulatorError> {
-        let state = if approve { pb::types::RequestState::Approved } else { pb::types::RequestState::Denied };
-        self.shared.lock().set_state(id, state, reason).map_err(EmulatorError::Refused)
+        let state = if approve {
+            pb::types::RequestState::Approved
+        } else {
+            pb::types::RequestState::Denied
+        };
+        self.shared
+            .lock()
+            .set_state(id, state, reason)
+            .map_err(EmulatorError::Refused)
     }
 
     /// Deletes a request (like expiry or `tctl request rm`): DELETE event.
     pub fn delete_request(&self, id: &str) -> Result<(), EmulatorError> {
-        self.shared.lock().delete_request(id).map_err(EmulatorError::Refused)
+        self.shared
+            .lock()
+            .delete_request(id)
+            .map_err(EmulatorError::Refused)
     }
 
     /// A stored request.
@@ -401,7 +482,12 @@ impl TeleportEmulator {
 
     /// Plugin data of one request for one plugin.
     pub fn plugin_data(&self, id: &str, plugin: &str) -> Option<BTreeMap<String, String>> {
-        self.shared.lock().plugin_data.get(id).and_then(|p| p.get(plugin)).cloned()
+        self.shared
+            .lock()
+            .plugin_data
+            .get(id)
+            .and_then(|p| p.get(plugin))
+            .cloned()
     }
 
     /// Creates or replaces a role.
@@ -418,7 +504,10 @@ impl TeleportEmulator {
                 allow: Some(pb::types::RoleConditions {
                     request: Some(pb::types::AccessRequestConditions {
                         roles: request_roles.iter().map(|r| (*r).to_owned()).collect(),
-                        suggested_reviewers: suggested_reviewers.iter().map(|r| (*r).to_owned()).collect(),
+                        suggested_reviewers: suggested_reviewers
+                            .iter()
+                            .map(|r| (*r).to_owned())
+                            .collect(),
                         ..Default::default()
                     }),
                     review_requests: None,
@@ -466,7 +555,12 @@ impl TeleportEmulator {
         let mut st = self.shared.lock();
         if st.rules.remove(name).is_some() {
             let h = header("access_monitoring_rule", "v1", name);
-            st.broadcast(pb::proto::Operation::Delete, pb::proto::event::Resource::ResourceHeader(h), "access_monitoring_rule", None);
+            st.broadcast(
+                pb::proto::Operation::Delete,
+                pb::proto::event::Resource::ResourceHeader(h),
+                "access_monitoring_rule",
+                None,
+            );
         }
     }
 }

@@ -6,8 +6,8 @@
 use std::time::{Duration, SystemTime};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose, SerialNumber,
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose, SerialNumber,
 };
 
 use super::EmulatorError;
@@ -26,7 +26,9 @@ pub struct IssuedCert {
 
 impl std::fmt::Debug for IssuedCert {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IssuedCert").field("serial", &self.serial).finish_non_exhaustive()
+        f.debug_struct("IssuedCert")
+            .field("serial", &self.serial)
+            .finish_non_exhaustive()
     }
 }
 
@@ -39,7 +41,9 @@ pub struct Pki {
 
 impl std::fmt::Debug for Pki {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pki").field("cluster", &self.cluster).finish_non_exhaustive()
+        f.debug_struct("Pki")
+            .field("cluster", &self.cluster)
+            .finish_non_exhaustive()
     }
 }
 
@@ -51,16 +55,30 @@ impl Pki {
     /// A new CA for `cluster`, valid for a day around now.
     pub fn new(cluster: &str) -> Result<Self, EmulatorError> {
         let now = SystemTime::now();
-        Self::with_validity(cluster, now - Duration::from_secs(3600), now + Duration::from_secs(24 * 3600))
+        Self::with_validity(
+            cluster,
+            now - Duration::from_secs(3600),
+            now + Duration::from_secs(24 * 3600),
+        )
     }
 
     /// A new CA for `cluster` valid in `[not_before, not_after]`.
-    pub fn with_validity(cluster: &str, not_before: SystemTime, not_after: SystemTime) -> Result<Self, EmulatorError> {
+    pub fn with_validity(
+        cluster: &str,
+        not_before: SystemTime,
+        not_after: SystemTime,
+    ) -> Result<Self, EmulatorError> {
         let mut params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
         params.distinguished_name.push(DnType::CommonName, cluster);
-        params.distinguished_name.push(DnType::OrganizationName, cluster);
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, cluster);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         params.not_before = not_before.into();
         params.not_after = not_after.into();
         params.serial_number = Some(SerialNumber::from(vec![1]));
@@ -96,9 +114,13 @@ impl Pki {
 
     /// The Auth server's certificate for `teleport.cluster.local`.
     pub fn issue_server(&mut self) -> Result<IssuedCert, EmulatorError> {
-        let mut params = CertificateParams::new(vec![API_DOMAIN.to_owned(), "localhost".to_owned()]).map_err(err)?;
+        let mut params =
+            CertificateParams::new(vec![API_DOMAIN.to_owned(), "localhost".to_owned()])
+                .map_err(err)?;
         params.distinguished_name.push(DnType::CommonName, "auth");
-        params.distinguished_name.push(DnType::OrganizationName, "Auth");
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "Auth");
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         self.sign(
             params,
@@ -151,7 +173,10 @@ impl Pki {
         params.serial_number = Some(sn);
         params.not_before = not_before.into();
         params.not_after = not_after.into();
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
         params.use_authority_key_identifier_extension = true;
         let key = match key {
             Some(k) => k,
@@ -180,12 +205,17 @@ pub fn identity_file(cert: &IssuedCert, cluster: &str, ca_pems: &[String]) -> St
     // A placeholder SSH certificate: the right shape, never used by the plugin.
     push_block(
         &mut out,
-        &format!("ssh-ed25519-cert-v01@openssh.com AAAAIHNzaC1lZDI1NTE5LWNlcnQtdjAxQG9wZW5zc2guY29t{} emulator\n", cert.serial),
+        &format!(
+            "ssh-ed25519-cert-v01@openssh.com AAAAIHNzaC1lZDI1NTE5LWNlcnQtdjAxQG9wZW5zc2guY29t{} emulator\n",
+            cert.serial
+        ),
     );
     push_block(&mut out, &cert.cert_pem);
     push_block(
         &mut out,
-        &format!("@cert-authority {cluster},*.{cluster} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEmulatorHostCA type=host\n"),
+        &format!(
+            "@cert-authority {cluster},*.{cluster} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEmulatorHostCA type=host\n"
+        ),
     );
     for ca in ca_pems {
         push_block(&mut out, ca);

@@ -33,12 +33,19 @@ impl Drop for EmulatedProxy {
 impl EmulatedProxy {
     /// Listens on `127.0.0.1:0` and routes `cluster`'s Auth ALPN to `auth`.
     pub async fn start(auth: SocketAddr, cluster: &str) -> Result<Self, EmulatorError> {
-        let listener = TcpListener::bind("127.0.0.1:0").await.map_err(EmulatorError::Io)?;
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(EmulatorError::Io)?;
         let addr = listener.local_addr().map_err(EmulatorError::Io)?;
         let routed = Arc::new(AtomicU64::new(0));
         let refused = Arc::new(AtomicU64::new(0));
         let cancel = CancellationToken::new();
-        let (r, f, c, cluster) = (routed.clone(), refused.clone(), cancel.clone(), cluster.to_owned());
+        let (r, f, c, cluster) = (
+            routed.clone(),
+            refused.clone(),
+            cancel.clone(),
+            cluster.to_owned(),
+        );
         tokio::spawn(async move {
             loop {
                 let sock = tokio::select! {
@@ -76,7 +83,12 @@ impl EmulatedProxy {
     }
 }
 
-async fn route(mut sock: TcpStream, auth: SocketAddr, cluster: &str, routed: &AtomicU64) -> Result<(), ()> {
+async fn route(
+    mut sock: TcpStream,
+    auth: SocketAddr,
+    cluster: &str,
+    routed: &AtomicU64,
+) -> Result<(), ()> {
     let mut buf = vec![0u8; 5];
     sock.read_exact(&mut buf).await.map_err(|_| ())?;
     if buf[0] != 22 {
@@ -153,6 +165,7 @@ impl<'a> Reader<'a> {
         self.take(2).map(|b| u16::from_be_bytes([b[0], b[1]]))
     }
     fn u24(&mut self) -> Option<usize> {
-        self.take(3).map(|b| (usize::from(b[0]) << 16) | (usize::from(b[1]) << 8) | usize::from(b[2]))
+        self.take(3)
+            .map(|b| (usize::from(b[0]) << 16) | (usize::from(b[1]) << 8) | usize::from(b[2]))
     }
 }

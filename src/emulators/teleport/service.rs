@@ -41,10 +41,19 @@ fn state_name(v: i32) -> &'static str {
 
 impl State {
     pub(crate) fn put_request(&mut self, req: AccessRequestV3) {
-        let id = req.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default();
+        let id = req
+            .metadata
+            .as_ref()
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
         self.requests.insert(id, req.clone());
         let user = req.spec.as_ref().map(|s| s.user.clone());
-        self.broadcast(pb::proto::Operation::Put, pb::proto::event::Resource::AccessRequest(req), "access_request", user);
+        self.broadcast(
+            pb::proto::Operation::Put,
+            pb::proto::event::Resource::AccessRequest(req),
+            "access_request",
+            user,
+        );
     }
 
     /// Fans an event out to matching watchers; a full buffer closes that watch.
@@ -69,7 +78,8 @@ impl State {
             match w.tx.try_send(Ok(ev.clone())) {
                 Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(_)) => {
-                    let _ = w.tx.try_send(Err(Status::unavailable("watcher buffer overflow")));
+                    let _ =
+                        w.tx.try_send(Err(Status::unavailable("watcher buffer overflow")));
                     false
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => false,
@@ -77,7 +87,11 @@ impl State {
         });
     }
 
-    pub(crate) fn review(&mut self, id: &str, mut review: pb::types::AccessReview) -> Result<AccessRequestV3, Status> {
+    pub(crate) fn review(
+        &mut self,
+        id: &str,
+        mut review: pb::types::AccessReview,
+    ) -> Result<AccessRequestV3, Status> {
         let mut req = self
             .requests
             .get(id)
@@ -91,19 +105,31 @@ impl State {
             )));
         }
         if review.proposed_state == RequestState::Promoted as i32 {
-            return Err(Status::invalid_argument("promoted is not a valid review state"));
+            return Err(Status::invalid_argument(
+                "promoted is not a valid review state",
+            ));
         }
-        if review.proposed_state != RequestState::Approved as i32 && review.proposed_state != RequestState::Denied as i32 {
+        if review.proposed_state != RequestState::Approved as i32
+            && review.proposed_state != RequestState::Denied as i32
+        {
             return Err(Status::invalid_argument(format!(
                 "invalid state proposal: {}",
                 state_name(review.proposed_state)
             )));
         }
-        if review.annotations.as_ref().is_some_and(|a| !a.values.is_empty()) {
-            return Err(Status::unimplemented("annotations are not supported on reviews"));
+        if review
+            .annotations
+            .as_ref()
+            .is_some_and(|a| !a.values.is_empty())
+        {
+            return Err(Status::unimplemented(
+                "annotations are not supported on reviews",
+            ));
         }
         if !review.roles.is_empty() && review.roles.len() != spec.roles.len() {
-            return Err(Status::unimplemented("role subselection is not yet supported in reviews"));
+            return Err(Status::unimplemented(
+                "role subselection is not yet supported in reviews",
+            ));
         }
         if spec.reviews.iter().any(|r| r.author == review.author) {
             return Err(Status::permission_denied(format!(
@@ -111,15 +137,35 @@ impl State {
                 review.author
             )));
         }
-        if review.created.as_ref().is_none_or(|c| c.seconds == GO_ZERO_TIME_SECONDS) {
+        if review
+            .created
+            .as_ref()
+            .is_none_or(|c| c.seconds == GO_ZERO_TIME_SECONDS)
+        {
             review.created = Some(time_to_pb(SystemTime::now()));
         }
         let reason = review.reason.clone();
         spec.reviews.push(review);
-        let approvals = u32::try_from(spec.reviews.iter().filter(|r| r.proposed_state == RequestState::Approved as i32).count()).unwrap_or(u32::MAX);
-        let denials = u32::try_from(spec.reviews.iter().filter(|r| r.proposed_state == RequestState::Denied as i32).count()).unwrap_or(u32::MAX);
+        let approvals = u32::try_from(
+            spec.reviews
+                .iter()
+                .filter(|r| r.proposed_state == RequestState::Approved as i32)
+                .count(),
+        )
+        .unwrap_or(u32::MAX);
+        let denials = u32::try_from(
+            spec.reviews
+                .iter()
+                .filter(|r| r.proposed_state == RequestState::Denied as i32)
+                .count(),
+        )
+        .unwrap_or(u32::MAX);
         let thresholds = if spec.thresholds.is_empty() {
-            vec![pb::types::AccessReviewThreshold { approve: 1, deny: 1, ..Default::default() }]
+            vec![pb::types::AccessReviewThreshold {
+                approve: 1,
+                deny: 1,
+                ..Default::default()
+            }]
         } else {
             spec.thresholds.clone()
         };
@@ -134,7 +180,12 @@ impl State {
         Ok(req)
     }
 
-    pub(crate) fn set_state(&mut self, id: &str, state: RequestState, reason: &str) -> Result<(), Status> {
+    pub(crate) fn set_state(
+        &mut self,
+        id: &str,
+        state: RequestState,
+        reason: &str,
+    ) -> Result<(), Status> {
         let mut req = self
             .requests
             .get(id)
@@ -149,10 +200,17 @@ impl State {
 
     pub(crate) fn delete_request(&mut self, id: &str) -> Result<(), Status> {
         if self.requests.remove(id).is_none() {
-            return Err(Status::not_found(format!("access_request \"{id}\" not found")));
+            return Err(Status::not_found(format!(
+                "access_request \"{id}\" not found"
+            )));
         }
         let h = header("access_request", "v3", id);
-        self.broadcast(pb::proto::Operation::Delete, pb::proto::event::Resource::ResourceHeader(h), "access_request", None);
+        self.broadcast(
+            pb::proto::Operation::Delete,
+            pb::proto::event::Resource::ResourceHeader(h),
+            "access_request",
+            None,
+        );
         Ok(())
     }
 
@@ -168,7 +226,11 @@ fn matches_filter(k: &pb::types::WatchKind, ev: &pb::proto::Event) -> bool {
     let Some(pb::proto::event::Resource::AccessRequest(r)) = &ev.resource else {
         return true;
     };
-    let id = r.metadata.as_ref().map(|m| m.name.as_str()).unwrap_or_default();
+    let id = r
+        .metadata
+        .as_ref()
+        .map(|m| m.name.as_str())
+        .unwrap_or_default();
     let spec = r.spec.clone().unwrap_or_default();
     if !k.name.is_empty() && k.name != id {
         return false;
@@ -176,7 +238,11 @@ fn matches_filter(k: &pb::types::WatchKind, ev: &pb::proto::Event) -> bool {
     k.filter.iter().all(|(key, v)| match key.as_str() {
         "id" => v.is_empty() || v == id,
         "user" => v.is_empty() || *v == spec.user,
-        "state" => v.is_empty() || v == "NONE" || RequestState::from_str_name(v).is_some_and(|s| s as i32 == spec.state),
+        "state" => {
+            v.is_empty()
+                || v == "NONE"
+                || RequestState::from_str_name(v).is_some_and(|s| s as i32 == spec.state)
+        }
         _ => false,
     })
 }
@@ -187,10 +253,16 @@ fn validate_filter(k: &pb::types::WatchKind) -> Result<(), Status> {
             "id" | "user" => {}
             "state" => {
                 if !v.is_empty() && RequestState::from_str_name(v).is_none() {
-                    return Err(Status::invalid_argument(format!("unknown request state {v:?}")));
+                    return Err(Status::invalid_argument(format!(
+                        "unknown request state {v:?}"
+                    )));
                 }
             }
-            other => return Err(Status::invalid_argument(format!("unknown filter key {other}"))),
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "unknown filter key {other}"
+                )));
+            }
         }
     }
     Ok(())
@@ -199,9 +271,14 @@ fn validate_filter(k: &pb::types::WatchKind) -> Result<(), Status> {
 /// The caller's Teleport user and certificate serial, from the client certificate.
 fn caller<T>(req: &Request<T>) -> Result<(String, String), Status> {
     use x509_parser::prelude::*;
-    let certs = req.peer_certs().ok_or_else(|| Status::unauthenticated("no client certificate"))?;
-    let der = certs.first().ok_or_else(|| Status::unauthenticated("no client certificate"))?;
-    let (_, cert) = X509Certificate::from_der(der.as_ref()).map_err(|_| Status::unauthenticated("bad client certificate"))?;
+    let certs = req
+        .peer_certs()
+        .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
+    let der = certs
+        .first()
+        .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
+    let (_, cert) = X509Certificate::from_der(der.as_ref())
+        .map_err(|_| Status::unauthenticated("bad client certificate"))?;
     let user = cert
         .subject()
         .iter_common_name()
@@ -223,7 +300,9 @@ impl AuthSvc {
         *st.calls.entry(method).or_default() += 1;
         if let Some(until) = st.unavailable_until {
             if tokio::time::Instant::now() < until {
-                return Err(Status::unavailable("emulated outage: auth server is unavailable"));
+                return Err(Status::unavailable(
+                    "emulated outage: auth server is unavailable",
+                ));
             }
             st.unavailable_until = None;
         }
@@ -234,7 +313,10 @@ impl AuthSvc {
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::proto::Event, Status>> + Send>>;
 type RequestStream = Pin<Box<dyn Stream<Item = Result<AccessRequestV3, Status>> + Send>>;
 
-fn filter_requests<'a>(st: &'a State, f: &pb::types::AccessRequestFilter) -> impl Iterator<Item = &'a AccessRequestV3> {
+fn filter_requests<'a>(
+    st: &'a State,
+    f: &pb::types::AccessRequestFilter,
+) -> impl Iterator<Item = &'a AccessRequestV3> {
     let f = f.clone();
     st.requests.iter().filter_map(move |(id, r)| {
         let spec = r.spec.as_ref()?;
@@ -247,7 +329,10 @@ fn filter_requests<'a>(st: &'a State, f: &pb::types::AccessRequestFilter) -> imp
 
 #[tonic::async_trait]
 impl AuthService for AuthSvc {
-    async fn ping(&self, req: Request<pb::proto::PingRequest>) -> Result<Response<pb::proto::PingResponse>, Status> {
+    async fn ping(
+        &self,
+        req: Request<pb::proto::PingRequest>,
+    ) -> Result<Response<pb::proto::PingResponse>, Status> {
         self.enter("Ping")?;
         caller(&req)?;
         let o = &self.shared.opts;
@@ -265,7 +350,10 @@ impl AuthService for AuthSvc {
 
     type WatchEventsStream = EventStream;
 
-    async fn watch_events(&self, req: Request<pb::proto::Watch>) -> Result<Response<EventStream>, Status> {
+    async fn watch_events(
+        &self,
+        req: Request<pb::proto::Watch>,
+    ) -> Result<Response<EventStream>, Status> {
         self.enter("WatchEvents")?;
         let (user, serial) = caller(&req)?;
         let watch = req.into_inner();
@@ -285,7 +373,9 @@ impl AuthService for AuthSvc {
                 confirmed.push(k.clone());
             } else if !watch.allow_partial_success {
                 return Err(if k.kind == "access_monitoring_rule" {
-                    Status::permission_denied("access denied to perform action \"list\" on \"access_monitoring_rule\"")
+                    Status::permission_denied(
+                        "access denied to perform action \"list\" on \"access_monitoring_rule\"",
+                    )
                 } else {
                     Status::invalid_argument(format!("watching kind {:?} is not supported", k.kind))
                 });
@@ -295,17 +385,21 @@ impl AuthService for AuthSvc {
         if !st.stall_init {
             let init = pb::proto::Event {
                 r#type: pb::proto::Operation::Init as i32,
-                resource: Some(pb::proto::event::Resource::WatchStatus(pb::types::WatchStatusV1 {
-                    kind: "watch_status".into(),
-                    version: "v1".into(),
-                    metadata: Some(pb::types::Metadata {
-                        name: "watch_status".into(),
-                        namespace: "default".into(),
+                resource: Some(pb::proto::event::Resource::WatchStatus(
+                    pb::types::WatchStatusV1 {
+                        kind: "watch_status".into(),
+                        version: "v1".into(),
+                        metadata: Some(pb::types::Metadata {
+                            name: "watch_status".into(),
+                            namespace: "default".into(),
+                            ..Default::default()
+                        }),
+                        spec: Some(pb::types::WatchStatusSpecV1 {
+                            kinds: confirmed.clone(),
+                        }),
                         ..Default::default()
-                    }),
-                    spec: Some(pb::types::WatchStatusSpecV1 { kinds: confirmed.clone() }),
-                    ..Default::default()
-                })),
+                    },
+                )),
             };
             let _ = tx.try_send(Ok(init));
         }
@@ -331,7 +425,10 @@ impl AuthService for AuthSvc {
         self.enter("GetAccessRequestsV2")?;
         caller(&req)?;
         let f = req.into_inner();
-        let items: Vec<_> = filter_requests(&self.shared.lock(), &f).cloned().map(Ok).collect();
+        let items: Vec<_> = filter_requests(&self.shared.lock(), &f)
+            .cloned()
+            .map(Ok)
+            .collect();
         Ok(Response::new(Box::pin(tokio_stream::iter(items))))
     }
 
@@ -346,7 +443,11 @@ impl AuthService for AuthSvc {
         if st.list_unimplemented {
             return Err(Status::unimplemented("unknown method ListAccessRequests"));
         }
-        let mut limit = if r.limit < 1 { 1000 } else { usize::try_from(r.limit).unwrap_or(1000) };
+        let mut limit = if r.limit < 1 {
+            1000
+        } else {
+            usize::try_from(r.limit).unwrap_or(1000)
+        };
         if let Some(m) = st.max_page {
             limit = limit.min(m.max(1));
         }
@@ -365,7 +466,10 @@ impl AuthService for AuthSvc {
         }))
     }
 
-    async fn create_access_request_v2(&self, req: Request<AccessRequestV3>) -> Result<Response<AccessRequestV3>, Status> {
+    async fn create_access_request_v2(
+        &self,
+        req: Request<AccessRequestV3>,
+    ) -> Result<Response<AccessRequestV3>, Status> {
         self.enter("CreateAccessRequestV2")?;
         caller(&req)?;
         let mut r = req.into_inner();
@@ -386,7 +490,10 @@ impl AuthService for AuthSvc {
         Ok(Response::new(r))
     }
 
-    async fn delete_access_request(&self, req: Request<pb::proto::RequestId>) -> Result<Response<()>, Status> {
+    async fn delete_access_request(
+        &self,
+        req: Request<pb::proto::RequestId>,
+    ) -> Result<Response<()>, Status> {
         self.enter("DeleteAccessRequest")?;
         caller(&req)?;
         let id = req.into_inner().id;
@@ -394,11 +501,15 @@ impl AuthService for AuthSvc {
         Ok(Response::new(()))
     }
 
-    async fn set_access_request_state(&self, req: Request<pb::proto::RequestStateSetter>) -> Result<Response<()>, Status> {
+    async fn set_access_request_state(
+        &self,
+        req: Request<pb::proto::RequestStateSetter>,
+    ) -> Result<Response<()>, Status> {
         self.enter("SetAccessRequestState")?;
         caller(&req)?;
         let r = req.into_inner();
-        let state = RequestState::try_from(r.state).map_err(|_| Status::invalid_argument("invalid state"))?;
+        let state = RequestState::try_from(r.state)
+            .map_err(|_| Status::invalid_argument("invalid state"))?;
         self.shared.lock().set_state(&r.id, state, &r.reason)?;
         Ok(Response::new(()))
     }
@@ -412,7 +523,7 @@ impl AuthService for AuthSvc {
         let sub = req.into_inner();
         let mut review = sub.review.unwrap_or_default();
         if review.author.is_empty() {
-            review.author = user.clone();
+            review.author = user;
         } else if review.author != user && user != ADMIN_USER {
             return Err(Status::permission_denied(format!(
                 "user {user:?} cannot submit reviews on behalf of {:?}",
@@ -423,12 +534,18 @@ impl AuthService for AuthSvc {
         Ok(Response::new(r))
     }
 
-    async fn get_plugin_data(&self, req: Request<pb::types::PluginDataFilter>) -> Result<Response<pb::proto::PluginDataSeq>, Status> {
+    async fn get_plugin_data(
+        &self,
+        req: Request<pb::types::PluginDataFilter>,
+    ) -> Result<Response<pb::proto::PluginDataSeq>, Status> {
         self.enter("GetPluginData")?;
         caller(&req)?;
         let f = req.into_inner();
         if f.kind != "access_request" && f.kind != "access_list" {
-            return Err(Status::invalid_argument(format!("unsupported resource kind {:?}", f.kind)));
+            return Err(Status::invalid_argument(format!(
+                "unsupported resource kind {:?}",
+                f.kind
+            )));
         }
         let st = self.shared.lock();
         let seq = st
@@ -464,12 +581,18 @@ impl AuthService for AuthSvc {
         Ok(Response::new(pb::proto::PluginDataSeq { plugin_data: seq }))
     }
 
-    async fn update_plugin_data(&self, req: Request<pb::types::PluginDataUpdateParams>) -> Result<Response<()>, Status> {
+    async fn update_plugin_data(
+        &self,
+        req: Request<pb::types::PluginDataUpdateParams>,
+    ) -> Result<Response<()>, Status> {
         self.enter("UpdatePluginData")?;
         caller(&req)?;
         let p = req.into_inner();
         if p.kind != "access_request" && p.kind != "access_list" {
-            return Err(Status::invalid_argument(format!("unsupported resource kind {:?}", p.kind)));
+            return Err(Status::invalid_argument(format!(
+                "unsupported resource kind {:?}",
+                p.kind
+            )));
         }
         let mut st = self.shared.lock();
         if !st.permissions().write_plugin_data {
@@ -479,16 +602,28 @@ impl AuthService for AuthSvc {
         }
         let exists = st.plugin_data.contains_key(&p.resource);
         if !exists && !st.requests.contains_key(&p.resource) {
-            return Err(Status::not_found(format!("access_request \"{}\" not found", p.resource)));
+            return Err(Status::not_found(format!(
+                "access_request \"{}\" not found",
+                p.resource
+            )));
         }
-        let current = st.plugin_data.get(&p.resource).and_then(|e| e.get(&p.plugin)).cloned();
+        let current = st
+            .plugin_data
+            .get(&p.resource)
+            .and_then(|e| e.get(&p.plugin))
+            .cloned();
         // Expect: missing entry or key reads as ""; only named keys are checked.
         let mut expect: Vec<_> = p.expect.iter().collect();
         expect.sort();
         for (k, v) in expect {
-            let have = current.as_ref().and_then(|d| d.get(k)).map_or("", String::as_str);
+            let have = current
+                .as_ref()
+                .and_then(|d| d.get(k))
+                .map_or("", String::as_str);
             if have != v {
-                return Err(Status::failed_precondition(format!("expectations not met for field {k:?}")));
+                return Err(Status::failed_precondition(format!(
+                    "expectations not met for field {k:?}"
+                )));
             }
         }
         let entries = st.plugin_data.entry(p.resource.clone()).or_default();
@@ -509,7 +644,10 @@ impl AuthService for AuthSvc {
         Ok(Response::new(()))
     }
 
-    async fn get_role(&self, req: Request<pb::proto::GetRoleRequest>) -> Result<Response<pb::types::RoleV6>, Status> {
+    async fn get_role(
+        &self,
+        req: Request<pb::proto::GetRoleRequest>,
+    ) -> Result<Response<pb::types::RoleV6>, Status> {
         self.enter("GetRole")?;
         caller(&req)?;
         let name = req.into_inner().name;
@@ -541,7 +679,9 @@ impl AccessMonitoringRulesService for AmrSvc {
             .get(&name)
             .cloned()
             .map(Response::new)
-            .ok_or_else(|| Status::not_found(format!("access_monitoring_rule {name:?} doesn't exist")))
+            .ok_or_else(|| {
+                Status::not_found(format!("access_monitoring_rule {name:?} doesn't exist"))
+            })
     }
 
     async fn list_access_monitoring_rules(
@@ -564,7 +704,9 @@ impl AccessMonitoringRulesService for AmrSvc {
         let f = req.into_inner();
         let st = self.shared.lock();
         if !st.permissions().read_access_monitoring_rules {
-            return Err(Status::permission_denied("access denied to perform action \"list\" on \"access_monitoring_rule\""));
+            return Err(Status::permission_denied(
+                "access denied to perform action \"list\" on \"access_monitoring_rule\"",
+            ));
         }
         let rules = st
             .rules
@@ -573,7 +715,10 @@ impl AccessMonitoringRulesService for AmrSvc {
                 let spec = r.spec.clone().unwrap_or_default();
                 (f.subjects.is_empty() || f.subjects.iter().any(|s| spec.subjects.contains(s)))
                     && (f.notification_name.is_empty()
-                        || spec.notification.as_ref().is_some_and(|n| n.name == f.notification_name))
+                        || spec
+                            .notification
+                            .as_ref()
+                            .is_some_and(|n| n.name == f.notification_name))
             })
             .cloned()
             .collect();
@@ -584,17 +729,26 @@ impl AccessMonitoringRulesService for AmrSvc {
     }
 }
 
-fn server_tls(ca: CertificateDer<'static>, server: &IssuedCert) -> Result<Arc<rustls::ServerConfig>, EmulatorError> {
+fn server_tls(
+    ca: CertificateDer<'static>,
+    server: &IssuedCert,
+) -> Result<Arc<rustls::ServerConfig>, EmulatorError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca).map_err(|e| EmulatorError::Tls(e.to_string()))?;
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
+    roots
+        .add(ca)
         .map_err(|e| EmulatorError::Tls(e.to_string()))?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| EmulatorError::Tls(e.to_string()))?;
     let chain = CertificateDer::pem_slice_iter(server.cert_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| EmulatorError::Tls(e.to_string()))?;
-    let key = PrivateKeyDer::from_pem_slice(server.key_pem.as_bytes()).map_err(|e| EmulatorError::Tls(e.to_string()))?;
+    let key = PrivateKeyDer::from_pem_slice(server.key_pem.as_bytes())
+        .map_err(|e| EmulatorError::Tls(e.to_string()))?;
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| EmulatorError::Tls(e.to_string()))?
@@ -632,7 +786,9 @@ pub(crate) fn serve(
             };
             let (acceptor, tx, shared) = (acceptor.clone(), conn_tx.clone(), accept_shared.clone());
             tokio::spawn(async move {
-                let Ok(Ok(tls)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(sock)).await else {
+                let Ok(Ok(tls)) =
+                    tokio::time::timeout(Duration::from_secs(10), acceptor.accept(sock)).await
+                else {
                     return;
                 };
                 let serial = peer_serial(&tls).unwrap_or_default();
@@ -646,13 +802,17 @@ pub(crate) fn serve(
     });
     let incoming = ReceiverStream::new(conn_rx).map(Ok::<_, std::io::Error>);
     let router = tonic::transport::Server::builder()
-        .add_service(AuthServiceServer::new(AuthSvc { shared: shared.clone() }))
+        .add_service(AuthServiceServer::new(AuthSvc {
+            shared: shared.clone(),
+        }))
         .add_service(AccessMonitoringRulesServiceServer::new(AmrSvc { shared }));
     tokio::spawn(async move {
-        if let Err(e) = router.serve_with_incoming_shutdown(incoming, cancel.cancelled()).await {
+        if let Err(e) = router
+            .serve_with_incoming_shutdown(incoming, cancel.cancelled())
+            .await
+        {
             tracing::warn!(error = %e, "emulator: gRPC server ended");
         }
     });
     Ok(())
 }
-
