@@ -7,6 +7,8 @@
 //! - [`backoff`]: the one pure retry-delay function every retry loop uses.
 //! - [`readiness`]: named readiness latches that components set; `/readyz` reads them.
 //! - [`metrics`]: the Prometheus registry, build info, process metrics.
+//! - [`plugindata`]: what we store per request in Teleport plugin data (upstream layout).
+//! - [`reconcile`]: the level-triggered controller (work queue, reconcile loop).
 //! - [`render`]: access-request state → Discord message (text, review embeds, limits, escaping).
 //! - [`logging`]: tracing setup from `[log]`, with a reloadable level.
 //! - [`http`]: the axum router (`/healthz`, `/readyz`, `/metrics`, `/admin/reload`).
@@ -24,7 +26,9 @@ pub mod emulators;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod plugindata;
 pub mod readiness;
+pub mod reconcile;
 pub mod render;
 pub mod secret;
 pub mod teleport;

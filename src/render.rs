@@ -290,10 +290,7 @@ const TRUNCATED: &str = " (truncated)";
 fn code_text(s: &str, limit: usize) -> (String, bool) {
     let clean: String = s
         .chars()
-        .filter(|&c| {
-            !(c.is_control() && c != '\n' && c != '\t')
-                && !matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
-        })
+        .filter(|&c| !is_stray_control(c) && !is_bidi_control(c))
         .collect();
     let trimmed = clean.trim();
     if trimmed.is_empty() {
