@@ -38,6 +38,44 @@ pub struct CheckReport {
     pub warnings: Vec<String>,
 }
 
+impl std::fmt::Display for CheckReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mode = match self.mode {
+            Mode::Auth => "directly to the Auth Service",
+            Mode::Proxy => "through a TLS-routing Proxy",
+        };
+        writeln!(f, "Teleport: connected {mode} as {}", self.username)?;
+        writeln!(
+            f,
+            "  cluster: {}, version {}",
+            self.cluster_name, self.server_version
+        )?;
+        writeln!(f, "  certificate expires: {}", self.cert_expires)?;
+        match &self.watch {
+            Ok(kinds) => writeln!(f, "  watch: ok ({})", kinds.join(", "))?,
+            Err(e) => writeln!(f, "  watch: FAILED: {e}")?,
+        }
+        match &self.plugin_data_write {
+            Ok(()) => writeln!(f, "  plugin data write: ok")?,
+            Err(e) => writeln!(f, "  plugin data write: FAILED: {e}")?,
+        }
+        for w in &self.warnings {
+            writeln!(f, "  warning: {w}")?;
+        }
+        Ok(())
+    }
+}
+
+impl CheckReport {
+    /// Whether everything the plugin needs works.
+    pub fn ok(&self) -> bool {
+        self.watch
+            .as_ref()
+            .is_ok_and(|k| k.iter().any(|k| k == KIND_ACCESS_REQUEST))
+            && self.plugin_data_write.is_ok()
+    }
+}
+
 /// Runs the check; an error means we could not even ping.
 pub async fn check_connectivity(cfg: &TeleportConfig) -> Result<CheckReport, TeleportError> {
     let opts = ConnectOptions::from_config(cfg);

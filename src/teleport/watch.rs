@@ -209,6 +209,22 @@ pub struct Watcher {
 }
 
 impl Watcher {
+    /// A watcher for the `[teleport]` config (mode, credentials,
+    /// `refresh_identity`, `TELEPORT_PLUGIN_FAIL_FAST`).
+    pub fn from_config(
+        c: &crate::config::TeleportConfig,
+        latch: Latch,
+        metrics: WatchMetrics,
+    ) -> Result<Self, TeleportError> {
+        Ok(Self {
+            opts: ConnectOptions::from_config(c),
+            source: CredentialSource::from_config(&c.credentials),
+            config: WatchConfig::from_config(c)?,
+            latch,
+            metrics,
+        })
+    }
+
     /// Loads credentials and connects (errors here are start-up errors), then
     /// spawns the supervisor that delivers events to `tx` until `cancel`.
     pub async fn start(
@@ -473,5 +489,35 @@ impl Supervisor {
             "Teleport credentials changed; watch moved to a new connection"
         );
         Ok(self.after_init(&client, kinds).await.is_none())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn metrics_have_the_documented_names() {
+        let mut registry = Registry::default();
+        let m = WatchMetrics::register(&mut registry);
+        m.connected.set(1);
+        m.reconnects.inc();
+        m.event(&WatchEvent::DeleteAccessRequest { id: "x".into() });
+        let text = crate::metrics::encode(&registry).unwrap();
+        assert!(text.contains("teleport_watch_connected 1"), "{text}");
+        assert!(text.contains("teleport_watch_reconnects_total 1"), "{text}");
+        assert!(
+            text.contains("teleport_watch_events_total{kind=\"access_request\",op=\"delete\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("teleport_watch_last_event_timestamp_seconds "),
+            "{text}"
+        );
+        assert!(
+            !text.contains("teleport_watch_last_event_timestamp_seconds 0.0"),
+            "{text}"
+        );
     }
 }

@@ -640,3 +640,75 @@ async fn connectivity_check_reports_what_works() {
         r.plugin_data_write
     );
 }
+
+#[tokio::test]
+async fn bad_data_from_teleport_is_counted_and_skipped() {
+    let env = env().await;
+    let mut w = start_watch(&env, fast_watch()).await;
+    assert!(matches!(recv(&mut w.rx).await, WatchEvent::Init { .. }));
+    assert!(matches!(recv(&mut w.rx).await, WatchEvent::Snapshot(_)));
+    let id = env.emu.create_request("bob", &["r"], "");
+    let _ = recv_change(&mut w.rx).await;
+    let mut bad = env.emu.request(&id).expect("stored");
+    bad.spec.as_mut().expect("spec").state = 77;
+    env.emu.put_raw_request(bad);
+    let good = env.emu.create_request("carol", &["r"], "");
+    assert!(
+        matches!(recv_change(&mut w.rx).await, WatchEvent::PutAccessRequest(r) if r.id == good)
+    );
+    assert_eq!(w.metrics.bad_events(), 1);
+    assert!(w.readiness.is_ready(), "bad data does not break the watch");
+}
+
+#[tokio::test]
+async fn rotated_credentials_are_reloaded_on_reconnect_without_refresh() {
+    let env = env().await;
+    let mut w = start_watch(&env, fast_watch()).await;
+    assert!(matches!(recv(&mut w.rx).await, WatchEvent::Init { .. }));
+    let new_serial = env.emu.rotate_client_cert().expect("rotate");
+    env.emu.drop_watch_streams(true);
+    eventually("reconnected with the new certificate", || {
+        env.emu.watchers() == vec![("access-plugin".to_owned(), new_serial.clone())]
+    })
+    .await;
+    assert_eq!(w.metrics.identity_reloads(), 1);
+    assert_eq!(w.handle.client().identity().serial, new_serial);
+}
+
+#[tokio::test]
+async fn expired_credentials_stop_the_start() {
+    let env = env().await;
+    let now = SystemTime::now();
+    let cert = env
+        .emu
+        .issue_client_cert(
+            "access-plugin",
+            now - Duration::from_secs(7200),
+            now - Duration::from_secs(60),
+        )
+        .expect("cert");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("identity");
+    std::fs::write(
+        &path,
+        teleport_discord::emulators::teleport::pki::identity_file(
+            &cert,
+            env.emu.cluster_name(),
+            &[env.emu.ca_pem()],
+        ),
+    )
+    .expect("write");
+    let (tx, _rx) = mpsc::channel(1);
+    let e = Watcher {
+        opts: env.opts(),
+        source: CredentialSource::IdentityFile(path),
+        config: fast_watch(),
+        latch: Readiness::new().register("teleport", "connecting"),
+        metrics: WatchMetrics::default(),
+    }
+    .start(tx, CancellationToken::new())
+    .await
+    .unwrap_err();
+    assert!(matches!(e, TeleportError::CredentialsExpired { .. }), "{e}");
+    assert!(e.to_string().contains("please sign new credentials"), "{e}");
+}
