@@ -712,3 +712,67 @@ async fn expired_credentials_stop_the_start() {
     assert!(matches!(e, TeleportError::CredentialsExpired { .. }), "{e}");
     assert!(e.to_string().contains("please sign new credentials"), "{e}");
 }
+
+#[tokio::test]
+async fn http_control_api_drives_the_emulator() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let env = env().await;
+    let emu = Arc::new(env.emu);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let app = teleport_discord::emulators::teleport::control::router(emu.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let http = reqwest::Client::new();
+    let created: serde_json::Value = http
+        .post(format!("{base}/requests"))
+        .json(&serde_json::json!({"user": "bob", "roles": ["editor"], "reason": "demo"}))
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let r = http
+        .post(format!("{base}/requests/{id}/reviews"))
+        .json(&serde_json::json!({"author": "alice", "approve": true, "reason": "fine"}))
+        .send()
+        .await
+        .expect("review");
+    assert_eq!(r.status(), 200);
+    let list: serde_json::Value = http
+        .get(format!("{base}/requests"))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(list[0]["state"], "APPROVED");
+    assert_eq!(list[0]["resolve_reason"], "fine");
+    let again = http
+        .post(format!("{base}/requests/{id}/reviews"))
+        .json(&serde_json::json!({"author": "carol", "approve": false}))
+        .send()
+        .await
+        .expect("review");
+    assert_eq!(again.status(), 409, "a resolved request takes no reviews");
+    assert_eq!(
+        http.delete(format!("{base}/requests/{id}"))
+            .send()
+            .await
+            .expect("delete")
+            .status(),
+        200
+    );
+    assert_eq!(
+        http.delete(format!("{base}/requests/{id}"))
+            .send()
+            .await
+            .expect("delete")
+            .status(),
+        404
+    );
+}

@@ -16,8 +16,9 @@
 //! [`TeleportEmulator::go_unavailable`], [`TeleportEmulator::rotate_client_cert`]
 //! (the old certificate is refused on new connections),
 //! [`TeleportEmulator::stall_init`]. [`proxy::EmulatedProxy`] is a TLS-routing Proxy.
-//! Not done yet: the HTTP control API for `demo` (use the programmatic API).
+//! [`control::router`] exposes the programmatic API over HTTP for `demo`.
 
+pub mod control;
 pub mod pki;
 pub mod proxy;
 mod service;
