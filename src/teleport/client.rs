@@ -264,14 +264,24 @@ impl Client {
         kinds: &[String],
         allow_partial_success: bool,
     ) -> Result<tonic::Streaming<pb::proto::Event>, TeleportError> {
+        let kinds = kinds
+            .iter()
+            .map(|k| pb::types::WatchKind {
+                kind: k.clone(),
+                ..Default::default()
+            })
+            .collect();
+        self.watch_kinds(kinds, allow_partial_success).await
+    }
+
+    /// Opens `WatchEvents` with full [`pb::types::WatchKind`]s (name, filter).
+    pub async fn watch_kinds(
+        &self,
+        kinds: Vec<pb::types::WatchKind>,
+        allow_partial_success: bool,
+    ) -> Result<tonic::Streaming<pb::proto::Event>, TeleportError> {
         let watch = pb::proto::Watch {
-            kinds: kinds
-                .iter()
-                .map(|k| pb::types::WatchKind {
-                    kind: k.clone(),
-                    ..Default::default()
-                })
-                .collect(),
+            kinds,
             allow_partial_success,
         };
         Ok(self

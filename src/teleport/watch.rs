@@ -31,7 +31,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::client::{Client, ConnectOptions, rpc_error};
+use super::client::{Client, ConnectOptions, PingInfo, rpc_error};
 use super::identity::CredentialSource;
 use super::model::{WatchEvent, event_from_pb};
 use super::{ErrorClass, KIND_ACCESS_MONITORING_RULE, KIND_ACCESS_REQUEST, TeleportError, pb};
@@ -178,11 +178,16 @@ impl WatchMetrics {
 #[derive(Debug)]
 pub struct WatchHandle {
     client: Arc<ArcSwap<Client>>,
+    ping: PingInfo,
     /// The supervisor task; it ends with `Ok` on cancellation, else with the fatal error.
     pub task: JoinHandle<Result<(), TeleportError>>,
 }
 
 impl WatchHandle {
+    /// What `Ping` answered at start (cluster name, version, proxy address).
+    pub fn ping(&self) -> &PingInfo {
+        &self.ping
+    }
     /// The current client, for plugin data and review calls.
     pub fn client(&self) -> Client {
         Client::clone(&self.client.load())
@@ -225,8 +230,8 @@ impl Watcher {
         })
     }
 
-    /// Loads credentials and connects (errors here are start-up errors), then
-    /// spawns the supervisor that delivers events to `tx` until `cancel`.
+    /// Loads credentials, connects and pings (refusing servers older than
+    /// 6.1.0-beta.1); errors here are start-up errors. Then spawns the supervisor that delivers events to `tx` until `cancel`.
     pub async fn start(
         self,
         tx: mpsc::Sender<WatchEvent>,
@@ -235,6 +240,7 @@ impl Watcher {
         let identity = Arc::new(self.source.load()?);
         let fingerprint = self.source.fingerprint()?;
         let client = Client::connect(&self.opts, identity).await?;
+        let ping = client.ping().await?;
         let cell = Arc::new(ArcSwap::from_pointee(client));
         let sup = Supervisor {
             w: self,
@@ -245,6 +251,7 @@ impl Watcher {
         };
         Ok(WatchHandle {
             client: cell,
+            ping,
             task: tokio::spawn(sup.run()),
         })
     }

@@ -776,3 +776,76 @@ async fn http_control_api_drives_the_emulator() {
         404
     );
 }
+
+#[tokio::test]
+async fn emulator_applies_watch_filters_to_puts_only_and_rejects_unknown_keys() {
+    use teleport_discord::teleport::pb;
+    let env = env().await;
+    let c = env.client().await;
+    let kind = |filter: &[(&str, &str)]| pb::types::WatchKind {
+        kind: "access_request".into(),
+        filter: filter
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        ..Default::default()
+    };
+    let e = c.watch_kinds(vec![kind(&[("search", "x")])], false).await;
+    let e = match e {
+        Err(e) => e,
+        Ok(mut s) => match s.message().await {
+            Err(status) => TeleportError::from_status("WatchEvents", &status),
+            Ok(m) => panic!("expected an error, got {m:?}"),
+        },
+    };
+    assert!(e.to_string().contains("unknown filter key search"), "{e}");
+
+    let mut s = c
+        .watch_kinds(vec![kind(&[("state", "PENDING")])], false)
+        .await
+        .expect("watch");
+    let init = s.message().await.expect("init").expect("some");
+    assert_eq!(init.r#type, pb::proto::Operation::Init as i32);
+    let id = env.emu.create_request("bob", &["r"], "");
+    env.emu.resolve(&id, true, "ok").expect("resolve"); // PUT APPROVED: filtered out
+    env.emu.delete_request(&id).expect("delete"); // DELETE: never filtered
+    let put = s.message().await.expect("put").expect("some");
+    assert_eq!(put.r#type, pb::proto::Operation::Put as i32);
+    let del = s.message().await.expect("delete").expect("some");
+    assert_eq!(
+        del.r#type,
+        pb::proto::Operation::Delete as i32,
+        "the APPROVED put was filtered"
+    );
+}
+
+#[tokio::test]
+async fn check_from_config_through_the_proxy() {
+    use teleport_discord::config::{
+        ConfigDuration, ConnectVia, Credentials, TeleportAddr, TeleportConfig,
+    };
+    let env = env().await;
+    let proxy = EmulatedProxy::start(env.emu.addr(), env.emu.cluster_name())
+        .await
+        .expect("proxy");
+    let cfg = TeleportConfig {
+        addr: TeleportAddr::parse(&proxy.addr().to_string()).expect("addr"),
+        credentials: Credentials::IdentityFile {
+            path: env.emu.paths().identity.clone(),
+            refresh: true,
+            refresh_interval: ConfigDuration::new(Duration::from_secs(60)),
+        },
+        connect_via: ConnectVia::Auto,
+    };
+    let r = teleport_discord::teleport::check_connectivity(&cfg)
+        .await
+        .expect("check");
+    assert_eq!(
+        r.mode,
+        Mode::Proxy,
+        "auto picks the Proxy for a port other than 3025"
+    );
+    assert!(r.ok(), "{r}");
+    assert!(r.to_string().contains("through a TLS-routing Proxy"), "{r}");
+    assert!(proxy.routed() >= 1);
+}
