@@ -424,7 +424,7 @@ fn build(
     if info.not_after < now {
         return Err(TeleportError::CredentialsExpired {
             path: cert_path.to_owned(),
-            expired_at: rfc3339(info.not_after),
+            what: format!("TLS certificate expired at {}", rfc3339(info.not_after)),
         });
     }
     let mut warnings = Vec::new();
@@ -453,7 +453,7 @@ fn build(
     if valid_cas == 0 {
         return Err(TeleportError::CredentialsExpired {
             path: cas_path.to_owned(),
-            expired_at: "every CA certificate".to_owned(),
+            what: "every CA certificate has expired".to_owned(),
         });
     }
     if valid_cas < cas.len() {

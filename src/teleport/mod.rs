@@ -126,12 +126,12 @@ pub enum TeleportError {
         cert_path: PathBuf,
     },
     /// Every credential has expired.
-    #[error("{EXPIRED_ADVICE} ({path}: certificate expired at {expired_at})")]
+    #[error("{EXPIRED_ADVICE} ({path}: {what})")]
     CredentialsExpired {
         /// The file.
         path: PathBuf,
-        /// When the certificate expired (RFC 3339).
-        expired_at: String,
+        /// What expired, and when.
+        what: String,
     },
     /// Building the TLS configuration failed.
     #[error("TLS configuration: {0}")]

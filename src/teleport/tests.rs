@@ -729,3 +729,26 @@ fn tls_config_uses_only_cluster_cas_and_right_alpn() {
     );
     assert!(direct.client_auth_cert_resolver.has_certs());
 }
+
+#[test]
+fn all_cas_expired_is_refused() {
+    let now = SystemTime::now();
+    let mut old = Pki::with_validity(
+        "example.com",
+        now - Duration::from_secs(7200),
+        now - Duration::from_secs(3600),
+    )
+    .unwrap();
+    let c = valid(&mut old);
+    let e = parse_identity_file(
+        &identity_file(&c, "example.com", &[old.ca_pem()]),
+        Path::new(PATH),
+        now,
+    )
+    .unwrap_err();
+    assert!(matches!(e, TeleportError::CredentialsExpired { .. }), "{e}");
+    assert!(
+        e.to_string().contains("every CA certificate has expired"),
+        "{e}"
+    );
+}

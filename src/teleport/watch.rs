@@ -292,11 +292,11 @@ impl Supervisor {
             };
             self.w.metrics.connected.set(0);
             let err = match end {
-                End::Cancelled => {
+                End::Failed(e) if !self.cancel.is_cancelled() => e,
+                _ => {
                     self.w.latch.set_not_ready("shutting down");
                     return Ok(());
                 }
-                End::Failed(e) => e,
             };
             self.w
                 .latch
