@@ -1,6 +1,7 @@
 //! teleport-discord: Teleport Access Requests in Discord.
 //!
 //! # Layout
+//! - [`amr`]: access monitoring rules and their condition language.
 //! - [`config`]: the TOML file (upstream-compatible), environment overrides,
 //!   validation, reload diffs.
 //! - [`secret`]: the [`secret::Secret`] wrapper that keeps tokens out of logs.
@@ -17,6 +18,7 @@
 //! - [`version`]: build identification.
 //! - [`emulators`]: Teleport and Discord stand-ins for tests and `demo`.
 
+pub mod amr;
 pub mod app;
 pub mod backoff;
 pub mod cli;
