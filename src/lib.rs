@@ -12,6 +12,7 @@
 //! - [`reconcile`]: the level-triggered controller (work queue, reconcile loop).
 //! - [`render`]: access-request state → Discord message (text, review embeds, limits, escaping).
 //! - [`logging`]: tracing setup from `[log]`, with a reloadable level.
+//! - [`healthcheck`]: the `healthcheck` verb (a std-only HTTP probe for container health checks).
 //! - [`http`]: the axum router (`/healthz`, `/readyz`, `/metrics`, `/admin/reload`).
 //! - [`app`]: the long-running service (`start`): listener, signals, reload, shutdown.
 //! - [`cli`]: command-line definitions shared by `main.rs` and tests.
@@ -24,6 +25,7 @@ pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod emulators;
+pub mod healthcheck;
 pub mod http;
 pub mod logging;
 pub mod metrics;

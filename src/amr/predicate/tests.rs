@@ -41,7 +41,9 @@ fn eval_err(src: &str) -> PredicateError {
 fn documented_examples() {
     assert!(eval_ok(r#"access_request.spec.roles.contains("dev")"#));
     assert!(!eval_ok(r#"access_request.spec.roles.contains("admin")"#));
-    assert!(!eval_ok(r#"contains_all(set("access"), access_request.spec.roles)"#));
+    assert!(!eval_ok(
+        r#"contains_all(set("access"), access_request.spec.roles)"#
+    ));
     assert!(eval_ok(
         r#"contains_all(access_request.spec.roles, set("access"))"#
     ));
