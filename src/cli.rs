@@ -32,6 +32,22 @@ pub enum Command {
     Version,
     /// Validate a configuration file and list every problem.
     Check(CheckArgs),
+    /// Probe a running instance's /healthz (for container health checks; exits 0 when healthy).
+    Healthcheck(HealthcheckArgs),
+}
+
+/// Flags of `healthcheck`.
+#[derive(Debug, clap::Args)]
+pub struct HealthcheckArgs {
+    /// Address of the running instance (an unspecified IP such as 0.0.0.0 means this host).
+    #[arg(long, env = env_vars::LISTEN_ADDR, default_value = crate::config::DEFAULT_LISTEN_ADDR, value_name = "IP:PORT")]
+    pub addr: std::net::SocketAddr,
+    /// Path to probe.
+    #[arg(long, default_value = "/healthz", value_name = "PATH")]
+    pub path: String,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 3, value_name = "SECONDS")]
+    pub timeout: u64,
 }
 
 /// Flags of `start`.

@@ -1,6 +1,7 @@
 //! teleport-discord: Teleport Access Requests in Discord.
 //!
 //! # Layout
+//! - [`amr`]: access monitoring rules and their condition language.
 //! - [`config`]: the TOML file (upstream-compatible), environment overrides,
 //!   validation, reload diffs.
 //! - [`secret`]: the [`secret::Secret`] wrapper that keeps tokens out of logs.
@@ -11,6 +12,7 @@
 //! - [`reconcile`]: the level-triggered controller (work queue, reconcile loop).
 //! - [`render`]: access-request state → Discord message (text, review embeds, limits, escaping).
 //! - [`logging`]: tracing setup from `[log]`, with a reloadable level.
+//! - [`healthcheck`]: the `healthcheck` verb (a std-only HTTP probe for container health checks).
 //! - [`http`]: the axum router (`/healthz`, `/readyz`, `/metrics`, `/admin/reload`).
 //! - [`app`]: the long-running service (`start`): listener, signals, reload, shutdown.
 //! - [`cli`]: command-line definitions shared by `main.rs` and tests.
@@ -18,11 +20,13 @@
 //! - [`emulators`]: Teleport and Discord stand-ins for tests and `demo`.
 //! - [`teleport`]: the Teleport gRPC client, credentials and the supervised watch.
 
+pub mod amr;
 pub mod app;
 pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod emulators;
+pub mod healthcheck;
 pub mod http;
 pub mod logging;
 pub mod metrics;

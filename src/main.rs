@@ -31,6 +31,20 @@ fn main() -> ExitCode {
             println!("{}", version::version_line());
             ExitCode::SUCCESS
         }
+        Command::Healthcheck(args) => {
+            let timeout = std::time::Duration::from_secs(args.timeout.max(1));
+            match teleport_discord::healthcheck::probe(args.addr, &args.path, timeout) {
+                Ok(status) if (200..300).contains(&status) => ExitCode::SUCCESS,
+                Ok(status) => {
+                    eprintln!("unhealthy: {} answered HTTP {status}", args.addr);
+                    exit(EXIT_FAILURE)
+                }
+                Err(e) => {
+                    eprintln!("unhealthy: {e}");
+                    exit(EXIT_FAILURE)
+                }
+            }
+        }
         Command::Check(args) => match config::load(&args.config, &ProcessEnv) {
             Ok(loaded) => {
                 for w in &loaded.warnings {

@@ -1,5 +1,589 @@
-//! The reconciler: turns the latest state of each access request into Discord
-//! messages and plugin data. The Teleport watch only marks request IDs dirty;
-//! workers take them from the [`queue::WorkQueue`] and converge.
+//! The reconciler: a level-triggered controller that turns the latest state of
+//! each access request into Discord messages and plugin data.
+//!
+//! The Teleport watch only records what it saw ([`Reconciler::observe_put`],
+//! [`Reconciler::observe_delete`], [`Reconciler::observe_list`]) and marks the
+//! request dirty; workers take IDs from the [`queue::WorkQueue`] and run
+//! [`Reconciler::reconcile`], which reads plugin data, decides, acts, and
+//! records the result with compare-and-swap. A failure requeues the ID with
+//! backoff; nothing is dropped.
+//!
+//! Exactly once, across restarts and replicas:
+//! 1. the first replica to see a pending request *claims* it: a CAS from "no
+//!    plugin data" to the request's data plus the recipient channels; a loser
+//!    gets a conflict and simply runs again, now seeing the claim;
+//! 2. each claimed channel without a recorded message gets a create with a
+//!    deterministic `nonce` and `enforce_nonce`, so a create repeated by a
+//!    crashed or racing replica returns the same message;
+//! 3. the message IDs are added to plugin data by CAS (merging with what is
+//!    there); edits are idempotent, and the digest of the last body written to
+//!    every message (`discord_rendered`) makes a resync with nothing new cost
+//!    no Discord call.
 
+pub mod model;
 pub mod queue;
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use crate::backoff::{Backoff, random_jitter};
+use crate::config::{Recipient, SharedConfig};
+use crate::plugindata::{MessageRef, PluginData};
+use crate::render::{self, MessageBody, RequestView, Status, StatusField};
+
+pub use model::{Request, RequestState, Review, Threshold};
+use queue::WorkQueue;
+
+/// Backoff between attempts of a failing request: capped well inside
+/// Discord's nonce window (a few minutes), so a retried create is still
+/// recognised as the same message.
+pub const RETRY_BACKOFF: Backoff =
+    Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
+
+/// A compare-and-swap write failed or plugin data could not be read.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// `Expect` did not match: someone else wrote first.
+    #[error("plugin data changed concurrently")]
+    Conflict,
+    /// Anything else (Teleport unreachable, permission denied, ...).
+    #[error("plugin data: {0}")]
+    Other(String),
+}
+
+/// Plugin data access (implemented by the Teleport client).
+pub trait PluginDataStore: Send + Sync + 'static {
+    /// Reads the request's data for our plugin; empty when none.
+    fn get(
+        &self,
+        request_id: &str,
+    ) -> impl Future<Output = Result<BTreeMap<String, String>, StoreError>> + Send;
+    /// `UpdatePluginData` with `Set` and `Expect`.
+    fn compare_and_swap(
+        &self,
+        request_id: &str,
+        set: BTreeMap<String, String>,
+        expect: BTreeMap<String, String>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Why a Discord call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SendError {
+    /// Will not succeed if retried (unknown channel, missing permission, invalid body).
+    #[error("Discord refused: {0}")]
+    Permanent(String),
+    /// Worth retrying later (5xx, timeouts, rate limits beyond the budget).
+    #[error("Discord unavailable: {0}")]
+    Retryable(String),
+}
+
+/// Discord message operations (implemented by the Discord delivery queue).
+pub trait Messenger: Send + Sync + 'static {
+    /// Creates a message; returns its ID. Must send `nonce` with `enforce_nonce`.
+    fn create(
+        &self,
+        channel: &str,
+        nonce: &str,
+        body: &MessageBody,
+    ) -> impl Future<Output = Result<String, SendError>> + Send;
+    /// Replaces a message's body.
+    fn edit(
+        &self,
+        channel: &str,
+        message: &str,
+        body: &MessageBody,
+    ) -> impl Future<Output = Result<(), SendError>> + Send;
+}
+
+/// Cluster facts from `Ping`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClusterInfo {
+    /// Cluster name.
+    pub name: String,
+    /// `https://<proxy>` when the cluster has Advanced Access Workflows.
+    pub web_proxy_url: Option<String>,
+}
+
+/// What the watch last told us about a request.
+#[derive(Debug, Clone)]
+enum Observed {
+    Present(Box<Request>),
+    Deleted,
+}
+
+/// Why a reconcile did not finish.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ReconcileError {
+    /// Plugin data could not be read or written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Some Discord calls failed and should be retried.
+    #[error("{0}")]
+    Discord(SendError),
+}
+
+/// What a reconcile did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Messages created.
+    pub created: usize,
+    /// Messages edited.
+    pub edited: usize,
+    /// Channels given up on (permanent errors).
+    pub dropped: usize,
+}
+
+/// The deterministic create nonce of a request's message in a channel
+/// (≤ 25 characters, as Discord allows).
+pub fn nonce_for(request_id: &str, channel: &str) -> String {
+    let d = ring::digest::digest(
+        &ring::digest::SHA256,
+        format!("{request_id}/{channel}").as_bytes(),
+    );
+    let hex: String = d
+        .as_ref()
+        .iter()
+        .take(12)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("td{}", &hex[..23])
+}
+
+/// Digest of a message body, stored as `discord_rendered`.
+pub fn digest(body: &MessageBody) -> String {
+    let json = serde_json::to_vec(body).unwrap_or_default();
+    let d = ring::digest::digest(&ring::digest::SHA256, &json);
+    d.as_ref()
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The controller.
+#[derive(Debug)]
+pub struct Reconciler<P, M> {
+    observed: Mutex<HashMap<String, Observed>>,
+    queue: WorkQueue<String>,
+    store: P,
+    messenger: M,
+    config: SharedConfig,
+    cluster: ClusterInfo,
+}
+
+impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
+    /// A reconciler over the given plugin data store and messenger.
+    pub fn new(store: P, messenger: M, config: SharedConfig, cluster: ClusterInfo) -> Self {
+        Self {
+            observed: Mutex::new(HashMap::new()),
+            queue: WorkQueue::new(),
+            store,
+            messenger,
+            config,
+            cluster,
+        }
+    }
+
+    fn observed(&self) -> std::sync::MutexGuard<'_, HashMap<String, Observed>> {
+        self.observed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The work queue (for metrics and workers).
+    pub fn queue(&self) -> &WorkQueue<String> {
+        &self.queue
+    }
+
+    /// A request was created or changed.
+    pub fn observe_put(&self, request: Request) {
+        let id = request.id.clone();
+        self.observed()
+            .insert(id.clone(), Observed::Present(Box::new(request)));
+        self.queue.add(id);
+    }
+
+    /// A request was deleted (expired, or removed by an admin).
+    pub fn observe_delete(&self, id: &str) {
+        self.observed().insert(id.to_owned(), Observed::Deleted);
+        self.queue.add(id.to_owned());
+    }
+
+    /// A full listing (after every (re)connect and periodically): every listed
+    /// request is recorded and marked dirty; a tracked request missing from
+    /// the listing was deleted while we were not looking.
+    pub fn observe_list(&self, requests: Vec<Request>) {
+        let mut ids = Vec::with_capacity(requests.len());
+        {
+            let mut obs = self.observed();
+            let listed: std::collections::HashSet<&str> =
+                requests.iter().map(|r| r.id.as_str()).collect();
+            let vanished: Vec<String> = obs
+                .iter()
+                .filter(|(id, o)| {
+                    matches!(o, Observed::Present(_)) && !listed.contains(id.as_str())
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in vanished {
+                obs.insert(id.clone(), Observed::Deleted);
+                ids.push(id);
+            }
+            for r in requests {
+                ids.push(r.id.clone());
+                obs.insert(r.id.clone(), Observed::Present(Box::new(r)));
+            }
+        }
+        for id in ids {
+            self.queue.add(id);
+        }
+    }
+
+    /// Requests currently tracked.
+    pub fn tracked(&self) -> usize {
+        self.observed().len()
+    }
+
+    /// Runs `workers` workers until `cancel` fires and the queue drains.
+    pub async fn run(self: Arc<Self>, workers: usize, cancel: tokio_util::sync::CancellationToken) {
+        let mut tasks = Vec::new();
+        for _ in 0..workers.max(1) {
+            let me = self.clone();
+            tasks.push(tokio::spawn(async move { me.worker().await }));
+        }
+        cancel.cancelled().await;
+        self.queue.shutdown();
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+
+    async fn worker(&self) {
+        let mut failures: HashMap<String, u32> = HashMap::new();
+        while let Some(id) = self.queue.next().await {
+            match self.reconcile(&id).await {
+                Ok(_) => {
+                    failures.remove(&id);
+                    self.queue.done(&id);
+                }
+                Err(ReconcileError::Store(StoreError::Conflict)) => {
+                    // Someone else wrote: look again at once.
+                    self.queue.done(&id);
+                    self.queue.add(id);
+                }
+                Err(e) => {
+                    let n = failures.entry(id.clone()).or_insert(0);
+                    let delay = RETRY_BACKOFF.delay(*n, random_jitter());
+                    *n = n.saturating_add(1);
+                    tracing::warn!(request_id = %id, error = %e, retry_in_ms = delay.as_millis() as u64, "Failed to process request; will retry");
+                    self.queue.retry_after(&id, delay);
+                }
+            }
+        }
+    }
+
+    /// Converges Discord and plugin data to the last observed state of `id`.
+    pub async fn reconcile(&self, id: &str) -> Result<Outcome, ReconcileError> {
+        let observed = self.observed().get(id).cloned();
+        let Some(observed) = observed else {
+            return Ok(Outcome::default());
+        };
+        let raw = self.store.get(id).await?;
+        let (data, problems) = PluginData::decode(&raw);
+        for p in problems {
+            tracing::warn!(request_id = %id, key = %p.key, "bad plugin data value skipped: {}", p.message);
+        }
+        let result = match observed {
+            Observed::Present(req) => match req.state {
+                RequestState::Pending => self.reconcile_pending(&req, data).await,
+                RequestState::Approved | RequestState::Denied | RequestState::Promoted => {
+                    self.reconcile_resolved(&req, data).await
+                }
+                RequestState::Other(n) => {
+                    tracing::warn!(request_id = %id, state = n, "Unknown request state");
+                    Ok(Outcome::default())
+                }
+            },
+            Observed::Deleted => self.reconcile_deleted(id, data).await,
+        };
+        if result.is_ok() {
+            // A deleted request that is done needs no memory any more.
+            let mut obs = self.observed();
+            if matches!(obs.get(id), Some(Observed::Deleted)) {
+                obs.remove(id);
+            }
+        }
+        result
+    }
+
+    fn recipients(&self, req: &Request) -> Vec<String> {
+        let config = self.config.load();
+        let mut out = Vec::new();
+        for r in config
+            .role_to_recipients
+            .recipients_for(req.roles.iter().map(String::as_str))
+        {
+            match r.channel_id() {
+                Some(_) => out.push(r.as_str().to_owned()),
+                None => {
+                    tracing::warn!(request_id = %req.id, recipient = %r, "recipient is not a Discord channel ID; skipped")
+                }
+            }
+        }
+        for s in &req.suggested_reviewers {
+            if Recipient::new(s.as_str()).channel_id().is_none() {
+                tracing::debug!(request_id = %req.id, reviewer = %s, "suggested reviewer is not a channel; not notified (Discord cannot message by e-mail)");
+            }
+        }
+        out
+    }
+
+    fn view(&self, req: &Request, status: Status, data: &PluginData) -> RequestView {
+        RequestView {
+            id: req.id.clone(),
+            cluster: self.cluster.name.clone(),
+            user: req.user.clone(),
+            roles: req.roles.clone(),
+            logins_by_role: data.logins_by_role.clone(),
+            resources: req.resources.clone(),
+            reason: req.reason.clone(),
+            status: StatusField(status),
+            resolve_reason: req.resolve_reason.clone(),
+            reviews: req
+                .reviews
+                .iter()
+                .map(|r| render::ReviewView {
+                    author: r.author.clone(),
+                    approved: r.approved,
+                    reason: r.reason.clone(),
+                    created_unix: r.created_unix,
+                })
+                .collect(),
+            needed: req.needed(),
+            request_expires_unix: req.expires_unix,
+            access_expires_unix: req.access_expires_unix,
+            web_proxy_url: self.cluster.web_proxy_url.clone(),
+        }
+    }
+
+    async fn reconcile_pending(
+        &self,
+        req: &Request,
+        data: PluginData,
+    ) -> Result<Outcome, ReconcileError> {
+        let data = if data.is_empty() {
+            let claim = PluginData {
+                user: req.user.clone(),
+                roles: req.roles.clone(),
+                resources: req.resources.clone(),
+                request_reason: req.reason.clone(),
+                system_annotations: req.system_annotations.clone(),
+                channels: self.recipients(req),
+                ..PluginData::default()
+            };
+            if claim.channels.is_empty() {
+                tracing::warn!(request_id = %req.id, "No channel to post");
+            }
+            self.store
+                .compare_and_swap(&req.id, claim.encode(), PluginData::default().encode())
+                .await?;
+            claim
+        } else {
+            data
+        };
+        let body = render::render(&self.view(req, Status::Pending, &data), true);
+        let reviews = req.reviews.len() as u32;
+        self.converge(&req.id, data, &body, |d| {
+            d.reviews_count = d.reviews_count.max(reviews)
+        })
+        .await
+    }
+
+    async fn reconcile_resolved(
+        &self,
+        req: &Request,
+        data: PluginData,
+    ) -> Result<Outcome, ReconcileError> {
+        if data.is_empty() || (data.messages.is_empty() && data.channels.is_empty()) {
+            // Never seen pending: nothing was announced, so nothing to resolve (as upstream).
+            tracing::debug!(request_id = %req.id, "resolved request was never posted; nothing to update");
+            return Ok(Outcome::default());
+        }
+        let status = match req.state {
+            RequestState::Approved => Status::Approved,
+            RequestState::Denied => Status::Denied,
+            _ => Status::Promoted,
+        };
+        // The first resolution recorded wins (upstream: a resolution is never changed).
+        let status = match data.resolution.as_str() {
+            "" => status,
+            other if other == status.tag() => status,
+            other => {
+                tracing::debug!(request_id = %req.id, existing = other, event = status.tag(), "Request is already resolved, ignoring event");
+                return Ok(Outcome::default());
+            }
+        };
+        let body = render::render(&self.view(req, status, &data), true);
+        let (tag, reason, reviews) = (
+            status.tag().to_owned(),
+            req.resolve_reason.clone(),
+            req.reviews.len() as u32,
+        );
+        self.converge(&req.id, data, &body, move |d| {
+            d.resolution = tag.clone();
+            d.resolve_reason = reason.clone();
+            d.reviews_count = d.reviews_count.max(reviews);
+        })
+        .await
+    }
+
+    async fn reconcile_deleted(
+        &self,
+        id: &str,
+        data: PluginData,
+    ) -> Result<Outcome, ReconcileError> {
+        if data.messages.is_empty() {
+            return Ok(Outcome::default());
+        }
+        if !data.resolution.is_empty() && data.resolution != Status::Expired.tag() {
+            // Resolved before it went away: keep showing the resolution.
+            return Ok(Outcome::default());
+        }
+        // Rebuild what we can from plugin data; existing review embeds stay.
+        let req = Request {
+            id: id.to_owned(),
+            user: data.user.clone(),
+            roles: data.roles.clone(),
+            state: RequestState::Pending,
+            reason: data.request_reason.clone(),
+            resolve_reason: String::new(),
+            reviews: Vec::new(),
+            suggested_reviewers: Vec::new(),
+            resources: data.resources.clone(),
+            thresholds: Vec::new(),
+            system_annotations: BTreeMap::new(),
+            expires_unix: None,
+            access_expires_unix: None,
+        };
+        let body = render::render(&self.view(&req, Status::Expired, &data), false);
+        self.converge(id, data, &body, |d| {
+            d.resolution = Status::Expired.tag().to_owned()
+        })
+        .await
+    }
+
+    /// Creates missing messages, edits stale ones, and records the result.
+    async fn converge(
+        &self,
+        id: &str,
+        data: PluginData,
+        body: &MessageBody,
+        update: impl Fn(&mut PluginData) + Send + Sync,
+    ) -> Result<Outcome, ReconcileError> {
+        let mut outcome = Outcome::default();
+        let digest = digest(body);
+        // Upstream-written data has no channel list: its messages are the set.
+        let channels: Vec<String> = if data.channels.is_empty() {
+            data.messages.iter().map(|m| m.channel.clone()).collect()
+        } else {
+            data.channels.clone()
+        };
+        let mut created: Vec<MessageRef> = Vec::new();
+        let mut dropped: Vec<String> = Vec::new();
+        let mut retry: Option<SendError> = None;
+        let up_to_date = data.rendered == digest;
+        // Channels whose message is known to show `body` now.
+        let mut shown: Vec<String> = Vec::new();
+        for channel in &channels {
+            match data.message_for(channel) {
+                None => match self
+                    .messenger
+                    .create(channel, &nonce_for(id, channel), body)
+                    .await
+                {
+                    Ok(message) => {
+                        tracing::info!(request_id = %id, channel_id = %channel, message_id = %message, "Successfully posted messages");
+                        created.push(MessageRef {
+                            channel: channel.clone(),
+                            message,
+                        });
+                        shown.push(channel.clone());
+                        outcome.created += 1;
+                    }
+                    Err(SendError::Permanent(e)) => {
+                        tracing::error!(request_id = %id, channel_id = %channel, error = %e, "cannot post to this channel; giving it up for this request");
+                        dropped.push(channel.clone());
+                        outcome.dropped += 1;
+                    }
+                    Err(e) => retry = Some(e),
+                },
+                Some(m) if !up_to_date => {
+                    match self.messenger.edit(&m.channel, &m.message, body).await {
+                        Ok(()) => {
+                            shown.push(channel.clone());
+                            outcome.edited += 1;
+                        }
+                        Err(SendError::Permanent(e)) => {
+                            tracing::error!(request_id = %id, channel_id = %channel, message_id = %m.message, error = %e, "cannot edit this message; giving it up");
+                            dropped.push(channel.clone());
+                            outcome.dropped += 1;
+                        }
+                        Err(e) => retry = Some(e),
+                    }
+                }
+                Some(_) => shown.push(channel.clone()),
+            }
+        }
+        let all_current = retry.is_none();
+        // Record, merging with whatever another replica wrote meanwhile.
+        let mut current = data;
+        let mut foreign;
+        loop {
+            let mut next = current.clone();
+            for m in &created {
+                if next.message_for(&m.channel).is_none() {
+                    next.messages.push(m.clone());
+                }
+            }
+            next.messages.retain(|m| !dropped.contains(&m.channel));
+            if next.channels.is_empty() {
+                next.channels = channels.clone();
+            }
+            next.channels.retain(|c| !dropped.contains(c));
+            update(&mut next);
+            // The digest is recorded only when every message is known to show this body.
+            let every_message = next.channels.iter().all(|c| next.message_for(c).is_some());
+            foreign = next.messages.iter().any(|m| !shown.contains(&m.channel));
+            next.rendered = if all_current && every_message && !foreign {
+                digest.clone()
+            } else {
+                String::new()
+            };
+            if next == current {
+                break;
+            }
+            match self
+                .store
+                .compare_and_swap(id, next.encode(), current.encode())
+                .await
+            {
+                Ok(()) => break,
+                Err(StoreError::Conflict) => {
+                    let (fresh, _) = PluginData::decode(&self.store.get(id).await?);
+                    current = fresh;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        match retry {
+            Some(e) => Err(ReconcileError::Discord(e)),
+            // Another replica recorded a message we did not write: look again.
+            None if foreign => Err(StoreError::Conflict.into()),
+            None => Ok(outcome),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -207,7 +207,11 @@ impl<K: Clone + Eq + Hash + Ord> WorkQueue<K> {
     pub fn oldest_age(&self) -> Duration {
         let g = self.lock();
         let now = Instant::now();
-        g.dirty.values().map(|t| now.saturating_duration_since(*t)).max().unwrap_or_default()
+        g.dirty
+            .values()
+            .map(|t| now.saturating_duration_since(*t))
+            .max()
+            .unwrap_or_default()
     }
 
     /// Stops handing out new work once the ready keys are drained; wakes all waiters.

@@ -16,6 +16,7 @@ fn run(args: &[&str]) -> std::process::Output {
     Command::new(BIN)
         .args(args)
         .env_remove("TELEPORT_DISCORD_CONFIG")
+        .env_remove("TELEPORT_DISCORD_LISTEN_ADDR")
         .output()
         .expect("run binary")
 }
@@ -333,6 +334,20 @@ async fn sigint_shuts_down_gracefully() {
     p.signal("INT");
     assert_eq!(p.wait_exit().code(), Some(0), "log:\n{}", p.log());
     p.wait_for("Successfully shut down");
+}
+
+#[test]
+fn healthcheck_fails_without_a_server() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr").to_string();
+    drop(l);
+    let out = run(&["healthcheck", "--addr", &addr]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("cannot connect"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]

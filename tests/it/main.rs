@@ -2,6 +2,7 @@
 //! clients, the real binary for process tests.
 
 mod cli;
+mod deploy;
 mod http;
 mod support;
 mod teleport;

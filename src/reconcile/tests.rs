@@ -1,0 +1,557 @@
+//! Unit tests of the reconcile logic against in-memory stand-ins that keep
+//! Teleport's CAS rules and Discord's nonce rule. (End-to-end tests with the
+//! emulators live in `tests/it`.)
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+
+use super::*;
+use crate::config::{self, Config};
+
+#[derive(Debug, Default, Clone)]
+struct Store {
+    data: Arc<Mutex<HashMap<String, BTreeMap<String, String>>>>,
+    writes: Arc<Mutex<usize>>,
+}
+
+impl PluginDataStore for Store {
+    async fn get(&self, id: &str) -> Result<BTreeMap<String, String>, StoreError> {
+        Ok(self
+            .data
+            .lock()
+            .unwrap()
+            .get(id)
+            .cloned()
+            .unwrap_or_default())
+    }
+    async fn compare_and_swap(
+        &self,
+        id: &str,
+        set: BTreeMap<String, String>,
+        expect: BTreeMap<String, String>,
+    ) -> Result<(), StoreError> {
+        tokio::task::yield_now().await;
+        let mut all = self.data.lock().unwrap();
+        let entry = all.get(id).cloned().unwrap_or_default();
+        for (k, v) in &expect {
+            if entry.get(k).map(String::as_str).unwrap_or("") != v {
+                return Err(StoreError::Conflict);
+            }
+        }
+        let mut entry = entry;
+        for (k, v) in set {
+            if v.is_empty() {
+                entry.remove(&k);
+            } else {
+                entry.insert(k, v);
+            }
+        }
+        if entry.is_empty() {
+            all.remove(id);
+        } else {
+            all.insert(id.to_owned(), entry);
+        }
+        *self.writes.lock().unwrap() += 1;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Msg {
+    channel: String,
+    body: MessageBody,
+    edits: usize,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Discord {
+    messages: Arc<Mutex<BTreeMap<String, Msg>>>,
+    nonces: Arc<Mutex<HashMap<(String, String), String>>>,
+    calls: Arc<Mutex<usize>>,
+    fail_channels: Arc<Mutex<HashMap<String, SendError>>>,
+    next_id: Arc<Mutex<u64>>,
+}
+
+impl Discord {
+    fn in_channel(&self, channel: &str) -> Vec<Msg> {
+        self.messages
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|m| m.channel == channel)
+            .cloned()
+            .collect()
+    }
+    fn calls(&self) -> usize {
+        *self.calls.lock().unwrap()
+    }
+    fn fail(&self, channel: &str, e: Option<SendError>) {
+        let mut f = self.fail_channels.lock().unwrap();
+        match e {
+            Some(e) => f.insert(channel.to_owned(), e),
+            None => f.remove(channel),
+        };
+    }
+}
+
+impl Messenger for Discord {
+    async fn create(
+        &self,
+        channel: &str,
+        nonce: &str,
+        body: &MessageBody,
+    ) -> Result<String, SendError> {
+        tokio::task::yield_now().await;
+        *self.calls.lock().unwrap() += 1;
+        if let Some(e) = self.fail_channels.lock().unwrap().get(channel) {
+            return Err(e.clone());
+        }
+        assert!(nonce.len() <= 25);
+        let key = (channel.to_owned(), nonce.to_owned());
+        if let Some(id) = self.nonces.lock().unwrap().get(&key) {
+            return Ok(id.clone());
+        }
+        let id = {
+            let mut n = self.next_id.lock().unwrap();
+            *n += 1;
+            format!("{}", 9_000 + *n)
+        };
+        self.nonces.lock().unwrap().insert(key, id.clone());
+        self.messages.lock().unwrap().insert(
+            id.clone(),
+            Msg {
+                channel: channel.to_owned(),
+                body: body.clone(),
+                edits: 0,
+            },
+        );
+        Ok(id)
+    }
+    async fn edit(
+        &self,
+        channel: &str,
+        message: &str,
+        body: &MessageBody,
+    ) -> Result<(), SendError> {
+        tokio::task::yield_now().await;
+        *self.calls.lock().unwrap() += 1;
+        if let Some(e) = self.fail_channels.lock().unwrap().get(channel) {
+            return Err(e.clone());
+        }
+        let mut all = self.messages.lock().unwrap();
+        let m = all
+            .get_mut(message)
+            .ok_or_else(|| SendError::Permanent("Unknown Message (10008)".into()))?;
+        m.body.content = body.content.clone();
+        if let Some(e) = &body.embeds {
+            m.body.embeds = Some(e.clone());
+        }
+        m.edits += 1;
+        Ok(())
+    }
+}
+
+fn config() -> SharedConfig {
+    let text = r#"
+[teleport]
+identity = "/x"
+[discord]
+token = "t"
+[role_to_recipients]
+"*" = ["1001"]
+editor = ["1001", "1002", "not-a-channel"]
+"#;
+    let loaded =
+        config::parse(text, std::path::Path::new("t.toml"), &HashMap::new()).expect("config");
+    let c: Config = loaded.config;
+    Arc::new(ArcSwap::from_pointee(c))
+}
+
+fn reconciler(store: &Store, discord: &Discord) -> Reconciler<Store, Discord> {
+    Reconciler::new(
+        store.clone(),
+        discord.clone(),
+        config(),
+        ClusterInfo {
+            name: "example.teleport.sh".into(),
+            web_proxy_url: None,
+        },
+    )
+}
+
+fn request(id: &str) -> Request {
+    Request {
+        id: id.into(),
+        user: "requester@example.com".into(),
+        roles: vec!["editor".into()],
+        state: RequestState::Pending,
+        reason: "because".into(),
+        resolve_reason: String::new(),
+        reviews: Vec::new(),
+        suggested_reviewers: Vec::new(),
+        resources: Vec::new(),
+        thresholds: Vec::new(),
+        system_annotations: BTreeMap::new(),
+        expires_unix: None,
+        access_expires_unix: None,
+    }
+}
+
+fn stored(store: &Store, id: &str) -> PluginData {
+    PluginData::decode(
+        &store
+            .data
+            .lock()
+            .unwrap()
+            .get(id)
+            .cloned()
+            .unwrap_or_default(),
+    )
+    .0
+}
+
+#[tokio::test]
+async fn pending_posts_once_per_channel_and_records_it() {
+    let (store, discord) = (Store::default(), Discord::default());
+    let r = reconciler(&store, &discord);
+    r.observe_put(request("r1"));
+    let out = r.reconcile("r1").await.expect("reconcile");
+    assert_eq!(out.created, 2);
+    assert_eq!(discord.in_channel("1001").len(), 1);
+    assert_eq!(discord.in_channel("1002").len(), 1);
+    let d = stored(&store, "r1");
+    assert_eq!(
+        d.channels,
+        ["1001", "1002"],
+        "the non-channel recipient is skipped"
+    );
+    assert_eq!(d.messages.len(), 2);
+    assert_eq!(d.user, "requester@example.com");
+    assert_eq!(d.request_reason, "because");
+    assert!(!d.rendered.is_empty());
+    let content = &discord.in_channel("1001")[0].body.content;
+    assert!(content.contains("*Status*: ⏳ PENDING"), "{content}");
+    assert!(
+        content.contains("tsh request review --approve r1"),
+        "{content}"
+    );
+
+    // Nothing changed: a second reconcile (a resync) makes no Discord call.
+    let calls = discord.calls();
+    let out = r.reconcile("r1").await.expect("reconcile");
+    assert_eq!(out, Outcome::default());
+    assert_eq!(discord.calls(), calls);
+}
+
+#[tokio::test]
+async fn reviews_and_resolution_edit_every_message() {
+    let (store, discord) = (Store::default(), Discord::default());
+    let r = reconciler(&store, &discord);
+    let mut req = request("r1");
+    r.observe_put(req.clone());
+    r.reconcile("r1").await.expect("post");
+    req.reviews.push(Review {
+        author: "reviewer1".into(),
+        approved: true,
+        reason: "okay".into(),
+        created_unix: 1_136_214_245,
+    });
+    req.thresholds = vec![Threshold {
+        approve: 2,
+        deny: 2,
+    }];
+    r.observe_put(req.clone());
+    assert_eq!(r.reconcile("r1").await.expect("review").edited, 2);
+    for ch in ["1001", "1002"] {
+        let m = &discord.in_channel(ch)[0];
+        assert_eq!(m.body.embeds.as_ref().map(Vec::len), Some(1));
+        assert!(
+            m.body
+                .content
+                .contains("*Reviews*: 1 more approval(s) or 2 more denial(s) needed"),
+            "{}",
+            m.body.content
+        );
+    }
+    assert_eq!(stored(&store, "r1").reviews_count, 1);
+
+    req.state = RequestState::Approved;
+    req.resolve_reason = "fine".into();
+    r.observe_put(req.clone());
+    assert_eq!(r.reconcile("r1").await.expect("approve").edited, 2);
+    let m = &discord.in_channel("1001")[0];
+    assert!(
+        m.body
+            .content
+            .contains("*Status*: ✅ APPROVED\n*Resolution reason*: ```\nfine```"),
+        "{}",
+        m.body.content
+    );
+    let d = stored(&store, "r1");
+    assert_eq!(d.resolution, "APPROVED");
+    assert_eq!(d.resolve_reason, "fine");
+
+    // Expiry after approval keeps ✅ and makes no call.
+    let calls = discord.calls();
+    r.observe_delete("r1");
+    r.reconcile("r1").await.expect("delete");
+    assert_eq!(discord.calls(), calls);
+    assert_eq!(stored(&store, "r1").resolution, "APPROVED");
+    assert_eq!(r.tracked(), 0, "a finished deleted request is forgotten");
+}
+
+#[tokio::test]
+async fn deleting_a_pending_request_shows_expired_and_keeps_embeds() {
+    let (store, discord) = (Store::default(), Discord::default());
+    let r = reconciler(&store, &discord);
+    let mut req = request("r1");
+    req.reviews.push(Review {
+        author: "a".into(),
+        approved: false,
+        reason: "no".into(),
+        created_unix: 0,
+    });
+    r.observe_put(req);
+    r.reconcile("r1").await.expect("post");
+    r.observe_delete("r1");
+    assert_eq!(r.reconcile("r1").await.expect("expire").edited, 2);
+    let m = &discord.in_channel("1002")[0];
+    assert!(
+        m.body.content.contains("*Status*: ⌛ EXPIRED"),
+        "{}",
+        m.body.content
+    );
+    assert!(
+        !m.body.content.contains("tsh request review"),
+        "{}",
+        m.body.content
+    );
+    assert_eq!(
+        m.body.embeds.as_ref().map(Vec::len),
+        Some(1),
+        "review embeds stay"
+    );
+    assert_eq!(stored(&store, "r1").resolution, "EXPIRED");
+}
+
+#[tokio::test]
+async fn upstream_plugin_data_is_continued_without_new_posts() {
+    let (store, discord) = (Store::default(), Discord::default());
+    // A message the Go plugin posted, and its plugin data in its format.
+    let body = render::render(&RequestView::default(), true);
+    let id = discord
+        .create("1001", "go-plugin", &body)
+        .await
+        .expect("seed");
+    store.data.lock().unwrap().insert(
+        "r1".into(),
+        [
+            ("user", "requester@example.com"),
+            ("roles", "editor"),
+            ("messages", &format!("1001/{id}")),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
+    );
+    let r = reconciler(&store, &discord);
+    let mut req = request("r1");
+    req.state = RequestState::Denied;
+    r.observe_put(req);
+    let out = r.reconcile("r1").await.expect("reconcile");
+    assert_eq!(
+        out,
+        Outcome {
+            created: 0,
+            edited: 1,
+            dropped: 0
+        }
+    );
+    assert_eq!(
+        discord.in_channel("1002").len(),
+        0,
+        "no post to channels the Go plugin did not use"
+    );
+    assert!(
+        discord.in_channel("1001")[0]
+            .body
+            .content
+            .contains("❌ DENIED")
+    );
+    assert_eq!(stored(&store, "r1").channels, ["1001"]);
+}
+
+#[tokio::test]
+async fn a_resolved_request_never_seen_pending_posts_nothing() {
+    let (store, discord) = (Store::default(), Discord::default());
+    let r = reconciler(&store, &discord);
+    let mut req = request("r1");
+    req.state = RequestState::Approved;
+    r.observe_put(req);
+    assert_eq!(
+        r.reconcile("r1").await.expect("reconcile"),
+        Outcome::default()
+    );
+    assert_eq!(discord.calls(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_replicas_post_exactly_once() {
+    let (store, discord) = (Store::default(), Discord::default());
+    let replicas: Vec<Arc<Reconciler<Store, Discord>>> = (0..3)
+        .map(|_| Arc::new(reconciler(&store, &discord)))
+        .collect();
+    for i in 0..20 {
+        for r in &replicas {
+            r.observe_put(request(&format!("req-{i}")));
+        }
+    }
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let runs: Vec<_> = replicas
+        .iter()
+        .map(|r| tokio::spawn(r.clone().run(2, cancel.clone())))
+        .collect();
+    for _ in 0..500 {
+        if replicas.iter().all(|r| {
+            r.queue().is_empty() && r.queue().in_flight() == 0 && r.queue().delayed_len() == 0
+        }) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cancel.cancel();
+    for h in runs {
+        h.await.expect("run");
+    }
+    assert_eq!(discord.in_channel("1001").len(), 20);
+    assert_eq!(discord.in_channel("1002").len(), 20);
+    for i in 0..20 {
+        let d = stored(&store, &format!("req-{i}"));
+        assert_eq!(d.messages.len(), 2, "req-{i}: {d:?}");
+        assert!(!d.rendered.is_empty(), "req-{i} converged");
+    }
+}
+
+#[tokio::test]
+async fn permanent_failure_drops_the_channel_and_retryable_failure_retries() {
+    let (store, discord) = (Store::default(), Discord::default());
+    let r = reconciler(&store, &discord);
+    discord.fail(
+        "1002",
+        Some(SendError::Permanent("Missing Access (50001)".into())),
+    );
+    r.observe_put(request("r1"));
+    let out = r.reconcile("r1").await.expect("reconcile");
+    assert_eq!(
+        out,
+        Outcome {
+            created: 1,
+            edited: 0,
+            dropped: 1
+        }
+    );
+    assert_eq!(stored(&store, "r1").channels, ["1001"]);
+    let calls = discord.calls();
+    r.reconcile("r1").await.expect("again");
+    assert_eq!(discord.calls(), calls, "a dropped channel is not retried");
+
+    discord.fail("1002", None);
+    discord.fail("1001", Some(SendError::Retryable("503".into())));
+    r.observe_put(request("r2"));
+    assert!(matches!(
+        r.reconcile("r2").await,
+        Err(ReconcileError::Discord(_))
+    ));
+    assert_eq!(
+        stored(&store, "r2").messages.len(),
+        1,
+        "the channel that worked is recorded"
+    );
+    discord.fail("1001", None);
+    let out = r.reconcile("r2").await.expect("retry");
+    assert_eq!(out.created, 1);
+    assert_eq!(stored(&store, "r2").messages.len(), 2);
+    assert_eq!(
+        discord.in_channel("1001").len(),
+        2,
+        "one for r1, one for r2"
+    );
+}
+
+#[tokio::test]
+async fn a_crash_after_posting_is_repaired_without_a_duplicate() {
+    let (store, discord) = (Store::default(), Discord::default());
+    let r = reconciler(&store, &discord);
+    r.observe_put(request("r1"));
+    r.reconcile("r1").await.expect("post");
+    // Simulate a replica that posted but died before recording: drop the
+    // recorded messages, keep the claim.
+    {
+        let mut all = store.data.lock().unwrap();
+        let e = all.get_mut("r1").expect("data");
+        e.remove("messages");
+        e.remove("discord_rendered");
+    }
+    let r2 = reconciler(&store, &discord);
+    r2.observe_put(request("r1"));
+    r2.reconcile("r1").await.expect("repair");
+    assert_eq!(
+        discord.in_channel("1001").len(),
+        1,
+        "the nonce returned the same message"
+    );
+    assert_eq!(stored(&store, "r1").messages.len(), 2);
+}
+
+#[tokio::test]
+async fn listing_catches_up_and_notices_vanished_requests() {
+    let (store, discord) = (Store::default(), Discord::default());
+    let r = reconciler(&store, &discord);
+    r.observe_list(vec![request("a"), request("b")]);
+    assert_eq!(r.queue().len(), 2);
+    while let Some(id) = tokio::time::timeout(Duration::from_millis(10), r.queue().next())
+        .await
+        .ok()
+        .flatten()
+    {
+        r.reconcile(&id).await.expect("reconcile");
+        r.queue().done(&id);
+    }
+    assert_eq!(discord.in_channel("1001").len(), 2);
+    // "b" is gone from the next listing: it expired while we were away.
+    r.observe_list(vec![request("a")]);
+    let id = r.queue().next().await.expect("id");
+    let id2 = r.queue().next().await.expect("id");
+    let mut ids = [id.clone(), id2.clone()];
+    ids.sort();
+    assert_eq!(ids, ["a".to_owned(), "b".to_owned()]);
+    r.reconcile("b").await.expect("expire b");
+    r.reconcile("a").await.expect("a unchanged");
+    assert_eq!(stored(&store, "b").resolution, "EXPIRED");
+    assert_eq!(stored(&store, "a").resolution, "");
+}
+
+#[test]
+fn nonces_are_short_and_distinct() {
+    let a = nonce_for(
+        "0bcc8e0c-6a62-4d4e-a7f5-0b5c4a3e7f10",
+        "1234567890123456789",
+    );
+    assert!(a.len() <= 25, "{a}");
+    assert_eq!(
+        a,
+        nonce_for(
+            "0bcc8e0c-6a62-4d4e-a7f5-0b5c4a3e7f10",
+            "1234567890123456789"
+        )
+    );
+    assert_ne!(
+        a,
+        nonce_for(
+            "0bcc8e0c-6a62-4d4e-a7f5-0b5c4a3e7f10",
+            "1234567890123456780"
+        )
+    );
+}
