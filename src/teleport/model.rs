@@ -126,8 +126,12 @@ pub struct AccessRequest {
     pub resources: Vec<String>,
     /// Creation time.
     pub created: Option<SystemTime>,
-    /// When the request itself expires.
-    pub expires: Option<SystemTime>,
+    /// When the pending request itself expires (metadata `Expires`).
+    pub request_expires: Option<SystemTime>,
+    /// When granted access would end (spec `Expires`).
+    pub access_expires: Option<SystemTime>,
+    /// System annotations (label → values).
+    pub system_annotations: BTreeMap<String, Vec<String>>,
 }
 
 /// An access monitoring rule (only what notification routing needs).
@@ -235,7 +239,9 @@ impl TryFrom<pb::types::AccessRequestV3> for AccessRequest {
     type Error = TeleportError;
 
     fn try_from(r: pb::types::AccessRequestV3) -> Result<Self, Self::Error> {
-        let id = r.metadata.map(|m| m.name).unwrap_or_default();
+        let meta = r.metadata.unwrap_or_default();
+        let request_expires = time_from_pb(meta.expires.as_ref());
+        let id = meta.name;
         if id.is_empty() {
             return Err(TeleportError::BadData(
                 "access request without a name (ID)".into(),
@@ -287,7 +293,12 @@ impl TryFrom<pb::types::AccessRequestV3> for AccessRequest {
                 })
                 .collect(),
             created: time_from_pb(spec.created.as_ref()),
-            expires: time_from_pb(spec.expires.as_ref()),
+            request_expires,
+            access_expires: time_from_pb(spec.expires.as_ref()),
+            system_annotations: spec
+                .system_annotations
+                .map(|l| l.values.into_iter().map(|(k, v)| (k, v.values)).collect())
+                .unwrap_or_default(),
             id,
         })
     }

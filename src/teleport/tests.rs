@@ -76,6 +76,16 @@ fn request_bytes() -> Vec<u8> {
         ts(5, T0 + 3600),
         s(6, "need access"),
         s(7, "resolved"),
+        ld(
+            9,
+            &ld(
+                1,
+                &cat(&[
+                    s(1, "pagerduty_services"),
+                    ld(2, &cat(&[s(1, "db"), s(1, "web")])),
+                ]),
+            ),
+        ),
         ld(10, &threshold),
         ld(12, &review),
         s(13, "carol"),
@@ -109,9 +119,14 @@ fn access_request_decodes_every_field_we_use() {
     assert_eq!(a.resolve_reason, "resolved");
     assert_eq!(a.created, Some(UNIX_EPOCH + Duration::from_secs(T0 as u64)));
     assert_eq!(
-        a.expires,
+        a.access_expires,
         Some(UNIX_EPOCH + Duration::from_secs(T0 as u64 + 3600))
     );
+    assert_eq!(
+        a.request_expires,
+        Some(UNIX_EPOCH + Duration::from_secs(T0 as u64 + 7200))
+    );
+    assert_eq!(a.system_annotations["pagerduty_services"], ["db", "web"]);
     assert_eq!(a.thresholds.len(), 1);
     assert_eq!(
         (

@@ -849,3 +849,25 @@ async fn check_from_config_through_the_proxy() {
     assert!(r.to_string().contains("through a TLS-routing Proxy"), "{r}");
     assert!(proxy.routed() >= 1);
 }
+
+#[tokio::test]
+async fn plugin_data_store_for_the_reconciler_maps_conflicts() {
+    use teleport_discord::reconcile::{PluginDataStore, StoreError};
+    use teleport_discord::teleport::adapters::TeleportStore;
+    let env = env().await;
+    let w = start_watch(&env, fast_watch()).await;
+    let store = TeleportStore::new(w.handle.client_cell(), "discord");
+    let id = env.emu.create_request("bob", &["r"], "");
+    let kv = |k: &str, v: &str| BTreeMap::from([(k.to_owned(), v.to_owned())]);
+    assert!(store.get(&id).await.expect("get").is_empty());
+    store
+        .compare_and_swap(&id, kv("a", "1"), kv("a", ""))
+        .await
+        .expect("claim");
+    assert_eq!(store.get(&id).await.expect("get"), kv("a", "1"));
+    let e = store
+        .compare_and_swap(&id, kv("a", "2"), kv("a", ""))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Conflict), "{e}");
+}

@@ -1,0 +1,203 @@
+//! Glue to the reconciler: our [`AccessRequest`] as the reconciler's
+//! [`reconcile::Request`], a [`reconcile::PluginDataStore`] over the current
+//! Teleport client, [`ClusterInfo`] from `Ping`, and [`feed`] that hands watch
+//! events to a [`reconcile::Reconciler`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+
+use super::TeleportError;
+use super::client::{Client, PingInfo};
+use super::model::{AccessRequest, RequestState, WatchEvent};
+use crate::reconcile::{self, ClusterInfo, Messenger, PluginDataStore, Reconciler, StoreError};
+
+fn unix(t: Option<SystemTime>) -> Option<i64> {
+    let t = t?;
+    Some(match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+    })
+}
+
+impl From<AccessRequest> for reconcile::Request {
+    fn from(r: AccessRequest) -> Self {
+        Self {
+            state: match r.state {
+                RequestState::Pending => reconcile::RequestState::Pending,
+                RequestState::Approved => reconcile::RequestState::Approved,
+                RequestState::Denied => reconcile::RequestState::Denied,
+                RequestState::Promoted => reconcile::RequestState::Promoted,
+                RequestState::None => reconcile::RequestState::Other(0),
+            },
+            reviews: r
+                .reviews
+                .into_iter()
+                .map(|v| reconcile::Review {
+                    approved: v.proposed_state == RequestState::Approved,
+                    created_unix: unix(v.created).unwrap_or(0),
+                    author: v.author,
+                    reason: v.reason,
+                })
+                .collect(),
+            thresholds: r
+                .thresholds
+                .iter()
+                .map(|t| reconcile::Threshold {
+                    approve: t.approve,
+                    deny: t.deny,
+                })
+                .collect(),
+            expires_unix: unix(r.request_expires),
+            access_expires_unix: unix(r.access_expires),
+            id: r.id,
+            user: r.user,
+            roles: r.roles,
+            reason: r.request_reason,
+            resolve_reason: r.resolve_reason,
+            suggested_reviewers: r.suggested_reviewers,
+            resources: r.resources,
+            system_annotations: r.system_annotations,
+        }
+    }
+}
+
+impl From<&PingInfo> for ClusterInfo {
+    fn from(p: &PingInfo) -> Self {
+        Self {
+            name: p.cluster_name.clone(),
+            web_proxy_url: p.web_proxy_addr().map(addr_to_url),
+        }
+    }
+}
+
+/// Upstream's `AddrToURL`: add `https://` when there is no scheme, drop a redundant `:443`.
+pub fn addr_to_url(addr: &str) -> String {
+    let with_scheme = if addr.contains("://") {
+        addr.to_owned()
+    } else {
+        format!("https://{addr}")
+    };
+    match with_scheme.strip_suffix(":443") {
+        Some(s) if s.starts_with("https://") => s.to_owned(),
+        _ => with_scheme,
+    }
+}
+
+/// Plugin data of one plugin through whichever client is current (it is
+/// replaced when the identity is refreshed).
+#[derive(Debug, Clone)]
+pub struct TeleportStore {
+    client: Arc<ArcSwap<Client>>,
+    plugin: String,
+}
+
+impl TeleportStore {
+    /// A store for `plugin` (e.g. `"discord"`) over the watch's client cell.
+    pub fn new(client: Arc<ArcSwap<Client>>, plugin: impl Into<String>) -> Self {
+        Self {
+            client,
+            plugin: plugin.into(),
+        }
+    }
+}
+
+fn store_error(e: TeleportError) -> StoreError {
+    match e {
+        TeleportError::CompareFailed(_) => StoreError::Conflict,
+        other => StoreError::Other(other.to_string()),
+    }
+}
+
+impl PluginDataStore for TeleportStore {
+    async fn get(&self, request_id: &str) -> Result<BTreeMap<String, String>, StoreError> {
+        let client = Client::clone(&self.client.load());
+        client
+            .get_plugin_data(&self.plugin, request_id)
+            .await
+            .map(Option::unwrap_or_default)
+            .map_err(store_error)
+    }
+
+    async fn compare_and_swap(
+        &self,
+        request_id: &str,
+        set: BTreeMap<String, String>,
+        expect: BTreeMap<String, String>,
+    ) -> Result<(), StoreError> {
+        let client = Client::clone(&self.client.load());
+        client
+            .update_plugin_data(&self.plugin, request_id, set, expect)
+            .await
+            .map_err(store_error)
+    }
+}
+
+/// Hands one watch event to the reconciler: PUT → `observe_put`, DELETE →
+/// `observe_delete`, Snapshot → `observe_list`. Init and rule events are not
+/// the reconciler's business (returned as `false`).
+pub fn feed<P: PluginDataStore, M: Messenger>(r: &Reconciler<P, M>, ev: WatchEvent) -> bool {
+    match ev {
+        WatchEvent::PutAccessRequest(a) => r.observe_put(a.into()),
+        WatchEvent::DeleteAccessRequest { id } => r.observe_delete(&id),
+        WatchEvent::Snapshot(list) => r.observe_list(list.into_iter().map(Into::into).collect()),
+        _ => return false,
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_address_becomes_a_url_like_upstream() {
+        assert_eq!(
+            addr_to_url("teleport.example.com:443"),
+            "https://teleport.example.com"
+        );
+        assert_eq!(
+            addr_to_url("teleport.example.com:3080"),
+            "https://teleport.example.com:3080"
+        );
+        assert_eq!(
+            addr_to_url("https://t.example.com"),
+            "https://t.example.com"
+        );
+    }
+
+    #[test]
+    fn requests_convert_for_the_reconciler() {
+        let t = UNIX_EPOCH + std::time::Duration::from_secs(1000);
+        let a = AccessRequest {
+            id: "r1".into(),
+            user: "bob".into(),
+            roles: vec!["dev".into()],
+            state: RequestState::Denied,
+            request_reason: "why".into(),
+            resolve_reason: "no".into(),
+            reviews: vec![super::super::model::AccessReview {
+                author: "alice".into(),
+                proposed_state: RequestState::Denied,
+                reason: "no".into(),
+                created: Some(t),
+            }],
+            thresholds: vec![],
+            suggested_reviewers: vec!["carol".into()],
+            resources: vec![],
+            created: Some(t),
+            request_expires: Some(t),
+            access_expires: None,
+            system_annotations: BTreeMap::new(),
+        };
+        let r: reconcile::Request = a.into();
+        assert_eq!(r.state, reconcile::RequestState::Denied);
+        assert_eq!(r.reason, "why");
+        assert!(!r.reviews[0].approved);
+        assert_eq!(r.reviews[0].created_unix, 1000);
+        assert_eq!(r.expires_unix, Some(1000));
+        assert_eq!(r.access_expires_unix, None);
+    }
+}
