@@ -871,3 +871,19 @@ async fn plugin_data_store_for_the_reconciler_maps_conflicts() {
         .unwrap_err();
     assert!(matches!(e, StoreError::Conflict), "{e}");
 }
+
+#[tokio::test]
+async fn proxy_mode_handshake_failure_explains_the_unsupported_l7_upgrade() {
+    // A TLS endpoint with a certificate our cluster CAs do not trust, as an
+    // L7 load balancer in front of the Proxy would present.
+    let env = env().await;
+    let lb = env_with(|o| o.cluster_name = "load-balancer".into()).await;
+    let mut opts = ConnectOptions::new(lb.emu.addr().to_string(), Mode::Proxy);
+    opts.connect_timeout = Duration::from_secs(3);
+    let e = Client::connect(&opts, Arc::new(env.identity().load().expect("identity")))
+        .await
+        .unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("connection upgrade"), "{msg}");
+    assert!(msg.contains("not supported"), "{msg}");
+}
