@@ -38,6 +38,9 @@ use super::{ErrorClass, KIND_ACCESS_MONITORING_RULE, KIND_ACCESS_REQUEST, Telepo
 use crate::backoff::{Backoff, random_jitter};
 use crate::readiness::Latch;
 
+/// A stream that lived this long resets the reconnect backoff.
+pub const STABLE_AFTER: Duration = Duration::from_secs(30);
+
 /// Watch settings.
 #[derive(Debug, Clone)]
 pub struct WatchConfig {
@@ -279,14 +282,20 @@ impl Supervisor {
             let client = Client::clone(&self.cell.load());
             let end = match self.open(&client).await {
                 Ok((stream, kinds)) => {
-                    attempt = 0;
+                    let connected_at = tokio::time::Instant::now();
                     self.w.latch.set_ready();
                     self.w.metrics.connected.set(1);
                     tracing::info!(?kinds, "Watcher connected");
-                    match self.after_init(&client, kinds).await {
+                    let end = match self.after_init(&client, kinds).await {
                         Some(End::Cancelled) => End::Cancelled,
                         _ => self.pump(stream).await,
+                    };
+                    // Only a stream that stayed up a while resets the backoff, so a
+                    // server that accepts and immediately drops us is not hammered.
+                    if connected_at.elapsed() >= STABLE_AFTER {
+                        attempt = 0;
                     }
+                    end
                 }
                 Err(e) => End::Failed(e),
             };
