@@ -336,7 +336,7 @@ async fn through_the_tls_routing_proxy() {
     opts.mode = Mode::Auth;
     let e = Client::connect(&opts, id).await.unwrap_err();
     assert!(matches!(e, TeleportError::Connect { .. }), "{e}");
-    assert!(proxy.refused() >= 1);
+    eventually("the proxy refused the connection", || proxy.refused() >= 1).await;
 }
 
 #[tokio::test]
@@ -502,15 +502,15 @@ async fn watch_reconnects_after_drops_and_outages_without_losing_requests() {
     env.emu.go_unavailable(Duration::from_millis(400));
     eventually("not ready during the outage", || !w.readiness.is_ready()).await;
     let missed = env.emu.create_request("during-outage", &["r"], "");
-    let snapshot = loop {
-        if let WatchEvent::Snapshot(list) = recv(&mut w.rx).await {
-            break list;
+    // Normally the catch-up snapshot after the reconnect carries it; on a
+    // starved machine the watch may already be back and see it as a PUT.
+    loop {
+        match recv(&mut w.rx).await {
+            WatchEvent::Snapshot(list) if list.iter().any(|r| r.id == missed) => break,
+            WatchEvent::PutAccessRequest(r) if r.id == missed => break,
+            _ => {}
         }
-    };
-    assert!(
-        snapshot.iter().any(|r| r.id == missed),
-        "catch-up lists the request created while disconnected"
-    );
+    }
     eventually("ready again", || w.readiness.is_ready()).await;
     let after = env.emu.create_request("after", &["r"], "");
     assert!(
