@@ -45,7 +45,7 @@ pub use identity::{CredentialSource, Identity};
 pub use model::{
     AccessMonitoringRule, AccessRequest, AccessReview, RequestState, ReviewThreshold, WatchEvent,
 };
-pub use watch::{WatchConfig, WatchHandle, WatchMetrics};
+pub use watch::{WatchConfig, WatchHandle, WatchMetrics, Watcher};
 
 /// Generated protobuf and gRPC code (client and server stubs).
 #[allow(
