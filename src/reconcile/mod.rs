@@ -28,6 +28,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use crate::amr::{Rule, RuleSet, Stored};
 use crate::backoff::{Backoff, random_jitter};
 use crate::config::{Recipient, SharedConfig};
 use crate::plugindata::{MessageRef, PluginData};
@@ -167,6 +168,7 @@ pub fn digest(body: &MessageBody) -> String {
 #[derive(Debug)]
 pub struct Reconciler<P, M> {
     observed: Mutex<HashMap<String, Observed>>,
+    rules: Mutex<RuleSet>,
     queue: WorkQueue<String>,
     store: P,
     messenger: M,
@@ -179,6 +181,7 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
     pub fn new(store: P, messenger: M, config: SharedConfig, cluster: ClusterInfo) -> Self {
         Self {
             observed: Mutex::new(HashMap::new()),
+            rules: Mutex::new(RuleSet::new()),
             queue: WorkQueue::new(),
             store,
             messenger,
@@ -238,6 +241,32 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
         for id in ids {
             self.queue.add(id);
         }
+    }
+
+    fn rule_set(&self) -> std::sync::MutexGuard<'_, RuleSet> {
+        self.rules.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// An access monitoring rule was created or changed. Applies to requests
+    /// posted from now on.
+    pub fn observe_rule_put(&self, rule: Rule) -> Stored {
+        self.rule_set().upsert(rule)
+    }
+
+    /// An access monitoring rule was deleted.
+    pub fn observe_rule_delete(&self, name: &str) {
+        self.rule_set().remove(name);
+    }
+
+    /// A full listing of access monitoring rules.
+    pub fn observe_rule_list(&self, rules: Vec<Rule>) {
+        self.rule_set().replace_all(rules);
+    }
+
+    /// (rules held, rules whose condition does not parse)
+    pub fn rule_counts(&self) -> (usize, usize) {
+        let set = self.rule_set();
+        (set.len(), set.invalid())
     }
 
     /// Requests currently tracked.
@@ -318,12 +347,21 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
     }
 
     fn recipients(&self, req: &Request) -> Vec<String> {
-        let config = self.config.load();
+        let mut errors = Vec::new();
+        let from_rules = self.rule_set().recipients(&req.rule_env(), &mut errors);
+        for (rule, e) in errors {
+            tracing::warn!(request_id = %req.id, rule = %rule, error = %e, "access monitoring rule condition failed to evaluate; treated as not matching");
+        }
+        let configured = match from_rules {
+            Some(list) => list.into_iter().map(Recipient::new).collect(),
+            None => self
+                .config
+                .load()
+                .role_to_recipients
+                .recipients_for(req.roles.iter().map(String::as_str)),
+        };
         let mut out = Vec::new();
-        for r in config
-            .role_to_recipients
-            .recipients_for(req.roles.iter().map(String::as_str))
-        {
+        for r in configured {
             match r.channel_id() {
                 Some(_) => out.push(r.as_str().to_owned()),
                 None => {
@@ -463,6 +501,7 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
             resources: data.resources.clone(),
             thresholds: Vec::new(),
             system_annotations: BTreeMap::new(),
+            created_unix: None,
             expires_unix: None,
             access_expires_unix: None,
         };

@@ -65,6 +65,8 @@ pub struct Request {
     pub thresholds: Vec<Threshold>,
     /// System annotations.
     pub system_annotations: BTreeMap<String, Vec<String>>,
+    /// When the request was created, unix seconds.
+    pub created_unix: Option<i64>,
     /// When the request expires, unix seconds.
     pub expires_unix: Option<i64>,
     /// When granted access would end, unix seconds.
@@ -72,6 +74,21 @@ pub struct Request {
 }
 
 impl Request {
+    /// The environment access monitoring rule conditions see.
+    pub fn rule_env(&self) -> crate::amr::predicate::Env {
+        crate::amr::predicate::Env {
+            roles: self.roles.clone(),
+            suggested_reviewers: self.suggested_reviewers.clone(),
+            system_annotations: self.system_annotations.clone(),
+            user: self.user.clone(),
+            request_reason: self.reason.clone(),
+            creation_time: self.created_unix.unwrap_or_default(),
+            expiry: self.expires_unix.unwrap_or_default(),
+            requested_resources: self.resources.len() as i64,
+            ..crate::amr::predicate::Env::default()
+        }
+    }
+
     /// Approvals/denials still needed under the easiest threshold, when known.
     pub fn needed(&self) -> Option<crate::render::Needed> {
         let approvals = self.reviews.iter().filter(|r| r.approved).count() as u32;

@@ -194,6 +194,7 @@ fn request(id: &str) -> Request {
         resources: Vec::new(),
         thresholds: Vec::new(),
         system_annotations: BTreeMap::new(),
+        created_unix: None,
         expires_unix: None,
         access_expires_unix: None,
     }
@@ -531,6 +532,33 @@ async fn listing_catches_up_and_notices_vanished_requests() {
     r.reconcile("a").await.expect("a unchanged");
     assert_eq!(stored(&store, "b").resolution, "EXPIRED");
     assert_eq!(stored(&store, "a").resolution, "");
+}
+
+#[tokio::test]
+async fn access_monitoring_rules_override_the_config() {
+    let (store, discord) = (Store::default(), Discord::default());
+    let r = reconciler(&store, &discord);
+    r.observe_rule_put(crate::amr::Rule {
+        name: "amr".into(),
+        subjects: vec!["access_request".into()],
+        condition: "!is_empty(access_request.spec.roles)".into(),
+        notification_name: "discord".into(),
+        recipients: vec!["2001".into(), "2002".into()],
+    });
+    r.observe_put(request("r1"));
+    r.reconcile("r1").await.expect("post");
+    assert_eq!(stored(&store, "r1").channels, ["2001", "2002"]);
+    assert!(discord.in_channel("1001").is_empty());
+    // Deleted rule: the config applies to requests that arrive afterwards.
+    r.observe_rule_delete("amr");
+    r.observe_put(request("r2"));
+    r.reconcile("r2").await.expect("post");
+    assert_eq!(stored(&store, "r2").channels, ["1001", "1002"]);
+    assert_eq!(
+        stored(&store, "r1").channels,
+        ["2001", "2002"],
+        "earlier requests keep their channels"
+    );
 }
 
 #[test]
