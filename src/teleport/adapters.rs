@@ -50,6 +50,7 @@ impl From<AccessRequest> for reconcile::Request {
                     deny: t.deny,
                 })
                 .collect(),
+            created_unix: unix(r.created),
             expires_unix: unix(r.request_expires),
             access_expires_unix: unix(r.access_expires),
             id: r.id,
@@ -198,6 +199,7 @@ mod tests {
         assert!(!r.reviews[0].approved);
         assert_eq!(r.reviews[0].created_unix, 1000);
         assert_eq!(r.expires_unix, Some(1000));
+        assert_eq!(r.created_unix, Some(1000));
         assert_eq!(r.access_expires_unix, None);
     }
 }
