@@ -17,10 +17,11 @@ use toml::de::{DeTable, DeValue};
 
 use super::{
     ApiUrl, Config, ConfigDuration, ConfigError, ConnectVia, Credentials, DEFAULT_DISCORD_API_URL,
-    DEFAULT_GLOBAL_RATE_LIMIT, DEFAULT_LISTEN_ADDR, DEFAULT_REFRESH_IDENTITY_INTERVAL,
-    DEFAULT_TELEPORT_ADDR, DiscordConfig, HttpConfig, Loaded, LogConfig, LogFormat, LogOutput,
-    MIN_ADMIN_TOKEN_LEN, Problem, Recipient, RoleToRecipients, Severity, TeleportAddr,
-    TeleportConfig, env_vars, parse_duration, read_secret_file,
+    DEFAULT_GLOBAL_RATE_LIMIT, DEFAULT_LISTEN_ADDR, DEFAULT_RECONCILE_WORKERS,
+    DEFAULT_REFRESH_IDENTITY_INTERVAL, DEFAULT_RESYNC_INTERVAL, DEFAULT_TELEPORT_ADDR,
+    DiscordConfig, HttpConfig, Loaded, LogConfig, LogFormat, LogOutput, MIN_ADMIN_TOKEN_LEN,
+    Problem, Recipient, ReconcileConfig, RoleToRecipients, Severity, TeleportAddr, TeleportConfig,
+    env_vars, parse_duration, read_secret_file,
 };
 use crate::secret::Secret;
 
@@ -352,6 +353,7 @@ const TOP: &[KnownKey] = &[
     k("role_to_recipients", &["role_to_recipients"]),
     k("log", &["log"]),
     k("http", &["http"]),
+    k("reconcile", &["reconcile"]),
     // Upstream's embedded `common.BaseConfig` fields: decoded but unused by the
     // self-hosted Discord plugin. Accepted so old files keep loading.
     k(
@@ -395,6 +397,11 @@ const LOG: &[KnownKey] = &[
     k("format", &["format"]),
 ];
 
+const RECONCILE: &[KnownKey] = &[
+    k("resync_interval", &["resync_interval"]),
+    k("workers", &["workers"]),
+];
+
 const HTTP: &[KnownKey] = &[
     k("listen_addr", &["listen_addr"]),
     k("admin_token", &["admin_token"]),
@@ -433,12 +440,44 @@ fn build(cx: &mut Cx<'_>, root: &DeTable<'_>, env: &dyn Env) -> Option<Config> {
     let log = log(cx, &fields_log, env);
     let fields_http = section(cx, &top, "http", HTTP);
     let http = http(cx, &fields_http, env);
+    let fields_reconcile = section(cx, &top, "reconcile", RECONCILE);
+    let reconcile = reconcile(cx, &fields_reconcile);
     Some(Config {
         teleport: teleport?,
         discord: discord?,
         role_to_recipients: role_to_recipients?,
         log: log?,
         http: http?,
+        reconcile: reconcile?,
+    })
+}
+
+fn reconcile(
+    cx: &mut Cx<'_>,
+    f: &BTreeMap<&'static str, Found<'_, '_>>,
+) -> Option<ReconcileConfig> {
+    let resync_interval = match f.get("resync_interval") {
+        Some(x) => duration(cx, x, std::time::Duration::from_secs(10)),
+        None => Some(ConfigDuration::new(DEFAULT_RESYNC_INTERVAL)),
+    };
+    let workers = match f.get("workers") {
+        Some(x) => match integer(cx, x) {
+            Some(v) if (1..=256).contains(&v) => Some(v as u32),
+            Some(v) => {
+                cx.problem(
+                    x.key.clone(),
+                    Some(&x.span),
+                    format!("{v} is out of range; use 1 to 256"),
+                );
+                None
+            }
+            None => None,
+        },
+        None => Some(DEFAULT_RECONCILE_WORKERS),
+    };
+    Some(ReconcileConfig {
+        resync_interval: resync_interval?,
+        workers: workers?,
     })
 }
 

@@ -42,6 +42,10 @@ pub const DEFAULT_REFRESH_IDENTITY_INTERVAL: std::time::Duration =
     std::time::Duration::from_secs(60);
 /// Discord's documented global limit for a bot, requests per second.
 pub const DEFAULT_GLOBAL_RATE_LIMIT: u32 = 50;
+/// Default interval between full re-listings of access requests.
+pub const DEFAULT_RESYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
+/// Default number of reconcile workers.
+pub const DEFAULT_RECONCILE_WORKERS: u32 = 8;
 /// Shortest admin token accepted.
 pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
 
@@ -89,6 +93,18 @@ pub struct Config {
     pub log: LogConfig,
     /// `[http]`
     pub http: HttpConfig,
+    /// `[reconcile]`
+    pub reconcile: ReconcileConfig,
+}
+
+/// `[reconcile]`: the controller that keeps Discord in step with Teleport.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReconcileConfig {
+    /// How often every access request is listed and checked again, besides
+    /// after every (re)connect.
+    pub resync_interval: ConfigDuration,
+    /// Requests reconciled at once.
+    pub workers: u32,
 }
 
 /// `[teleport]`: where Teleport is and how we prove who we are.

@@ -657,6 +657,29 @@ fn http_settings() {
 }
 
 #[test]
+fn reconcile_settings() {
+    let l = ok(MINIMAL);
+    assert_eq!(
+        l.config.reconcile.resync_interval.get(),
+        DEFAULT_RESYNC_INTERVAL
+    );
+    assert_eq!(l.config.reconcile.workers, DEFAULT_RECONCILE_WORKERS);
+    let l = ok(&format!(
+        "{MINIMAL}\n[reconcile]\nresync_interval = \"30s\"\nworkers = 2\n"
+    ));
+    assert_eq!(
+        l.config.reconcile.resync_interval.get(),
+        std::time::Duration::from_secs(30)
+    );
+    assert_eq!(l.config.reconcile.workers, 2);
+    let p = problems(&format!(
+        "{MINIMAL}\n[reconcile]\nresync_interval = \"1s\"\nworkers = 0\n"
+    ));
+    assert!(has(&p, "reconcile.resync_interval", "too short"), "{p:?}");
+    assert!(has(&p, "reconcile.workers", "out of range"), "{p:?}");
+}
+
+#[test]
 fn env_overrides_win() {
     let dir = tempfile::tempdir().expect("tempdir");
     let admin_file = dir.path().join("admin");
