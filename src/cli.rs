@@ -30,7 +30,7 @@ pub enum Command {
     Configure,
     /// Print the version.
     Version,
-    /// Validate a configuration file and list every problem.
+    /// Validate a configuration file (listing every problem), then connect to Teleport and Discord and report what works.
     Check(CheckArgs),
     /// Probe a running instance's /healthz (for container health checks; exits 0 when healthy).
     Healthcheck(HealthcheckArgs),
@@ -67,6 +67,9 @@ pub struct CheckArgs {
     /// Path to the TOML configuration file.
     #[arg(short = 'c', long = "config", env = env_vars::CONFIG, default_value = DEFAULT_CONFIG_PATH, value_name = "PATH")]
     pub config: PathBuf,
+    /// Only validate the file; do not connect to Teleport or Discord.
+    #[arg(long)]
+    pub config_only: bool,
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 //! - [`healthcheck`]: the `healthcheck` verb (a std-only HTTP probe for container health checks).
 //! - [`http`]: the axum router (`/healthz`, `/readyz`, `/metrics`, `/admin/reload`).
 //! - [`app`]: the long-running service (`start`): listener, signals, reload, shutdown.
+//! - [`check`]: the connectivity part of `teleport-discord check`.
 //! - [`cli`]: command-line definitions shared by `main.rs` and tests.
 //! - [`version`]: build identification.
 //! - [`emulators`]: Teleport and Discord stand-ins for tests and `demo`.
@@ -23,6 +24,7 @@
 pub mod amr;
 pub mod app;
 pub mod backoff;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod emulators;

@@ -45,19 +45,36 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Check(args) => match config::load(&args.config, &ProcessEnv) {
-            Ok(loaded) => {
-                for w in &loaded.warnings {
-                    eprintln!("warning: {}: {w}", loaded.path.display());
+        Command::Check(args) => {
+            let loaded = match config::load(&args.config, &ProcessEnv) {
+                Ok(loaded) => loaded,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return exit(EXIT_USAGE);
                 }
-                println!("{}: configuration is valid", loaded.path.display());
+            };
+            for w in &loaded.warnings {
+                eprintln!("warning: {}: {w}", loaded.path.display());
+            }
+            println!("{}: configuration is valid", loaded.path.display());
+            if args.config_only {
+                return ExitCode::SUCCESS;
+            }
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let report = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt.block_on(teleport_discord::check::connectivity(&loaded.config)),
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return exit(EXIT_FAILURE);
+                }
+            };
+            print!("{}", report.text);
+            if report.ok {
                 ExitCode::SUCCESS
+            } else {
+                exit(EXIT_FAILURE)
             }
-            Err(e) => {
-                eprintln!("error: {e}");
-                exit(EXIT_USAGE)
-            }
-        },
+        }
         Command::Start(args) => {
             let loaded = match config::load(&args.config, &ProcessEnv) {
                 Ok(l) => l,

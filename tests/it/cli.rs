@@ -50,7 +50,7 @@ fn configure_prints_a_config_that_check_accepts() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("example.toml");
     std::fs::write(&path, &out.stdout).expect("write");
-    let out = run(&["check", "-c", path.to_str().expect("utf8")]);
+    let out = run(&["check", "--config-only", "-c", path.to_str().expect("utf8")]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("configuration is valid"));
     assert!(
@@ -90,7 +90,7 @@ fn check_warns_about_unknown_keys() {
         config_text("").replace("[discord]", "refresh_identiy = true\n[discord]"),
     )
     .expect("write");
-    let out = run(&["check", "-c", path.to_str().expect("utf8")]);
+    let out = run(&["check", "--config-only", "-c", path.to_str().expect("utf8")]);
     assert!(out.status.success());
     let err = text(&out.stderr);
     assert!(err.contains("line 5: `teleport.refresh_identiy`: unknown key, ignored; did you mean `teleport.refresh_identity`?"), "{err}");
@@ -367,5 +367,53 @@ fn a_busy_port_is_a_runtime_failure() {
     assert!(
         err.contains(&format!("cannot listen on {addr} (`http.listen_addr`)")),
         "{err}"
+    );
+}
+
+#[tokio::test]
+async fn check_connects_to_teleport() {
+    use teleport_discord::emulators::teleport::{EmulatorOptions, TeleportEmulator};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let emu = TeleportEmulator::start(EmulatorOptions::new(dir.path()))
+        .await
+        .expect("emulator");
+    let path = dir.path().join("c.toml");
+    let cfg = format!(
+        "[teleport]\naddr = \"{}\"\nconnect_via = \"auth\"\nidentity = \"{}\"\n[discord]\ntoken = \"t\"\n[role_to_recipients]\n\"*\" = \"1\"\n",
+        emu.addr(),
+        emu.paths().identity.display()
+    );
+    std::fs::write(&path, &cfg).expect("write");
+    let p = path.to_str().expect("utf8").to_owned();
+    let out = tokio::task::spawn_blocking(move || run(&["check", "-c", &p]))
+        .await
+        .expect("run");
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("Teleport: connected directly to the Auth Service as access-plugin"),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    assert!(stdout.contains("cluster: emulated.example.com"), "{stdout}");
+    assert!(stdout.contains("plugin data write: ok"), "{stdout}");
+
+    // Nothing listening: a runtime failure (1), not a config error (64).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = closed.local_addr().expect("addr");
+    drop(closed);
+    std::fs::write(
+        &path,
+        cfg.replace(&emu.addr().to_string(), &addr.to_string()),
+    )
+    .expect("write");
+    let p = path.to_str().expect("utf8").to_owned();
+    let out = tokio::task::spawn_blocking(move || run(&["check", "-c", &p]))
+        .await
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("FAILED"),
+        "{}",
+        text(&out.stdout)
     );
 }
