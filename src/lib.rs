@@ -12,12 +12,14 @@
 //! - [`app`]: the long-running service (`start`): listener, signals, reload, shutdown.
 //! - [`cli`]: command-line definitions shared by `main.rs` and tests.
 //! - [`version`]: build identification.
+//! - [`discord`]: the Discord REST client, rate limiter and delivery queue.
 //! - [`emulators`]: Teleport and Discord stand-ins for tests and `demo`.
 
 pub mod app;
 pub mod backoff;
 pub mod cli;
 pub mod config;
+pub mod discord;
 pub mod emulators;
 pub mod http;
 pub mod logging;
