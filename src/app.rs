@@ -113,7 +113,9 @@ struct ReloaderInner {
 
 impl std::fmt::Debug for ReloaderInner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReloaderInner").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("ReloaderInner")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -227,7 +229,11 @@ pub async fn run(
     shutdown: CancellationToken,
     options: RunOptions,
 ) -> Result<(), AppError> {
-    tracing::info!("Starting Teleport Access Discord Plugin {}:{}", version::VERSION, version::GIT_COMMIT);
+    tracing::info!(
+        "Starting Teleport Access Discord Plugin {}:{}",
+        version::VERSION,
+        version::GIT_COMMIT
+    );
     for w in &loaded.warnings {
         tracing::warn!(file = %loaded.path.display(), "config: {w}");
     }
@@ -236,11 +242,23 @@ pub async fn run(
     registry.register_collector(Box::new(readiness.clone()));
     // Until the Teleport watch and the Discord client are wired in, the
     // service cannot do its job, and says so.
-    let _teleport = readiness.register("teleport", "the Teleport watch is not part of this build yet");
-    let _discord = readiness.register("discord", "the Discord client is not part of this build yet");
+    let _teleport = readiness.register(
+        "teleport",
+        "the Teleport watch is not part of this build yet",
+    );
+    let _discord = readiness.register(
+        "discord",
+        "the Discord client is not part of this build yet",
+    );
 
     let config: SharedConfig = Arc::new(ArcSwap::from_pointee(loaded.config));
-    let reloader = Reloader::new(loaded.path, options.env.clone(), config.clone(), options.log.clone(), &mut registry);
+    let reloader = Reloader::new(
+        loaded.path,
+        options.env.clone(),
+        config.clone(),
+        options.log.clone(),
+        &mut registry,
+    );
     let metrics = HttpMetrics::register(&mut registry);
     let heartbeat = Heartbeat::new();
     heartbeat.beat();
@@ -273,7 +291,10 @@ pub async fn run(
         Ok(Ok(Err(e))) => Err(AppError::Serve(e)),
         Ok(Err(join)) => Err(AppError::Serve(std::io::Error::other(join.to_string()))),
         Err(_) => {
-            tracing::warn!("shutdown grace period of {}s elapsed; closing remaining connections", SHUTDOWN_GRACE.as_secs());
+            tracing::warn!(
+                "shutdown grace period of {}s elapsed; closing remaining connections",
+                SHUTDOWN_GRACE.as_secs()
+            );
             Ok(())
         }
     }

@@ -32,7 +32,11 @@ impl Backoff {
 /// Capped exponential backoff with equal jitter. `jitter` is clamped to `[0, 1]`.
 /// The result is always within `[min(base, max) / 2, max]`.
 pub fn delay(base: Duration, max: Duration, attempt: u32, jitter: f64) -> Duration {
-    let jitter = if jitter.is_nan() { 0.0 } else { jitter.clamp(0.0, 1.0) };
+    let jitter = if jitter.is_nan() {
+        0.0
+    } else {
+        jitter.clamp(0.0, 1.0)
+    };
     let factor = 2u32.checked_pow(attempt.min(31)).unwrap_or(u32::MAX);
     let raw = base.checked_mul(factor).unwrap_or(max).min(max);
     let half = raw / 2;

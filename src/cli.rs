@@ -65,7 +65,8 @@ mod tests {
 
     #[test]
     fn start_takes_upstream_flags() {
-        let cli = Cli::try_parse_from(["teleport-discord", "start", "-c", "/tmp/x.toml", "-d"]).expect("parse");
+        let cli = Cli::try_parse_from(["teleport-discord", "start", "-c", "/tmp/x.toml", "-d"])
+            .expect("parse");
         match cli.command {
             Command::Start(a) => {
                 assert_eq!(a.config, PathBuf::from("/tmp/x.toml"));
@@ -73,7 +74,17 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let cli = Cli::try_parse_from(["teleport-discord", "start", "--config", "/a.toml", "--debug"]).expect("parse");
-        assert!(matches!(cli.command, Command::Start(ConfigArgs { debug: true, .. })));
+        let cli = Cli::try_parse_from([
+            "teleport-discord",
+            "start",
+            "--config",
+            "/a.toml",
+            "--debug",
+        ])
+        .expect("parse");
+        assert!(matches!(
+            cli.command,
+            Command::Start(ConfigArgs { debug: true, .. })
+        ));
     }
 }

@@ -50,36 +50,45 @@ pub fn filter_for(severity: Severity) -> EnvFilter {
     {
         return f;
     }
-    let deps = if severity == Severity::Error { "error" } else { "warn" };
+    let deps = if severity == Severity::Error {
+        "error"
+    } else {
+        "warn"
+    };
     EnvFilter::new(format!("{deps},teleport_discord={}", severity.as_str()))
 }
 
 /// Installs the global subscriber. `force_debug` is `start --debug`.
 pub fn init(config: &LogConfig, force_debug: bool) -> Result<LogHandle, LogError> {
-    let severity = if force_debug { Severity::Debug.min(config.severity) } else { config.severity };
+    let severity = if force_debug {
+        Severity::Debug.min(config.severity)
+    } else {
+        config.severity
+    };
     let (filter, handle) = reload::Layer::new(filter_for(severity));
     let fmt = tracing_subscriber::fmt::layer().with_target(true);
-    let layer: Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync> = match (&config.output, config.format) {
-        (LogOutput::Stderr, LogFormat::Text) => fmt.with_writer(std::io::stderr).boxed(),
-        (LogOutput::Stderr, LogFormat::Json) => fmt.json().with_writer(std::io::stderr).boxed(),
-        (LogOutput::Stdout, LogFormat::Text) => fmt.with_writer(std::io::stdout).boxed(),
-        (LogOutput::Stdout, LogFormat::Json) => fmt.json().with_writer(std::io::stdout).boxed(),
-        (LogOutput::File(path), format) => {
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|source| LogError::File {
-                    path: path.clone(),
-                    source,
-                })?;
-            let fmt = fmt.with_ansi(false).with_writer(Mutex::new(file));
-            match format {
-                LogFormat::Text => fmt.boxed(),
-                LogFormat::Json => fmt.json().boxed(),
+    let layer: Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync> =
+        match (&config.output, config.format) {
+            (LogOutput::Stderr, LogFormat::Text) => fmt.with_writer(std::io::stderr).boxed(),
+            (LogOutput::Stderr, LogFormat::Json) => fmt.json().with_writer(std::io::stderr).boxed(),
+            (LogOutput::Stdout, LogFormat::Text) => fmt.with_writer(std::io::stdout).boxed(),
+            (LogOutput::Stdout, LogFormat::Json) => fmt.json().with_writer(std::io::stdout).boxed(),
+            (LogOutput::File(path), format) => {
+                let file = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|source| LogError::File {
+                        path: path.clone(),
+                        source,
+                    })?;
+                let fmt = fmt.with_ansi(false).with_writer(Mutex::new(file));
+                match format {
+                    LogFormat::Text => fmt.boxed(),
+                    LogFormat::Json => fmt.json().boxed(),
+                }
             }
-        }
-    };
+        };
     tracing_subscriber::registry()
         .with(layer.with_filter(filter))
         .try_init()
@@ -101,7 +110,11 @@ impl LogHandle {
 
     /// Applies a new severity (keeps `--debug` in force).
     pub fn set_severity(&self, severity: Severity) {
-        let severity = if self.forced_debug { Severity::Debug.min(severity) } else { severity };
+        let severity = if self.forced_debug {
+            Severity::Debug.min(severity)
+        } else {
+            severity
+        };
         if let Some(h) = &self.reload
             && let Err(e) = h.reload(filter_for(severity))
         {

@@ -11,27 +11,38 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
-use prometheus_client::metrics::info::Info;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::version;
 
-/// The content type of [`encode`]'s output (OpenMetrics text, which
-/// Prometheus negotiates and `promtool check metrics` accepts).
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// Content type of [`encode`]'s output: OpenMetrics text, which Prometheus
+/// asks for in its `Accept` header.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// Content type of [`encode_prometheus_text`]'s output: the classic text
+/// format, for clients that do not ask for OpenMetrics (curl, promtool).
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// A registry with build info and process metrics already in it.
 pub fn new_registry() -> Registry {
     let mut registry = Registry::default();
+    // A gauge fixed at 1 rather than an OpenMetrics `info` metric, so that
+    // parsers of the classic text format (promtool among them) accept it.
+    let build_info = Family::<[(&'static str, &'static str); 3], Gauge>::default();
+    build_info
+        .get_or_create(&[
+            ("version", version::VERSION),
+            ("commit", version::GIT_COMMIT),
+            ("rustc", version::RUSTC),
+        ])
+        .set(1);
     registry.register(
-        "teleport_discord_build",
-        "Build information: version, git commit and compiler",
-        Info::new(vec![
-            ("version", version::VERSION.to_owned()),
-            ("commit", version::GIT_COMMIT.to_owned()),
-            ("rustc", version::RUSTC.to_owned()),
-        ]),
+        "teleport_discord_build_info",
+        "Build information: version, git commit and compiler; always 1",
+        build_info,
     );
     registry.register_collector(Box::new(ProcessCollector));
     registry
@@ -42,6 +53,43 @@ pub fn encode(registry: &Registry) -> Result<String, std::fmt::Error> {
     let mut out = String::with_capacity(8 * 1024);
     prometheus_client::encoding::text::encode(&mut out, registry)?;
     Ok(out)
+}
+
+/// Encodes the registry in the classic Prometheus text format (0.0.4).
+pub fn encode_prometheus_text(registry: &Registry) -> Result<String, std::fmt::Error> {
+    Ok(openmetrics_to_text(&encode(registry)?))
+}
+
+/// Rewrites OpenMetrics text into the classic format: a counter family is
+/// named with its `_total` suffix in `# HELP`/`# TYPE` (as its samples are),
+/// and the OpenMetrics-only `# UNIT` and `# EOF` lines go.
+pub fn openmetrics_to_text(om: &str) -> String {
+    let counters: std::collections::HashSet<&str> = om
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(om.len() + 256);
+    for line in om.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let rewritten = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        out.push_str(rewritten.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
+/// Whether an `Accept` header asks for OpenMetrics.
+pub fn wants_openmetrics(accept: Option<&str>) -> bool {
+    accept.is_some_and(|a| a.contains("application/openmetrics-text"))
 }
 
 /// Standard `process_*` metrics, read from `/proc/self` at scrape time.
@@ -90,13 +138,17 @@ impl ProcessStats {
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|v| v.parse::<u64>().ok())
         };
-        let open_fds = std::fs::read_dir("/proc/self/fd").map(|d| d.count() as u64).unwrap_or(0);
-        let max_fds = std::fs::read_to_string("/proc/self/limits").ok().and_then(|l| {
-            l.lines()
-                .find(|l| l.starts_with("Max open files"))
-                .and_then(|l| l.split_whitespace().nth(3))
-                .and_then(|v| v.parse().ok())
-        });
+        let open_fds = std::fs::read_dir("/proc/self/fd")
+            .map(|d| d.count() as u64)
+            .unwrap_or(0);
+        let max_fds = std::fs::read_to_string("/proc/self/limits")
+            .ok()
+            .and_then(|l| {
+                l.lines()
+                    .find(|l| l.starts_with("Max open files"))
+                    .and_then(|l| l.split_whitespace().nth(3))
+                    .and_then(|v| v.parse().ok())
+            });
         let btime = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
             s.lines()
                 .find_map(|l| l.strip_prefix("btime "))
@@ -144,11 +196,23 @@ impl Collector for ProcessCollector {
             "Virtual memory size in bytes.",
             s.virtual_bytes as f64,
         )?;
-        gauge("process_open_fds", "Number of open file descriptors.", s.open_fds as f64)?;
+        gauge(
+            "process_open_fds",
+            "Number of open file descriptors.",
+            s.open_fds as f64,
+        )?;
         if let Some(max) = s.max_fds {
-            gauge("process_max_fds", "Maximum number of open file descriptors.", max as f64)?;
+            gauge(
+                "process_max_fds",
+                "Maximum number of open file descriptors.",
+                max as f64,
+            )?;
         }
-        gauge("process_threads", "Number of OS threads in the process.", s.threads as f64)?;
+        gauge(
+            "process_threads",
+            "Number of OS threads in the process.",
+            s.threads as f64,
+        )?;
         if let Some(start) = s.start_time_seconds {
             gauge(
                 "process_start_time_seconds",
@@ -178,13 +242,34 @@ mod tests {
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0);
         let start = s.start_time_seconds.expect("start time");
-        assert!(start <= now + 2.0 && start > now - 86_400.0, "start {start} now {now}");
+        assert!(
+            start <= now + 2.0 && start > now - 86_400.0,
+            "start {start} now {now}"
+        );
+    }
+
+    #[test]
+    fn classic_text_names_counters_with_total() {
+        let om = "# HELP reqs Requests.\n# TYPE reqs counter\n# UNIT reqs requests\nreqs_total{a=\"b\"} 3\n# HELP g A gauge.\n# TYPE g gauge\ng 1\n# EOF\n";
+        let text = openmetrics_to_text(om);
+        assert_eq!(
+            text,
+            "# HELP reqs_total Requests.\n# TYPE reqs_total counter\nreqs_total{a=\"b\"} 3\n# HELP g A gauge.\n# TYPE g gauge\ng 1\n"
+        );
+        assert!(wants_openmetrics(Some(
+            "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;q=0.3"
+        )));
+        assert!(!wants_openmetrics(Some("*/*")));
+        assert!(!wants_openmetrics(None));
     }
 
     #[test]
     fn registry_exports_build_info_and_process_metrics() {
         let text = encode(&new_registry()).expect("encode");
-        assert!(text.contains("teleport_discord_build_info{version=\""), "{text}");
+        assert!(
+            text.contains("teleport_discord_build_info{version=\""),
+            "{text}"
+        );
         assert!(text.contains(&format!("version=\"{}\"", version::VERSION)));
         if std::path::Path::new("/proc/self/stat").exists() {
             assert!(text.contains("process_cpu_seconds_total "), "{text}");

@@ -93,7 +93,11 @@ impl Readiness {
 
     fn update(&self, name: &'static str, ready: bool, reason: String) {
         let all_ready = {
-            let mut states = self.inner.states.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut states = self
+                .inner
+                .states
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             states.insert(name, State { ready, reason });
             states.values().all(|s| s.ready)
         };
@@ -102,7 +106,11 @@ impl Readiness {
 
     /// The current state of every component.
     pub fn report(&self) -> Report {
-        let states = self.inner.states.lock().unwrap_or_else(PoisonError::into_inner);
+        let states = self
+            .inner
+            .states
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let ready = !states.is_empty() && states.values().all(|s| s.ready);
         Report {
             status: if ready { "ready" } else { "not ready" },
@@ -182,13 +190,19 @@ mod tests {
         a.set_ready();
         assert!(!r.is_ready());
         let report = r.report();
-        assert_eq!(report.components["discord"].reason.as_deref(), Some("token not checked"));
+        assert_eq!(
+            report.components["discord"].reason.as_deref(),
+            Some("token not checked")
+        );
         assert_eq!(report.components["teleport"].reason, None);
         b.set_ready();
         assert!(r.is_ready());
         a.set_not_ready("stream dropped");
         assert!(!r.is_ready());
-        assert_eq!(r.report().components["teleport"].reason.as_deref(), Some("stream dropped"));
+        assert_eq!(
+            r.report().components["teleport"].reason.as_deref(),
+            Some("stream dropped")
+        );
     }
 
     #[test]

@@ -40,7 +40,7 @@ impl fmt::Display for ConfigDuration {
         if secs > 0 || nanos > 0 {
             if nanos == 0 {
                 write!(f, "{secs}s")?;
-            } else if secs == 0 && nanos % 1_000_000 == 0 {
+            } else if secs == 0 && nanos.is_multiple_of(1_000_000) {
                 write!(f, "{}ms", nanos / 1_000_000)?;
             } else {
                 let frac = format!("{nanos:09}");
@@ -146,7 +146,9 @@ mod tests {
     use super::*;
 
     fn ok(s: &str) -> Duration {
-        parse_duration(s).map(ConfigDuration::get).unwrap_or_else(|e| panic!("{s}: {e}"))
+        parse_duration(s)
+            .map(ConfigDuration::get)
+            .unwrap_or_else(|e| panic!("{s}: {e}"))
     }
 
     #[test]
@@ -167,19 +169,43 @@ mod tests {
     #[test]
     fn refusals_say_why() {
         assert_eq!(parse_duration(""), Err(DurationError::Empty));
-        assert!(matches!(parse_duration("30"), Err(DurationError::MissingUnit(_))));
-        assert!(matches!(parse_duration("3d"), Err(DurationError::UnknownUnit { .. })));
-        assert!(matches!(parse_duration("-5s"), Err(DurationError::Negative(_))));
-        assert!(matches!(parse_duration("s"), Err(DurationError::Invalid(_))));
-        assert!(matches!(parse_duration("1..5s"), Err(DurationError::Invalid(_))));
-        assert!(matches!(parse_duration("99999999999h"), Err(DurationError::Overflow(_))));
+        assert!(matches!(
+            parse_duration("30"),
+            Err(DurationError::MissingUnit(_))
+        ));
+        assert!(matches!(
+            parse_duration("3d"),
+            Err(DurationError::UnknownUnit { .. })
+        ));
+        assert!(matches!(
+            parse_duration("-5s"),
+            Err(DurationError::Negative(_))
+        ));
+        assert!(matches!(
+            parse_duration("s"),
+            Err(DurationError::Invalid(_))
+        ));
+        assert!(matches!(
+            parse_duration("1..5s"),
+            Err(DurationError::Invalid(_))
+        ));
+        assert!(matches!(
+            parse_duration("99999999999h"),
+            Err(DurationError::Overflow(_))
+        ));
         let msg = parse_duration("1 minute").unwrap_err().to_string();
         assert!(msg.contains("1 minute"), "{msg}");
     }
 
     #[test]
     fn displays_like_go() {
-        for (s, shown) in [("90s", "1m30s"), ("1h", "1h"), ("500ms", "500ms"), ("1.5s", "1.5s"), ("0", "0s")] {
+        for (s, shown) in [
+            ("90s", "1m30s"),
+            ("1h", "1h"),
+            ("500ms", "500ms"),
+            ("1.5s", "1.5s"),
+            ("0", "0s"),
+        ] {
             assert_eq!(ok(s), parse_duration(shown).unwrap().get());
             assert_eq!(parse_duration(s).unwrap().to_string(), shown);
         }

@@ -18,8 +18,8 @@ use toml::de::{DeTable, DeValue};
 use super::{
     ApiUrl, Config, ConfigDuration, ConfigError, ConnectVia, Credentials, DEFAULT_DISCORD_API_URL,
     DEFAULT_GLOBAL_RATE_LIMIT, DEFAULT_LISTEN_ADDR, DEFAULT_REFRESH_IDENTITY_INTERVAL,
-    DEFAULT_TELEPORT_ADDR, DiscordConfig, HttpConfig, LogConfig, LogFormat, LogOutput,
-    MIN_ADMIN_TOKEN_LEN, Loaded, Problem, Recipient, RoleToRecipients, Severity, TeleportAddr,
+    DEFAULT_TELEPORT_ADDR, DiscordConfig, HttpConfig, Loaded, LogConfig, LogFormat, LogOutput,
+    MIN_ADMIN_TOKEN_LEN, Problem, Recipient, RoleToRecipients, Severity, TeleportAddr,
     TeleportConfig, env_vars, parse_duration, read_secret_file,
 };
 use crate::secret::Secret;
@@ -96,9 +96,18 @@ struct Cx<'t> {
 impl Cx<'_> {
     fn line(&self, span: &Range<usize>) -> usize {
         let end = span.start.min(self.text.len());
-        self.text.as_bytes()[..end].iter().filter(|b| **b == b'\n').count() + 1
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+            + 1
     }
-    fn problem(&mut self, key: impl Into<String>, span: Option<&Range<usize>>, message: impl Into<String>) {
+    fn problem(
+        &mut self,
+        key: impl Into<String>,
+        span: Option<&Range<usize>>,
+        message: impl Into<String>,
+    ) {
         let line = span.map(|s| self.line(s));
         self.problems.push(Problem {
             key: key.into(),
@@ -106,7 +115,12 @@ impl Cx<'_> {
             message: message.into(),
         });
     }
-    fn warn(&mut self, key: impl Into<String>, span: Option<&Range<usize>>, message: impl Into<String>) {
+    fn warn(
+        &mut self,
+        key: impl Into<String>,
+        span: Option<&Range<usize>>,
+        message: impl Into<String>,
+    ) {
         let line = span.map(|s| self.line(s));
         self.warnings.push(Problem {
             key: key.into(),
@@ -139,7 +153,10 @@ fn kind(v: &DeValue<'_>) -> &'static str {
 
 /// Quotes a TOML key when it is not a bare key.
 fn key_part(k: &str) -> String {
-    if !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+    if !k.is_empty()
+        && k.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
         k.to_owned()
     } else {
         format!("{k:?}")
@@ -161,7 +178,10 @@ struct KnownKey {
 }
 
 const fn k(canonical: &'static str, spellings: &'static [&'static str]) -> KnownKey {
-    KnownKey { canonical, spellings }
+    KnownKey {
+        canonical,
+        spellings,
+    }
 }
 
 /// Splits a table into known keys (by canonical name) and reports the others.
@@ -195,7 +215,11 @@ fn fields<'a, 'i>(
                 let hint = suggest(name, known)
                     .map(|s| format!("; did you mean `{}`?", join(section, s)))
                     .unwrap_or_default();
-                cx.warn(full, Some(&key.span()), format!("unknown key, ignored{hint}"));
+                cx.warn(
+                    full,
+                    Some(&key.span()),
+                    format!("unknown key, ignored{hint}"),
+                );
             }
         }
     }
@@ -230,7 +254,11 @@ fn string(cx: &mut Cx<'_>, f: &Found<'_, '_>) -> Option<String> {
     match f.value.get_ref() {
         DeValue::String(s) => Some(s.to_string()),
         other => {
-            cx.problem(&f.key, Some(&f.span), format!("expected a string, found {}", kind(other)));
+            cx.problem(
+                &f.key,
+                Some(&f.span),
+                format!("expected a string, found {}", kind(other)),
+            );
             None
         }
     }
@@ -243,12 +271,18 @@ fn boolean(cx: &mut Cx<'_>, f: &Found<'_, '_>) -> Option<bool> {
             cx.problem(
                 &f.key,
                 Some(&f.span),
-                format!("expected a boolean, found the string \"{s}\"; write it without quotes: {s}"),
+                format!(
+                    "expected a boolean, found the string \"{s}\"; write it without quotes: {s}"
+                ),
             );
             None
         }
         other => {
-            cx.problem(&f.key, Some(&f.span), format!("expected a boolean (true or false), found {}", kind(other)));
+            cx.problem(
+                &f.key,
+                Some(&f.span),
+                format!("expected a boolean (true or false), found {}", kind(other)),
+            );
             None
         }
     }
@@ -264,7 +298,11 @@ fn integer(cx: &mut Cx<'_>, f: &Found<'_, '_>) -> Option<i64> {
             }
         },
         other => {
-            cx.problem(&f.key, Some(&f.span), format!("expected an integer, found {}", kind(other)));
+            cx.problem(
+                &f.key,
+                Some(&f.span),
+                format!("expected an integer, found {}", kind(other)),
+            );
             None
         }
     }
@@ -274,7 +312,11 @@ fn table<'a, 'i>(cx: &mut Cx<'_>, f: &Found<'a, 'i>) -> Option<&'a DeTable<'i>> 
     match f.value.get_ref() {
         DeValue::Table(t) => Some(t),
         other => {
-            cx.problem(&f.key, Some(&f.span), format!("expected a table ([{}]), found {}", f.key, kind(other)));
+            cx.problem(
+                &f.key,
+                Some(&f.span),
+                format!("expected a table ([{}]), found {}", f.key, kind(other)),
+            );
             None
         }
     }
@@ -312,8 +354,19 @@ const TOP: &[KnownKey] = &[
     k("http", &["http"]),
     // Upstream's embedded `common.BaseConfig` fields: decoded but unused by the
     // self-hosted Discord plugin. Accepted so old files keep loading.
-    k("plugintype", &["PluginType", "plugintype", "PLUGINTYPE", "pluginType"]),
-    k("teleportuser", &["TeleportUser", "teleportuser", "TELEPORTUSER", "teleportUser"]),
+    k(
+        "plugintype",
+        &["PluginType", "plugintype", "PLUGINTYPE", "pluginType"],
+    ),
+    k(
+        "teleportuser",
+        &[
+            "TeleportUser",
+            "teleportuser",
+            "TELEPORTUSER",
+            "teleportUser",
+        ],
+    ),
 ];
 
 const TELEPORT: &[KnownKey] = &[
@@ -342,7 +395,10 @@ const LOG: &[KnownKey] = &[
     k("format", &["format"]),
 ];
 
-const HTTP: &[KnownKey] = &[k("listen_addr", &["listen_addr"]), k("admin_token", &["admin_token"])];
+const HTTP: &[KnownKey] = &[
+    k("listen_addr", &["listen_addr"]),
+    k("admin_token", &["admin_token"]),
+];
 
 fn section<'a, 'i>(
     cx: &mut Cx<'_>,
@@ -361,7 +417,11 @@ fn build(cx: &mut Cx<'_>, root: &DeTable<'_>, env: &dyn Env) -> Option<Config> {
     for compat in ["plugintype", "teleportuser"] {
         if let Some(f) = top.get(compat) {
             let (key, span) = (f.key.clone(), f.span.clone());
-            cx.warn(key, Some(&span), "accepted for compatibility with the Go plugin and ignored");
+            cx.warn(
+                key,
+                Some(&span),
+                "accepted for compatibility with the Go plugin and ignored",
+            );
         }
     }
     let fields_teleport = section(cx, &top, "teleport", TELEPORT);
@@ -390,7 +450,11 @@ fn path_setting(cx: &mut Cx<'_>, s: Setting) -> Option<PathBuf> {
     Some(PathBuf::from(s.value))
 }
 
-fn teleport(cx: &mut Cx<'_>, f: &BTreeMap<&'static str, Found<'_, '_>>, env: &dyn Env) -> Option<TeleportConfig> {
+fn teleport(
+    cx: &mut Cx<'_>,
+    f: &BTreeMap<&'static str, Found<'_, '_>>,
+    env: &dyn Env,
+) -> Option<TeleportConfig> {
     // Address: env > addr > auth_server (deprecated) > default.
     let addr_file = from_file(cx, f.get("addr")).filter(|s| !s.value.is_empty());
     let auth_server = from_file(cx, f.get("auth_server")).filter(|s| !s.value.is_empty());
@@ -432,7 +496,10 @@ fn teleport(cx: &mut Cx<'_>, f: &BTreeMap<&'static str, Found<'_, '_>>, env: &dy
     let cas = from_file(cx, f.get("root_cas")).filter(|s| !s.value.is_empty());
 
     let connect_via = match f.get("connect_via") {
-        Some(x) => match string(cx, x).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        Some(x) => match string(cx, x)
+            .map(|v| v.trim().to_ascii_lowercase())
+            .as_deref()
+        {
             Some("auto" | "") => Some(ConnectVia::Auto),
             Some("auth") => Some(ConnectVia::Auth),
             Some("proxy") => Some(ConnectVia::Proxy),
@@ -446,11 +513,31 @@ fn teleport(cx: &mut Cx<'_>, f: &BTreeMap<&'static str, Found<'_, '_>>, env: &dy
         None => Some(ConnectVia::Auto),
     };
 
-    let triple = [("client_key", &key), ("client_crt", &crt), ("root_cas", &cas)];
-    let provided: Vec<&str> = triple.iter().filter(|(_, v)| v.is_some()).map(|(n, _)| *n).collect();
-    let missing: Vec<&str> = triple.iter().filter(|(_, v)| v.is_none()).map(|(n, _)| *n).collect();
-    let quote = |names: &[&str]| names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
-    let first_span = triple.iter().find_map(|(_, v)| v.as_ref().and_then(|s| s.span.clone()));
+    let triple = [
+        ("client_key", &key),
+        ("client_crt", &crt),
+        ("root_cas", &cas),
+    ];
+    let provided: Vec<&str> = triple
+        .iter()
+        .filter(|(_, v)| v.is_some())
+        .map(|(n, _)| *n)
+        .collect();
+    let missing: Vec<&str> = triple
+        .iter()
+        .filter(|(_, v)| v.is_none())
+        .map(|(n, _)| *n)
+        .collect();
+    let quote = |names: &[&str]| {
+        names
+            .iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let first_span = triple
+        .iter()
+        .find_map(|(_, v)| v.as_ref().and_then(|s| s.span.clone()));
 
     let credentials = match (identity, provided.len()) {
         (Some(id), 0) => {
@@ -470,7 +557,7 @@ fn teleport(cx: &mut Cx<'_>, f: &BTreeMap<&'static str, Found<'_, '_>>, env: &dy
             None
         }
         (None, 3) => {
-            if let Some((true, key, span)) = refresh.clone() {
+            if let Some((true, key, span)) = refresh {
                 cx.problem(
                     key.unwrap_or_else(|| "teleport.refresh_identity".into()),
                     span.as_ref(),
@@ -485,7 +572,7 @@ fn teleport(cx: &mut Cx<'_>, f: &BTreeMap<&'static str, Found<'_, '_>>, env: &dy
             })
         }
         (None, 0) => {
-            if let Some((true, key, span)) = refresh.clone() {
+            if let Some((true, key, span)) = refresh {
                 cx.problem(
                     key.unwrap_or_else(|| "teleport.refresh_identity".into()),
                     span.as_ref(),
@@ -522,16 +609,26 @@ fn teleport(cx: &mut Cx<'_>, f: &BTreeMap<&'static str, Found<'_, '_>>, env: &dy
     })
 }
 
-fn duration(cx: &mut Cx<'_>, f: &Found<'_, '_>, min: std::time::Duration) -> Option<ConfigDuration> {
+fn duration(
+    cx: &mut Cx<'_>,
+    f: &Found<'_, '_>,
+    min: std::time::Duration,
+) -> Option<ConfigDuration> {
     let DeValue::String(s) = f.value.get_ref() else {
-        let msg = format!("expected a duration string like \"30s\" or \"5m\", found {}", kind(f.value.get_ref()));
+        let msg = format!(
+            "expected a duration string like \"30s\" or \"5m\", found {}",
+            kind(f.value.get_ref())
+        );
         cx.problem(&f.key, Some(&f.span), msg);
         return None;
     };
     match parse_duration(s) {
         Ok(d) if d.get() >= min => Some(d),
         Ok(_) => {
-            let msg = format!("\"{s}\" is too short; the minimum is {}", ConfigDuration::new(min));
+            let msg = format!(
+                "\"{s}\" is too short; the minimum is {}",
+                ConfigDuration::new(min)
+            );
             cx.problem(&f.key, Some(&f.span), msg);
             None
         }
@@ -561,12 +658,22 @@ fn secret(cx: &mut Cx<'_>, s: Setting) -> Option<Secret> {
     }
 }
 
-fn discord(cx: &mut Cx<'_>, f: &BTreeMap<&'static str, Found<'_, '_>>, env: &dyn Env) -> Option<DiscordConfig> {
+fn discord(
+    cx: &mut Cx<'_>,
+    f: &BTreeMap<&'static str, Found<'_, '_>>,
+    env: &dyn Env,
+) -> Option<DiscordConfig> {
     if let Some(r) = f.get("recipients") {
         let (key, span) = (r.key.clone(), r.span.clone());
-        cx.warn(key, Some(&span), "legacy key, ignored (as upstream); map roles to channels in [role_to_recipients]");
+        cx.warn(
+            key,
+            Some(&span),
+            "legacy key, ignored (as upstream); map roles to channels in [role_to_recipients]",
+        );
     }
-    let token = match from_env(env, env_vars::DISCORD_TOKEN, "discord.token").or_else(|| from_file(cx, f.get("token"))) {
+    let token = match from_env(env, env_vars::DISCORD_TOKEN, "discord.token")
+        .or_else(|| from_file(cx, f.get("token")))
+    {
         Some(s) => secret(cx, s),
         None => {
             let msg = format!(
@@ -579,12 +686,17 @@ fn discord(cx: &mut Cx<'_>, f: &BTreeMap<&'static str, Found<'_, '_>>, env: &dyn
     };
     let url = match (f.get("api_url"), f.get("apiurl")) {
         (Some(a), Some(b)) => {
-            let msg = format!("both `{}` and `{}` are set; keep `discord.api_url`", a.key, b.key);
+            let msg = format!(
+                "both `{}` and `{}` are set; keep `discord.api_url`",
+                a.key, b.key
+            );
             cx.problem(b.key.clone(), Some(&b.span), msg);
             None
         }
         (Some(x), None) | (None, Some(x)) => match string(cx, x) {
-            Some(v) if v.trim().is_empty() => Some(ApiUrl::new_unchecked(DEFAULT_DISCORD_API_URL.into())),
+            Some(v) if v.trim().is_empty() => {
+                Some(ApiUrl::new_unchecked(DEFAULT_DISCORD_API_URL.into()))
+            }
             Some(v) => api_url(cx, x, &v),
             None => None,
         },
@@ -613,22 +725,36 @@ fn api_url(cx: &mut Cx<'_>, f: &Found<'_, '_>, raw: &str) -> Option<ApiUrl> {
     let parsed = match url::Url::parse(v) {
         Ok(u) => u,
         Err(e) => {
-            cx.problem(f.key.clone(), Some(&f.span), format!("\"{v}\" is not a valid URL: {e}"));
+            cx.problem(
+                f.key.clone(),
+                Some(&f.span),
+                format!("\"{v}\" is not a valid URL: {e}"),
+            );
             return None;
         }
     };
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-        cx.problem(f.key.clone(), Some(&f.span), format!("\"{v}\" must be an http:// or https:// URL with a host"));
+        cx.problem(
+            f.key.clone(),
+            Some(&f.span),
+            format!("\"{v}\" must be an http:// or https:// URL with a host"),
+        );
         return None;
     }
     if parsed.query().is_some() || parsed.fragment().is_some() {
-        cx.problem(f.key.clone(), Some(&f.span), format!("\"{v}\" must not have a query or fragment"));
+        cx.problem(
+            f.key.clone(),
+            Some(&f.span),
+            format!("\"{v}\" must not have a query or fragment"),
+        );
         return None;
     }
     let trimmed = v.trim_end_matches('/');
     // Upstream's default was the unversioned API root, which Discord serves as
     // its deprecated default version; we speak v10.
-    if matches!(parsed.host_str(), Some("discord.com" | "discordapp.com")) && parsed.path().trim_end_matches('/') == "/api" {
+    if matches!(parsed.host_str(), Some("discord.com" | "discordapp.com"))
+        && parsed.path().trim_end_matches('/') == "/api"
+    {
         let msg = format!(
             "\"{v}\" names no API version (Discord would answer with its deprecated default); using {DEFAULT_DISCORD_API_URL}"
         );
@@ -679,7 +805,11 @@ fn recipients(cx: &mut Cx<'_>, f: Option<&Found<'_, '_>>) -> Option<RoleToRecipi
         for (i, (r, rspan)) in list.into_iter().enumerate() {
             let r = r.trim().to_owned();
             if r.is_empty() {
-                cx.problem(format!("{key}[{i}]"), Some(&rspan), "empty recipient; use a Discord channel ID");
+                cx.problem(
+                    format!("{key}[{i}]"),
+                    Some(&rspan),
+                    "empty recipient; use a Discord channel ID",
+                );
                 ok = false;
                 continue;
             }
@@ -701,7 +831,10 @@ fn recipients(cx: &mut Cx<'_>, f: Option<&Found<'_, '_>>) -> Option<RoleToRecipi
         cx.problem("role_to_recipients", Some(&f.span), "missing required value role_to_recipients. The table is empty; add at least \"*\" = [\"<channel id>\"]");
         return None;
     }
-    if map.get(RoleToRecipients::WILDCARD).is_none_or(Vec::is_empty) {
+    if map
+        .get(RoleToRecipients::WILDCARD)
+        .is_none_or(Vec::is_empty)
+    {
         cx.problem(
             "role_to_recipients.\"*\"",
             Some(&f.span),
@@ -712,7 +845,11 @@ fn recipients(cx: &mut Cx<'_>, f: Option<&Found<'_, '_>>) -> Option<RoleToRecipi
     ok.then(|| RoleToRecipients::new_unchecked(map))
 }
 
-fn log(cx: &mut Cx<'_>, f: &BTreeMap<&'static str, Found<'_, '_>>, env: &dyn Env) -> Option<LogConfig> {
+fn log(
+    cx: &mut Cx<'_>,
+    f: &BTreeMap<&'static str, Found<'_, '_>>,
+    env: &dyn Env,
+) -> Option<LogConfig> {
     let output = match from_file(cx, f.get("output")) {
         Some(s) => match s.value.trim() {
             "" | "stderr" | "error" | "2" => Some(LogOutput::Stderr),
@@ -722,12 +859,17 @@ fn log(cx: &mut Cx<'_>, f: &BTreeMap<&'static str, Found<'_, '_>>, env: &dyn Env
         None if f.contains_key("output") => None,
         None => Some(LogOutput::Stderr),
     };
-    let severity = match from_env(env, env_vars::LOG_SEVERITY, "log.severity").or_else(|| from_file(cx, f.get("severity"))) {
+    let severity = match from_env(env, env_vars::LOG_SEVERITY, "log.severity")
+        .or_else(|| from_file(cx, f.get("severity")))
+    {
         Some(s) if s.value.is_empty() => Some(Severity::Info),
         Some(s) => match Severity::parse(&s.value) {
             Some(v) => Some(v),
             None => {
-                let msg = format!("unsupported logger severity: '{}'; use one of trace, debug, info, warn, error", s.value);
+                let msg = format!(
+                    "unsupported logger severity: '{}'; use one of trace, debug, info, warn, error",
+                    s.value
+                );
                 cx.problem(s.key, s.span.as_ref(), msg);
                 None
             }
@@ -735,12 +877,18 @@ fn log(cx: &mut Cx<'_>, f: &BTreeMap<&'static str, Found<'_, '_>>, env: &dyn Env
         None if f.contains_key("severity") => None,
         None => Some(Severity::Info),
     };
-    let format = match from_env(env, env_vars::LOG_FORMAT, "log.format").or_else(|| from_file(cx, f.get("format"))) {
+    let format = match from_env(env, env_vars::LOG_FORMAT, "log.format")
+        .or_else(|| from_file(cx, f.get("format")))
+    {
         Some(s) => match s.value.to_ascii_lowercase().as_str() {
             "" | "text" => Some(LogFormat::Text),
             "json" => Some(LogFormat::Json),
             other => {
-                cx.problem(s.key, s.span.as_ref(), format!("unknown log format \"{other}\"; use \"text\" or \"json\""));
+                cx.problem(
+                    s.key,
+                    s.span.as_ref(),
+                    format!("unknown log format \"{other}\"; use \"text\" or \"json\""),
+                );
                 None
             }
         },
@@ -754,12 +902,21 @@ fn log(cx: &mut Cx<'_>, f: &BTreeMap<&'static str, Found<'_, '_>>, env: &dyn Env
     })
 }
 
-fn http(cx: &mut Cx<'_>, f: &BTreeMap<&'static str, Found<'_, '_>>, env: &dyn Env) -> Option<HttpConfig> {
-    let listen = match from_env(env, env_vars::LISTEN_ADDR, "http.listen_addr").or_else(|| from_file(cx, f.get("listen_addr"))) {
+fn http(
+    cx: &mut Cx<'_>,
+    f: &BTreeMap<&'static str, Found<'_, '_>>,
+    env: &dyn Env,
+) -> Option<HttpConfig> {
+    let listen = match from_env(env, env_vars::LISTEN_ADDR, "http.listen_addr")
+        .or_else(|| from_file(cx, f.get("listen_addr")))
+    {
         Some(s) => match s.value.parse::<SocketAddr>() {
             Ok(a) => Some(a),
             Err(_) => {
-                let msg = format!("\"{}\" is not an IP:port address (e.g. \"127.0.0.1:8080\" or \"0.0.0.0:8080\")", s.value);
+                let msg = format!(
+                    "\"{}\" is not an IP:port address (e.g. \"127.0.0.1:8080\" or \"0.0.0.0:8080\")",
+                    s.value
+                );
                 cx.problem(s.key, s.span.as_ref(), msg);
                 None
             }
@@ -767,7 +924,9 @@ fn http(cx: &mut Cx<'_>, f: &BTreeMap<&'static str, Found<'_, '_>>, env: &dyn En
         None if f.contains_key("listen_addr") => None,
         None => DEFAULT_LISTEN_ADDR.parse().ok(),
     };
-    let admin = match from_env(env, env_vars::ADMIN_TOKEN, "http.admin_token").or_else(|| from_file(cx, f.get("admin_token"))) {
+    let admin = match from_env(env, env_vars::ADMIN_TOKEN, "http.admin_token")
+        .or_else(|| from_file(cx, f.get("admin_token")))
+    {
         Some(s) if s.value.is_empty() => Some(None),
         Some(s) => {
             let (key, span) = (s.key.clone(), s.span.clone());

@@ -38,7 +38,8 @@ pub const DEFAULT_DISCORD_API_URL: &str = "https://discord.com/api/v10";
 /// `TELEPORT_DISCORD_LISTEN_ADDR=0.0.0.0:8080` (our Dockerfile does).
 pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:8080";
 /// Default interval for re-reading the identity file (upstream's value).
-pub const DEFAULT_REFRESH_IDENTITY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+pub const DEFAULT_REFRESH_IDENTITY_INTERVAL: std::time::Duration =
+    std::time::Duration::from_secs(60);
 /// Discord's documented global limit for a bot, requests per second.
 pub const DEFAULT_GLOBAL_RATE_LIMIT: u32 = 50;
 /// Shortest admin token accepted.
@@ -506,21 +507,49 @@ impl ConfigDiff {
         };
         let (ot, nt) = (&old.teleport, &new.teleport);
         check("teleport.addr", ot.addr != nt.addr, false);
-        check("teleport.credentials", ot.credentials != nt.credentials, false);
-        check("teleport.connect_via", ot.connect_via != nt.connect_via, false);
-        check("discord.token", old.discord.token != new.discord.token, false);
-        check("discord.api_url", old.discord.api_url != new.discord.api_url, false);
+        check(
+            "teleport.credentials",
+            ot.credentials != nt.credentials,
+            false,
+        );
+        check(
+            "teleport.connect_via",
+            ot.connect_via != nt.connect_via,
+            false,
+        );
+        check(
+            "discord.token",
+            old.discord.token != new.discord.token,
+            false,
+        );
+        check(
+            "discord.api_url",
+            old.discord.api_url != new.discord.api_url,
+            false,
+        );
         check(
             "discord.global_rate_limit",
             old.discord.global_rate_limit != new.discord.global_rate_limit,
             false,
         );
-        check("role_to_recipients", old.role_to_recipients != new.role_to_recipients, false);
+        check(
+            "role_to_recipients",
+            old.role_to_recipients != new.role_to_recipients,
+            false,
+        );
         check("log.severity", old.log.severity != new.log.severity, false);
         check("log.output", old.log.output != new.log.output, true);
         check("log.format", old.log.format != new.log.format, true);
-        check("http.listen_addr", old.http.listen_addr != new.http.listen_addr, true);
-        check("http.admin_token", old.http.admin_token != new.http.admin_token, false);
+        check(
+            "http.listen_addr",
+            old.http.listen_addr != new.http.listen_addr,
+            true,
+        );
+        check(
+            "http.admin_token",
+            old.http.admin_token != new.http.admin_token,
+            false,
+        );
         d
     }
 }
@@ -528,15 +557,20 @@ impl ConfigDiff {
 /// Reads `path` for a secret value: trimmed, non-empty, at most 4 KiB.
 pub(crate) fn read_secret_file(path: &Path) -> Result<Secret, String> {
     use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot read file {}: {e}", path.display()))?;
+    let file = std::fs::File::open(path)
+        .map_err(|e| format!("cannot read file {}: {e}", path.display()))?;
     let mut buf = Vec::new();
     file.take(4097)
         .read_to_end(&mut buf)
         .map_err(|e| format!("cannot read file {}: {e}", path.display()))?;
     if buf.len() > 4096 {
-        return Err(format!("file {} is larger than 4 KiB; is it really a token?", path.display()));
+        return Err(format!(
+            "file {} is larger than 4 KiB; is it really a token?",
+            path.display()
+        ));
     }
-    let text = String::from_utf8(buf).map_err(|_| format!("file {} is not UTF-8 text", path.display()))?;
+    let text =
+        String::from_utf8(buf).map_err(|_| format!("file {} is not UTF-8 text", path.display()))?;
     let trimmed = text.trim();
     if trimmed.is_empty() {
         return Err(format!("file {} is empty", path.display()));

@@ -1,10 +1,10 @@
 //! `/admin/*`: bearer-token authorisation and the reload handler.
 
+use axum::Json;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::Serialize;
 
 use super::{AppState, error_response};
@@ -46,7 +46,11 @@ pub fn authorize(token: Option<&Secret>, headers: &HeaderMap) -> Auth {
     }
 }
 
-pub(super) async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub(super) async fn require_token(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
     let config = state.config.load();
     match authorize(config.http.admin_token.as_ref(), req.headers()) {
         Auth::Ok => next.run(req).await,
@@ -69,8 +73,10 @@ pub(super) async fn require_token(State(state): State<AppState>, req: Request, n
                 },
                 Vec::new(),
             );
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"teleport-discord admin\""));
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"teleport-discord admin\""),
+            );
             resp
         }
     }
@@ -105,7 +111,10 @@ mod tests {
 
     fn headers(v: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(header::AUTHORIZATION, HeaderValue::from_str(v).expect("header"));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(v).expect("header"),
+        );
         h
     }
 
@@ -114,10 +123,22 @@ mod tests {
         let t = Secret::new("0123456789abcdef-admin");
         assert_eq!(authorize(None, &headers("Bearer x")), Auth::Disabled);
         assert_eq!(authorize(Some(&t), &HeaderMap::new()), Auth::Missing);
-        assert_eq!(authorize(Some(&t), &headers("Basic 0123456789abcdef-admin")), Auth::Missing);
+        assert_eq!(
+            authorize(Some(&t), &headers("Basic 0123456789abcdef-admin")),
+            Auth::Missing
+        );
         assert_eq!(authorize(Some(&t), &headers("Bearer")), Auth::Missing);
-        assert_eq!(authorize(Some(&t), &headers("Bearer 0123456789abcdef-admi")), Auth::Wrong);
-        assert_eq!(authorize(Some(&t), &headers("Bearer 0123456789abcdef-admin")), Auth::Ok);
-        assert_eq!(authorize(Some(&t), &headers("bearer 0123456789abcdef-admin ")), Auth::Ok);
+        assert_eq!(
+            authorize(Some(&t), &headers("Bearer 0123456789abcdef-admi")),
+            Auth::Wrong
+        );
+        assert_eq!(
+            authorize(Some(&t), &headers("Bearer 0123456789abcdef-admin")),
+            Auth::Ok
+        );
+        assert_eq!(
+            authorize(Some(&t), &headers("bearer 0123456789abcdef-admin ")),
+            Auth::Ok
+        );
     }
 }

@@ -141,9 +141,15 @@ impl HttpMetrics {
     pub fn register(registry: &mut Registry) -> Self {
         let requests = Family::<RequestLabels, Counter>::default();
         let duration = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5])
+            Histogram::new([
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ])
         });
-        registry.register("http_requests", "HTTP requests served, by method, matched route and status", requests.clone());
+        registry.register(
+            "http_requests",
+            "HTTP requests served, by method, matched route and status",
+            requests.clone(),
+        );
         registry.register(
             "http_request_duration_seconds",
             "Time to answer an HTTP request, by method and matched route",
@@ -164,7 +170,11 @@ pub struct ErrorBody {
 }
 
 /// Builds a JSON error response.
-pub fn error_response(status: StatusCode, error: impl Into<String>, details: Vec<String>) -> Response {
+pub fn error_response(
+    status: StatusCode,
+    error: impl Into<String>,
+    details: Vec<String>,
+) -> Response {
     (
         status,
         Json(ErrorBody {
@@ -179,7 +189,10 @@ pub fn error_response(status: StatusCode, error: impl Into<String>, details: Vec
 pub fn router(state: AppState) -> Router {
     let admin = Router::new()
         .route("/admin/reload", post(admin::reload))
-        .route_layer(middleware::from_fn_with_state(state.clone(), admin::require_token));
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            admin::require_token,
+        ));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -189,10 +202,19 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT))
-        .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {
-            error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal error", Vec::new())
-        }))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(CatchPanicLayer::custom(
+            |_panic: Box<dyn std::any::Any + Send>| {
+                error_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error",
+                    Vec::new(),
+                )
+            },
+        ))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let route = req
                 .extensions()
@@ -212,9 +234,13 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
     let method = match method {
-        Method::GET | Method::POST | Method::HEAD | Method::PUT | Method::DELETE | Method::PATCH | Method::OPTIONS => {
-            method.as_str().to_owned()
-        }
+        Method::GET
+        | Method::POST
+        | Method::HEAD
+        | Method::PUT
+        | Method::DELETE
+        | Method::PATCH
+        | Method::OPTIONS => method.as_str().to_owned(),
         _ => "other".to_owned(),
     };
     let response = next.run(req).await;
@@ -272,24 +298,46 @@ async fn readyz(State(state): State<AppState>) -> Response {
     (status, Json(report)).into_response()
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
-    match crate::metrics::encode(&state.registry) {
+async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    use crate::metrics as m;
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let (content_type, encoded) = if m::wants_openmetrics(accept) {
+        (m::OPENMETRICS_CONTENT_TYPE, m::encode(&state.registry))
+    } else {
+        (
+            m::TEXT_CONTENT_TYPE,
+            m::encode_prometheus_text(&state.registry),
+        )
+    };
+    match encoded {
         Ok(text) => (
-            [(header::CONTENT_TYPE, HeaderValue::from_static(crate::metrics::CONTENT_TYPE))],
+            [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
             text,
         )
             .into_response(),
-        Err(_) => error_response(StatusCode::INTERNAL_SERVER_ERROR, "could not encode metrics", Vec::new()),
+        Err(_) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "could not encode metrics",
+            Vec::new(),
+        ),
     }
 }
 
 async fn not_found(req: Request) -> Response {
-    error_response(StatusCode::NOT_FOUND, format!("no route for {}", req.uri().path()), Vec::new())
+    error_response(
+        StatusCode::NOT_FOUND,
+        format!("no route for {}", req.uri().path()),
+        Vec::new(),
+    )
 }
 
 async fn method_not_allowed(req: Request) -> Response {
     let path = req.uri().path().to_owned();
-    let allowed: Vec<&str> = ROUTES.iter().filter(|(_, p)| *p == path).map(|(m, _)| *m).collect();
+    let allowed: Vec<&str> = ROUTES
+        .iter()
+        .filter(|(_, p)| *p == path)
+        .map(|(m, _)| *m)
+        .collect();
     let mut resp = error_response(
         StatusCode::METHOD_NOT_ALLOWED,
         format!("method {} is not allowed on {path}", req.method()),

@@ -1,1 +1,6 @@
-mod smoke {}
+//! The one integration-test binary: real listeners on 127.0.0.1, real HTTP
+//! clients, the real binary for process tests.
+
+mod cli;
+mod http;
+mod support;

@@ -1,0 +1,356 @@
+//! The real binary: CLI verbs, exit codes, and a running process driven by
+//! signals.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+use crate::support::{ADMIN_TOKEN, config_text};
+
+const BIN: &str = env!("CARGO_BIN_EXE_teleport-discord");
+
+fn run(args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("TELEPORT_DISCORD_CONFIG")
+        .output()
+        .expect("run binary")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn version_is_one_line_like_upstream() {
+    let out = run(&["version"]);
+    assert!(out.status.success());
+    let s = text(&out.stdout);
+    let line = s.trim_end();
+    assert!(!line.contains('\n'), "{s}");
+    let parts: Vec<&str> = line.split(' ').collect();
+    assert_eq!(parts[0], "teleport-discord");
+    assert_eq!(parts[1], format!("v{}", env!("CARGO_PKG_VERSION")));
+    assert!(parts[2].starts_with("git:") && parts[2].len() > 4, "{line}");
+    assert_eq!(parts[3], "rustc");
+    assert!(
+        parts[4].chars().next().is_some_and(|c| c.is_ascii_digit()),
+        "{line}"
+    );
+}
+
+#[test]
+fn configure_prints_a_config_that_check_accepts() {
+    let out = run(&["configure"]);
+    assert!(out.status.success());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("example.toml");
+    std::fs::write(&path, &out.stdout).expect("write");
+    let out = run(&["check", "-c", path.to_str().expect("utf8")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("configuration is valid"));
+    assert!(
+        text(&out.stderr).is_empty(),
+        "the example should load without warnings: {}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn check_lists_every_problem_and_exits_64() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[teleport]\nclient_key = \"/k\"\nrefresh_identiy = true\n[discord]\n[role_to_recipients]\ndev = \"1\"\n").expect("write");
+    let out = run(&["check", "-c", path.to_str().expect("utf8")]);
+    assert_eq!(out.status.code(), Some(64));
+    let err = text(&out.stderr);
+    for needle in [
+        "`client_crt`, `root_cas` are missing",
+        "discord.token",
+        "role_to_recipients[*]",
+        "3 problems",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+    }
+    let out = run(&["check", "-c", "/nonexistent/x.toml"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(text(&out.stderr).contains("cannot read config file /nonexistent/x.toml"));
+}
+
+#[test]
+fn check_warns_about_unknown_keys() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        config_text("").replace("[discord]", "refresh_identiy = true\n[discord]"),
+    )
+    .expect("write");
+    let out = run(&["check", "-c", path.to_str().expect("utf8")]);
+    assert!(out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("line 5: `teleport.refresh_identiy`: unknown key, ignored; did you mean `teleport.refresh_identity`?"), "{err}");
+}
+
+#[test]
+fn usage_errors_exit_64_and_help_exits_0() {
+    assert_eq!(run(&[]).status.code(), Some(64));
+    assert_eq!(run(&["frobnicate"]).status.code(), Some(64));
+    assert_eq!(run(&["start", "--bogus"]).status.code(), Some(64));
+    for args in [
+        &["--help"][..],
+        &["start", "--help"],
+        &["check", "--help"],
+        &["configure", "--help"],
+        &["version", "--help"],
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert!(
+            text(&out.stdout).contains("Usage: teleport-discord"),
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
+fn help_output() {
+    insta::assert_snapshot!("help", text(&run(&["--help"]).stdout));
+    insta::assert_snapshot!("start_help", text(&run(&["start", "--help"]).stdout));
+}
+
+#[test]
+fn start_refuses_a_bad_config_with_64() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, config_text("").replace("\"*\"", "dev")).expect("write");
+    let out = run(&["start", "-c", path.to_str().expect("utf8")]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(
+        text(&out.stderr).contains("role_to_recipients[*]"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn start_reads_the_config_path_from_the_environment() {
+    let out = Command::new(BIN)
+        .arg("start")
+        .env("TELEPORT_DISCORD_CONFIG", "/nonexistent/from-env.toml")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(64));
+    assert!(
+        text(&out.stderr).contains("/nonexistent/from-env.toml"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// A running `teleport-discord start` whose stderr is collected line by line.
+struct Proc {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Proc {
+    fn start(config: &Path, envs: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["start", "-c", config.to_str().expect("utf8")])
+            .env_remove("TELEPORT_DISCORD_CONFIG")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn");
+        let stderr = child.stderr.take().expect("stderr");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().expect("lock").push(line);
+            }
+        });
+        Self { child, lines }
+    }
+
+    fn wait_for(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(l) = self
+                .lines
+                .lock()
+                .expect("lock")
+                .iter()
+                .find(|l| l.contains(needle))
+            {
+                return l.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {needle:?}; got:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn count(&self, needle: &str) -> usize {
+        self.lines
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    fn log(&self) -> String {
+        self.lines.lock().expect("lock").join("\n")
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+    }
+
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "process did not exit; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn listen_addr(line: &str) -> String {
+    line.rsplit(' ').next().expect("addr").trim().to_owned()
+}
+
+async fn get(url: &str) -> (u16, String) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let r = reqwest::get(url).await.expect("GET");
+    (r.status().as_u16(), r.text().await.expect("body"))
+}
+
+#[tokio::test]
+async fn sighup_reloads_and_sigterm_shuts_down() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("c.toml");
+    let http = "[http]\nlisten_addr = \"127.0.0.1:0\"\n";
+    std::fs::write(
+        &path,
+        config_text(&format!("[log]\nseverity = \"trace\"\n{http}")),
+    )
+    .expect("write");
+    let mut p = Proc::start(&path, &[("TELEPORT_DISCORD_ADMIN_TOKEN", ADMIN_TOKEN)]);
+    p.wait_for("Starting Teleport Access Discord Plugin");
+    let base = format!(
+        "http://{}",
+        listen_addr(&p.wait_for("HTTP server listening on"))
+    );
+    assert_eq!(get(&format!("{base}/healthz")).await.0, 200);
+
+    // A valid change, then SIGHUP.
+    std::fs::write(
+        &path,
+        config_text(&format!("dev = \"2\"\n[log]\nseverity = \"trace\"\n{http}")),
+    )
+    .expect("write");
+    p.signal("HUP");
+    p.wait_for("Config reloaded");
+    // An invalid change, then SIGHUP: refused, still serving.
+    std::fs::write(&path, "[teleport\n").expect("write");
+    p.signal("HUP");
+    p.wait_for("Config reload failed");
+    let (status, metrics) = get(&format!("{base}/metrics")).await;
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains(
+            "teleport_discord_config_reloads_total{result=\"success\",trigger=\"sighup\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "teleport_discord_config_reloads_total{result=\"failure\",trigger=\"sighup\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert_eq!(
+        p.count("Plugin is ready"),
+        0,
+        "not ready without Teleport and Discord"
+    );
+
+    p.signal("TERM");
+    let status = p.wait_exit();
+    assert_eq!(status.code(), Some(0), "log:\n{}", p.log());
+    p.wait_for("Successfully shut down");
+
+    // At trace level no secret reached the log.
+    let log = p.log();
+    assert!(
+        !log.contains("test-bot-token-XYZ"),
+        "bot token in log:\n{log}"
+    );
+    assert!(!log.contains(ADMIN_TOKEN), "admin token in log:\n{log}");
+}
+
+#[tokio::test]
+async fn sigint_shuts_down_gracefully() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        config_text("[http]\nlisten_addr = \"127.0.0.1:0\"\n"),
+    )
+    .expect("write");
+    let mut p = Proc::start(&path, &[]);
+    p.wait_for("HTTP server listening on");
+    p.signal("INT");
+    assert_eq!(p.wait_exit().code(), Some(0), "log:\n{}", p.log());
+    p.wait_for("Successfully shut down");
+}
+
+#[test]
+fn a_busy_port_is_a_runtime_failure() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        config_text(&format!("[http]\nlisten_addr = \"{addr}\"\n")),
+    )
+    .expect("write");
+    let out = run(&["start", "-c", path.to_str().expect("utf8")]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot listen on {addr} (`http.listen_addr`)")),
+        "{err}"
+    );
+}
