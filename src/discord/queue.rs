@@ -162,7 +162,8 @@ struct Waiter {
 struct Job {
     op: Op,
     waiters: Vec<Waiter>,
-    _slot: OwnedSemaphorePermit,
+    /// Queue capacity held while waiting; released when dispatched.
+    slot: Option<OwnedSemaphorePermit>,
 }
 
 #[derive(Debug, Default)]
@@ -257,7 +258,7 @@ impl Delivery {
                 return Ok(Pending { rx });
             }
         }
-        lane.jobs.push_back(Job { op, waiters: vec![waiter], _slot: slot });
+        lane.jobs.push_back(Job { op, waiters: vec![waiter], slot: Some(slot) });
         let schedule = !lane.busy && lane.jobs.len() == 1;
         if schedule {
             st.ready.push_back(key);
@@ -350,7 +351,8 @@ async fn dispatch(shared: Arc<Shared>) {
                         lane.busy = job.is_some();
                         job
                     });
-                    if let Some(job) = job {
+                    if let Some(mut job) = job {
+                        job.slot = None;
                         st.queued -= 1;
                         st.in_flight += 1;
                         shared.client.metrics().set_queue_depth(st.queued);
@@ -390,7 +392,7 @@ async fn run(shared: &Arc<Shared>, key: LaneKey, job: Job) {
         () = shared.cancel.cancelled() => Err(DeliveryError::ShutDown),
     };
     metrics.in_flight_dec();
-    let Job { op, waiters, _slot } = job;
+    let Job { op, waiters, .. } = job;
     answer(shared, op.kind(), waiters, result);
     let mut st = shared.lock();
     st.in_flight -= 1;

@@ -2,5 +2,6 @@
 //! clients, the real binary for process tests.
 
 mod cli;
+mod discord;
 mod http;
 mod support;

@@ -102,6 +102,14 @@ pub struct Faults {
     /// Fraction of message requests whose connection is dropped mid-response
     /// *after* processing (the message exists, the client sees an error).
     pub drop_rate: f64,
+    /// The next this many message requests get a 500 (deterministic).
+    pub fail_next: u32,
+    /// The next this many message requests are processed, then their connection dropped.
+    pub drop_next: u32,
+    /// The next this many message requests are processed, then answered after `slow_latency`.
+    pub slow_next: u32,
+    /// Delay for `slow_next`.
+    pub slow_latency: Duration,
 }
 
 /// The scope of a forced 429.
@@ -684,10 +692,19 @@ fn parse_body(body: &Bytes, kind: validate::Kind) -> Result<Value, Response> {
 
 /// 5xx / latency / drop decisions for one message request.
 fn faults(inner: &mut Inner) -> (bool, Duration, bool) {
-    let f = &inner.faults;
-    let fail = f.server_error_rate > 0.0 && crate::backoff::random_jitter() < f.server_error_rate;
-    let drop = f.drop_rate > 0.0 && crate::backoff::random_jitter() < f.drop_rate;
-    (fail, f.latency, drop)
+    let f = &mut inner.faults;
+    let take = |n: &mut u32| {
+        let hit = *n > 0;
+        *n = n.saturating_sub(1);
+        hit
+    };
+    let fail = take(&mut f.fail_next) || (f.server_error_rate > 0.0 && crate::backoff::random_jitter() < f.server_error_rate);
+    if fail {
+        return (true, Duration::ZERO, false);
+    }
+    let drop = take(&mut f.drop_next) || (f.drop_rate > 0.0 && crate::backoff::random_jitter() < f.drop_rate);
+    let latency = if take(&mut f.slow_next) { f.latency + f.slow_latency } else { f.latency };
+    (false, latency, drop)
 }
 
 fn with_bucket(mut r: Response, bucket: (u32, u32, Duration)) -> Response {
