@@ -18,10 +18,10 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use super::DiscordError;
 use super::metrics::DiscordMetrics;
 use super::ratelimit::{BucketKey, RateLimiter, ResponseInfo, Scope};
 use super::types::{BotUser, Channel, Message, MessagePayload};
-use super::DiscordError;
 use crate::backoff::{Backoff, random_jitter};
 use crate::config::DiscordConfig;
 use crate::readiness::Latch;
@@ -80,7 +80,10 @@ impl ClientOptions {
 
     /// From `[discord]`.
     pub fn from_config(config: &DiscordConfig) -> Self {
-        Self { global_rate_limit: config.global_rate_limit, ..Self::new(config.api_url.as_str(), config.token.clone()) }
+        Self {
+            global_rate_limit: config.global_rate_limit,
+            ..Self::new(config.api_url.as_str(), config.token.clone())
+        }
     }
 }
 
@@ -104,8 +107,16 @@ struct Inner {
 /// A deterministic nonce (25 chars) for the create of `request_id`'s message
 /// in `channel_id`: the same pair always gives the same nonce.
 pub fn nonce_for(request_id: &str, channel_id: &str) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, format!("{request_id}\0{channel_id}").as_bytes());
-    let hex: String = digest.as_ref().iter().take(12).map(|b| format!("{b:02x}")).collect();
+    let digest = ring::digest::digest(
+        &ring::digest::SHA256,
+        format!("{request_id}\0{channel_id}").as_bytes(),
+    );
+    let hex: String = digest
+        .as_ref()
+        .iter()
+        .take(12)
+        .map(|b| format!("{b:02x}"))
+        .collect();
     format!("t{hex}")
 }
 
@@ -113,19 +124,29 @@ fn check_snowflake(id: &str) -> Result<(), DiscordError> {
     if !id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit()) {
         Ok(())
     } else {
-        Err(DiscordError::Invalid(format!("{id:?} is not a Discord snowflake")))
+        Err(DiscordError::Invalid(format!(
+            "{id:?} is not a Discord snowflake"
+        )))
     }
 }
 
 impl DiscordClient {
     /// A client for `[discord]`. `latch` is flipped not ready on a 401 and
     /// ready on a successful [`Self::check_token`].
-    pub fn new(config: &DiscordConfig, metrics: DiscordMetrics, latch: Option<Latch>) -> Result<Self, DiscordError> {
+    pub fn new(
+        config: &DiscordConfig,
+        metrics: DiscordMetrics,
+        latch: Option<Latch>,
+    ) -> Result<Self, DiscordError> {
         Self::with_options(ClientOptions::from_config(config), metrics, latch)
     }
 
     /// A client from explicit options (tests, benchmarks, `demo`).
-    pub fn with_options(options: ClientOptions, metrics: DiscordMetrics, latch: Option<Latch>) -> Result<Self, DiscordError> {
+    pub fn with_options(
+        options: ClientOptions,
+        metrics: DiscordMetrics,
+        latch: Option<Latch>,
+    ) -> Result<Self, DiscordError> {
         let user_agent = format!("DiscordBot ({PROJECT_URL}, {})", crate::version::VERSION);
         let http = reqwest::Client::builder()
             .user_agent(user_agent)
@@ -135,7 +156,11 @@ impl DiscordClient {
             .build()
             .map_err(|e| DiscordError::Transport(format!("cannot build the HTTP client: {e}")))?;
         let mut auth = http::HeaderValue::from_str(&format!("Bot {}", options.token.expose()))
-            .map_err(|_| DiscordError::Invalid("the bot token contains characters not allowed in a header".to_owned()))?;
+            .map_err(|_| {
+                DiscordError::Invalid(
+                    "the bot token contains characters not allowed in a header".to_owned(),
+                )
+            })?;
         auth.set_sensitive(true);
         Ok(Self {
             inner: Arc::new(Inner {
@@ -164,7 +189,15 @@ impl DiscordClient {
     /// fixed token is accepted again); success re-enables sending and sets
     /// the latch ready, a 401 sets it not ready.
     pub async fn check_token(&self) -> Result<BotUser, DiscordError> {
-        let user: BotUser = self.request_json(reqwest::Method::GET, "/users/@me".to_owned(), BucketKey::new(routes::GET_ME, ""), None, true).await?;
+        let user: BotUser = self
+            .request_json(
+                reqwest::Method::GET,
+                "/users/@me".to_owned(),
+                BucketKey::new(routes::GET_ME, ""),
+                None,
+                true,
+            )
+            .await?;
         self.inner.token_rejected.store(false, Ordering::Relaxed);
         if let Some(latch) = &self.inner.latch {
             latch.set_ready();
@@ -175,38 +208,80 @@ impl DiscordClient {
     /// `GET /channels/{id}`.
     pub async fn get_channel(&self, channel_id: &str) -> Result<Channel, DiscordError> {
         check_snowflake(channel_id)?;
-        self.request_json(reqwest::Method::GET, format!("/channels/{channel_id}"), BucketKey::new(routes::GET_CHANNEL, channel_id), None, false).await
+        self.request_json(
+            reqwest::Method::GET,
+            format!("/channels/{channel_id}"),
+            BucketKey::new(routes::GET_CHANNEL, channel_id),
+            None,
+            false,
+        )
+        .await
     }
 
     /// `POST /users/@me/channels`: opens (or finds) the DM channel with a user.
     pub async fn create_dm(&self, user_id: &str) -> Result<Channel, DiscordError> {
         check_snowflake(user_id)?;
         let body = json!({ "recipient_id": user_id });
-        self.request_json(reqwest::Method::POST, "/users/@me/channels".to_owned(), BucketKey::new(routes::CREATE_DM, ""), Some(body), false).await
+        self.request_json(
+            reqwest::Method::POST,
+            "/users/@me/channels".to_owned(),
+            BucketKey::new(routes::CREATE_DM, ""),
+            Some(body),
+            false,
+        )
+        .await
     }
 
     /// `POST /channels/{id}/messages` with `nonce` + `enforce_nonce: true`.
-    pub async fn create_message(&self, channel_id: &str, nonce: &str, payload: &MessagePayload) -> Result<Message, DiscordError> {
+    pub async fn create_message(
+        &self,
+        channel_id: &str,
+        nonce: &str,
+        payload: &MessagePayload,
+    ) -> Result<Message, DiscordError> {
         check_snowflake(channel_id)?;
         if nonce.is_empty() || nonce.chars().count() > 25 {
-            return Err(DiscordError::Invalid("a nonce must have 1 to 25 characters".to_owned()));
+            return Err(DiscordError::Invalid(
+                "a nonce must have 1 to 25 characters".to_owned(),
+            ));
         }
-        let mut body = serde_json::to_value(payload).map_err(|e| DiscordError::Invalid(e.to_string()))?;
+        let mut body =
+            serde_json::to_value(payload).map_err(|e| DiscordError::Invalid(e.to_string()))?;
         if let Value::Object(map) = &mut body {
             map.insert("nonce".to_owned(), Value::String(nonce.to_owned()));
             map.insert("enforce_nonce".to_owned(), Value::Bool(true));
         }
         let key = BucketKey::new(routes::CREATE_MESSAGE, channel_id);
-        self.request_json(reqwest::Method::POST, format!("/channels/{channel_id}/messages"), key, Some(body), false).await
+        self.request_json(
+            reqwest::Method::POST,
+            format!("/channels/{channel_id}/messages"),
+            key,
+            Some(body),
+            false,
+        )
+        .await
     }
 
     /// `PATCH /channels/{id}/messages/{id}`.
-    pub async fn edit_message(&self, channel_id: &str, message_id: &str, payload: &MessagePayload) -> Result<Message, DiscordError> {
+    pub async fn edit_message(
+        &self,
+        channel_id: &str,
+        message_id: &str,
+        payload: &MessagePayload,
+    ) -> Result<Message, DiscordError> {
         check_snowflake(channel_id)?;
         check_snowflake(message_id)?;
-        let body = serde_json::to_value(payload).map_err(|e| DiscordError::Invalid(e.to_string()))?;
+        let body =
+            serde_json::to_value(payload).map_err(|e| DiscordError::Invalid(e.to_string()))?;
         let key = BucketKey::new(routes::EDIT_MESSAGE, channel_id);
-        self.request_json(reqwest::Method::PATCH, format!("/channels/{channel_id}/messages/{message_id}"), key, Some(body), false).await
+        self.request_json(
+            reqwest::Method::PATCH,
+            format!("/channels/{channel_id}/messages/{message_id}"),
+            key,
+            Some(body),
+            false,
+        )
+        .await
     }
 
     async fn request_json<T: DeserializeOwned>(
@@ -217,7 +292,9 @@ impl DiscordClient {
         body: Option<Value>,
         token_check: bool,
     ) -> Result<T, DiscordError> {
-        let bytes = self.request(method, &path, key, body.as_ref(), token_check).await?;
+        let bytes = self
+            .request(method, &path, key, body.as_ref(), token_check)
+            .await?;
         serde_json::from_slice(&bytes).map_err(|e| DiscordError::Decode(e.to_string()))
     }
 
@@ -237,15 +314,25 @@ impl DiscordClient {
         let mut limited = 0u32;
         loop {
             if !token_check && inner.token_rejected.load(Ordering::Relaxed) {
-                return Err(DiscordError::Unauthorized { message: "the token was rejected earlier; not sending until a token check passes".to_owned() });
+                return Err(DiscordError::Unauthorized {
+                    message:
+                        "the token was rejected earlier; not sending until a token check passes"
+                            .to_owned(),
+                });
             }
             let invalid = inner.limiter.invalid_count();
             inner.metrics.set_invalid_requests(invalid);
             if invalid >= opts.invalid_request_guard {
-                return Err(DiscordError::InvalidRequestGuard { count: invalid, limit: opts.invalid_request_guard });
+                return Err(DiscordError::InvalidRequestGuard {
+                    count: invalid,
+                    limit: opts.invalid_request_guard,
+                });
             }
             let permit = inner.limiter.acquire(key.clone()).await;
-            let mut req = inner.http.request(method.clone(), &url).header(http::header::AUTHORIZATION, inner.auth.clone());
+            let mut req = inner
+                .http
+                .request(method.clone(), &url)
+                .header(http::header::AUTHORIZATION, inner.auth.clone());
             if let Some(b) = body {
                 req = req.json(b);
             }
@@ -279,17 +366,25 @@ impl DiscordClient {
                 429 => {
                     let scope = info.scope.map_or("unknown", Scope::as_str);
                     inner.metrics.rate_limited(scope);
-                    inner.metrics.set_invalid_requests(inner.limiter.invalid_count());
+                    inner
+                        .metrics
+                        .set_invalid_requests(inner.limiter.invalid_count());
                     limited += 1;
                     let retry_after = info.retry_after.unwrap_or_default();
                     tracing::warn!(%path, scope, ?retry_after, "Discord answered 429");
                     if limited > opts.max_rate_limited {
-                        return Err(DiscordError::RateLimited { scope: scope.to_owned(), retry_after });
+                        return Err(DiscordError::RateLimited {
+                            scope: scope.to_owned(),
+                            retry_after,
+                        });
                     }
                     inner.metrics.retry("rate_limited");
                     if info.scope.is_none() && info.limit.is_none() {
                         // No bucket, no scope: e.g. a Cloudflare ban page. Wait before anything else.
-                        tokio::time::sleep(retry_after.max(opts.backoff.delay(limited - 1, random_jitter()))).await;
+                        tokio::time::sleep(
+                            retry_after.max(opts.backoff.delay(limited - 1, random_jitter())),
+                        )
+                        .await;
                     }
                 }
                 401 => {
@@ -322,9 +417,15 @@ mod tests {
     #[test]
     fn nonce_is_deterministic_short_and_distinct() {
         let a = nonce_for("0b3e5a2c-1111-2222-3333-444455556666", "123456789012345678");
-        assert_eq!(a, nonce_for("0b3e5a2c-1111-2222-3333-444455556666", "123456789012345678"));
+        assert_eq!(
+            a,
+            nonce_for("0b3e5a2c-1111-2222-3333-444455556666", "123456789012345678")
+        );
         assert_eq!(a.chars().count(), 25);
-        assert_ne!(a, nonce_for("0b3e5a2c-1111-2222-3333-444455556666", "123456789012345679"));
+        assert_ne!(
+            a,
+            nonce_for("0b3e5a2c-1111-2222-3333-444455556666", "123456789012345679")
+        );
         assert_ne!(a, nonce_for("other", "123456789012345678"));
     }
 
@@ -338,8 +439,15 @@ mod tests {
     #[test]
     fn token_is_not_in_debug() {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = DiscordClient::with_options(ClientOptions::new("http://127.0.0.1:1/api/v10", Secret::new("super-secret-token")), DiscordMetrics::unregistered(), None)
-            .expect("client");
+        let client = DiscordClient::with_options(
+            ClientOptions::new(
+                "http://127.0.0.1:1/api/v10",
+                Secret::new("super-secret-token"),
+            ),
+            DiscordMetrics::unregistered(),
+            None,
+        )
+        .expect("client");
         let dbg = format!("{client:?}");
         assert!(!dbg.contains("super-secret-token"), "{dbg}");
     }

@@ -58,7 +58,9 @@ impl DiscordMetrics {
             retries: Family::default(),
             invalid_requests: Gauge::default(),
             latency: Family::new_with_constructor(|| {
-                Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0])
+                Histogram::new([
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                ])
             }),
         }
     }
@@ -66,11 +68,31 @@ impl DiscordMetrics {
     /// Creates and registers the metrics.
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self::unregistered();
-        registry.register("discord_queue_depth", "Operations waiting in the Discord delivery queue", m.queue_depth.clone());
-        registry.register("discord_in_flight", "Discord operations being sent (including waits for rate limits)", m.in_flight.clone());
-        registry.register("discord_operations", "Discord operations answered, by kind (create, edit) and outcome", m.operations.clone());
-        registry.register("discord_rate_limited", "429 answers received from Discord, by scope", m.rate_limited.clone());
-        registry.register("discord_retries", "Discord requests retried, by reason", m.retries.clone());
+        registry.register(
+            "discord_queue_depth",
+            "Operations waiting in the Discord delivery queue",
+            m.queue_depth.clone(),
+        );
+        registry.register(
+            "discord_in_flight",
+            "Discord operations being sent (including waits for rate limits)",
+            m.in_flight.clone(),
+        );
+        registry.register(
+            "discord_operations",
+            "Discord operations answered, by kind (create, edit) and outcome",
+            m.operations.clone(),
+        );
+        registry.register(
+            "discord_rate_limited",
+            "429 answers received from Discord, by scope",
+            m.rate_limited.clone(),
+        );
+        registry.register(
+            "discord_retries",
+            "Discord requests retried, by reason",
+            m.retries.clone(),
+        );
         registry.register(
             "discord_invalid_requests_window",
             "401/403/non-shared 429 answers in the last 10 minutes (Discord bans at 10,000)",
@@ -94,11 +116,17 @@ impl DiscordMetrics {
         self.in_flight.dec();
     }
     pub(crate) fn operation(&self, kind: &'static str, outcome: &'static str, seconds: f64) {
-        self.operations.get_or_create(&OpLabels { kind, outcome }).inc();
-        self.latency.get_or_create(&KindLabels { kind }).observe(seconds);
+        self.operations
+            .get_or_create(&OpLabels { kind, outcome })
+            .inc();
+        self.latency
+            .get_or_create(&KindLabels { kind })
+            .observe(seconds);
     }
     pub(crate) fn rate_limited(&self, scope: &'static str) {
-        self.rate_limited.get_or_create(&ScopeLabels { scope }).inc();
+        self.rate_limited
+            .get_or_create(&ScopeLabels { scope })
+            .inc();
     }
     pub(crate) fn retry(&self, reason: &'static str) {
         self.retries.get_or_create(&ReasonLabels { reason }).inc();
@@ -109,11 +137,21 @@ impl DiscordMetrics {
 
     /// 429s received so far, all scopes (for tests and benchmarks).
     pub fn rate_limited_total(&self) -> u64 {
-        ["global", "user", "shared", "unknown"].iter().map(|scope| self.rate_limited.get_or_create(&ScopeLabels { scope }).get()).sum()
+        ["global", "user", "shared", "unknown"]
+            .iter()
+            .map(|scope| {
+                self.rate_limited
+                    .get_or_create(&ScopeLabels { scope })
+                    .get()
+            })
+            .sum()
     }
 
     /// Retries so far, all reasons.
     pub fn retries_total(&self) -> u64 {
-        ["transport", "server", "rate_limited"].iter().map(|reason| self.retries.get_or_create(&ReasonLabels { reason }).get()).sum()
+        ["transport", "server", "rate_limited"]
+            .iter()
+            .map(|reason| self.retries.get_or_create(&ReasonLabels { reason }).get())
+            .sum()
     }
 }

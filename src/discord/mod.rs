@@ -23,7 +23,10 @@ use serde_json::Value;
 pub use client::{ClientOptions, DiscordClient, nonce_for};
 pub use metrics::DiscordMetrics;
 pub use queue::{Delivery, DeliveryError, Op, Pending, QueueOptions, ShutdownReport};
-pub use types::{ActionRow, AllowedMentions, BotUser, Button, Channel, Embed, EmbedField, EmbedFooter, Message, MessagePayload};
+pub use types::{
+    ActionRow, AllowedMentions, BotUser, Button, Channel, Embed, EmbedField, EmbedFooter, Message,
+    MessagePayload,
+};
 
 /// One field error of a 400/50035 answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +78,9 @@ pub enum DiscordError {
     #[error("request to Discord failed: {0}")]
     Transport(String),
     /// Too many 401/403/429 in the last 10 minutes: not sending, to stay far from Discord's ban.
-    #[error("not sending: {count} invalid requests (401/403/429) in the last 10 minutes reached the guard of {limit}")]
+    #[error(
+        "not sending: {count} invalid requests (401/403/429) in the last 10 minutes reached the guard of {limit}"
+    )]
     InvalidRequestGuard {
         /// Invalid requests in the window.
         count: usize,
@@ -91,14 +96,23 @@ pub enum DiscordError {
 }
 
 fn format_fields(fields: &[FieldError]) -> String {
-    fields.iter().map(|f| format!("; {}: {}", f.path, f.message)).collect()
+    fields
+        .iter()
+        .map(|f| format!("; {}: {}", f.path, f.message))
+        .collect()
 }
 
 impl DiscordError {
     /// Whether trying again later may succeed (5xx, transport, 429, guard).
     /// Permanent errors (most 4xx, 401) need a change before a retry.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::RateLimited { .. } | Self::Server { .. } | Self::Transport(_) | Self::InvalidRequestGuard { .. })
+        matches!(
+            self,
+            Self::RateLimited { .. }
+                | Self::Server { .. }
+                | Self::Transport(_)
+                | Self::InvalidRequestGuard { .. }
+        )
     }
 
     /// Discord's JSON error code, when it sent one.
@@ -134,12 +148,21 @@ impl DiscordError {
         if status >= 500 {
             return Self::Server { status };
         }
-        let code = json.as_ref().and_then(|v| v.get("code")).and_then(Value::as_u64).unwrap_or(0);
+        let code = json
+            .as_ref()
+            .and_then(|v| v.get("code"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
         let mut fields = Vec::new();
         if let Some(errors) = json.as_ref().and_then(|v| v.get("errors")) {
             collect_fields(errors, "", &mut fields);
         }
-        Self::Api { status, code, message, fields }
+        Self::Api {
+            status,
+            code,
+            message,
+            fields,
+        }
     }
 }
 
@@ -150,12 +173,24 @@ fn collect_fields(node: &Value, path: &str, out: &mut Vec<FieldError>) {
             for e in child.as_array().map(Vec::as_slice).unwrap_or_default() {
                 out.push(FieldError {
                     path: path.to_owned(),
-                    code: e.get("code").and_then(Value::as_str).unwrap_or_default().to_owned(),
-                    message: e.get("message").and_then(Value::as_str).unwrap_or_default().to_owned(),
+                    code: e
+                        .get("code")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    message: e
+                        .get("message")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
                 });
             }
         } else {
-            let p = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+            let p = if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
             collect_fields(child, &p, out);
         }
     }
@@ -171,7 +206,9 @@ mod tests {
         let e = DiscordError::from_response(400, body);
         assert_eq!(e.code(), Some(50035));
         assert!(!e.is_retryable());
-        let DiscordError::Api { fields, .. } = &e else { panic!("{e:?}") };
+        let DiscordError::Api { fields, .. } = &e else {
+            panic!("{e:?}")
+        };
         assert_eq!(fields[0].path, "embeds.0.title");
         assert_eq!(fields[0].code, "BASE_TYPE_MAX_LENGTH");
         assert!(e.to_string().contains("embeds.0.title: Must be 256"), "{e}");
@@ -179,9 +216,18 @@ mod tests {
 
     #[test]
     fn statuses_map_to_kinds() {
-        assert!(matches!(DiscordError::from_response(401, br#"{"message":"401: Unauthorized","code":0}"#), DiscordError::Unauthorized { .. }));
+        assert!(matches!(
+            DiscordError::from_response(401, br#"{"message":"401: Unauthorized","code":0}"#),
+            DiscordError::Unauthorized { .. }
+        ));
         assert!(DiscordError::from_response(502, b"<html>bad gateway</html>").is_retryable());
-        assert!(DiscordError::from_response(404, br#"{"message":"Unknown Message","code":10008}"#).is_unknown_message());
-        assert!(DiscordError::from_response(404, br#"{"message":"Unknown Channel","code":10003}"#).is_unknown_channel());
+        assert!(
+            DiscordError::from_response(404, br#"{"message":"Unknown Message","code":10008}"#)
+                .is_unknown_message()
+        );
+        assert!(
+            DiscordError::from_response(404, br#"{"message":"Unknown Channel","code":10003}"#)
+                .is_unknown_channel()
+        );
     }
 }

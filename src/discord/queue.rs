@@ -130,7 +130,10 @@ pub struct QueueOptions {
 
 impl Default for QueueOptions {
     fn default() -> Self {
-        Self { capacity: 10_000, max_in_flight: 128 }
+        Self {
+            capacity: 10_000,
+            max_in_flight: 128,
+        }
     }
 }
 
@@ -237,15 +240,27 @@ impl Delivery {
 
     fn push(&self, op: Op, slot: OwnedSemaphorePermit) -> Result<Pending, Rejected> {
         let (tx, rx) = oneshot::channel();
-        let waiter = Waiter { tx, enqueued: Instant::now(), superseded: false };
+        let waiter = Waiter {
+            tx,
+            enqueued: Instant::now(),
+            superseded: false,
+        };
         let mut st = self.shared.lock();
         if st.closed {
             return Err(Rejected::Closed(Box::new(op)));
         }
         let key: LaneKey = (op.channel().to_owned(), op.lane());
         let lane = st.lanes.entry(key.clone()).or_default();
-        if let Op::Edit { message_id, payload, .. } = &op {
-            let waiting = lane.jobs.iter_mut().find(|j| matches!(&j.op, Op::Edit { message_id: m, .. } if m == message_id));
+        if let Op::Edit {
+            message_id,
+            payload,
+            ..
+        } = &op
+        {
+            let waiting = lane
+                .jobs
+                .iter_mut()
+                .find(|j| matches!(&j.op, Op::Edit { message_id: m, .. } if m == message_id));
             if let Some(job) = waiting {
                 // Coalesce: the newest content wins; the slot of the new op is released at once.
                 if let Op::Edit { payload: old, .. } = &mut job.op {
@@ -258,7 +273,11 @@ impl Delivery {
                 return Ok(Pending { rx });
             }
         }
-        lane.jobs.push_back(Job { op, waiters: vec![waiter], slot: Some(slot) });
+        lane.jobs.push_back(Job {
+            op,
+            waiters: vec![waiter],
+            slot: Some(slot),
+        });
         let schedule = !lane.busy && lane.jobs.len() == 1;
         if schedule {
             st.ready.push_back(key);
@@ -311,16 +330,29 @@ impl Delivery {
             for (_, lane) in lanes {
                 for job in lane.jobs {
                     handed_back += 1;
-                    answer(shared, job.op.kind(), job.waiters, Err(DeliveryError::ShutDown));
+                    answer(
+                        shared,
+                        job.op.kind(),
+                        job.waiters,
+                        Err(DeliveryError::ShutDown),
+                    );
                 }
             }
         }
         shared.cancel.cancel();
-        ShutdownReport { drained, handed_back }
+        ShutdownReport {
+            drained,
+            handed_back,
+        }
     }
 }
 
-fn answer(shared: &Shared, kind: &'static str, waiters: Vec<Waiter>, result: Result<Message, DeliveryError>) {
+fn answer(
+    shared: &Shared,
+    kind: &'static str,
+    waiters: Vec<Waiter>,
+    result: Result<Message, DeliveryError>,
+) {
     let metrics = shared.client.metrics();
     for w in waiters {
         let outcome = match &result {
@@ -338,7 +370,9 @@ fn answer(shared: &Shared, kind: &'static str, waiters: Vec<Waiter>, result: Res
 
 async fn dispatch(shared: Arc<Shared>) {
     loop {
-        let Ok(slot) = shared.in_flight.clone().acquire_owned().await else { return };
+        let Ok(slot) = shared.in_flight.clone().acquire_owned().await else {
+            return;
+        };
         let (key, job) = loop {
             let notified = shared.changed.notified();
             tokio::pin!(notified);
@@ -383,8 +417,16 @@ async fn run(shared: &Arc<Shared>, key: LaneKey, job: Job) {
     let client = &shared.client;
     let call = async {
         match &job.op {
-            Op::Create { channel_id, nonce, payload } => client.create_message(channel_id, nonce, payload).await,
-            Op::Edit { channel_id, message_id, payload } => client.edit_message(channel_id, message_id, payload).await,
+            Op::Create {
+                channel_id,
+                nonce,
+                payload,
+            } => client.create_message(channel_id, nonce, payload).await,
+            Op::Edit {
+                channel_id,
+                message_id,
+                payload,
+            } => client.edit_message(channel_id, message_id, payload).await,
         }
     };
     let result = tokio::select! {

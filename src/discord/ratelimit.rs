@@ -50,7 +50,10 @@ pub struct BucketKey {
 impl BucketKey {
     /// A key.
     pub fn new(route: &'static str, major: impl Into<String>) -> Self {
-        Self { route, major: major.into() }
+        Self {
+            route,
+            major: major.into(),
+        }
     }
 }
 
@@ -99,7 +102,11 @@ impl ResponseInfo {
     /// Reads the rate-limit headers; `body` is used for a 429's `retry_after` and `global`.
     pub fn from_parts(status: u16, headers: &http::HeaderMap, body: &[u8]) -> Self {
         let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        let float = |name: &str| text(name).and_then(|s| s.trim().parse::<f64>().ok()).filter(|f| f.is_finite() && *f >= 0.0);
+        let float = |name: &str| {
+            text(name)
+                .and_then(|s| s.trim().parse::<f64>().ok())
+                .filter(|f| f.is_finite() && *f >= 0.0)
+        };
         let mut scope = match text("x-ratelimit-scope") {
             Some("global") => Some(Scope::Global),
             Some("user") => Some(Scope::User),
@@ -113,7 +120,11 @@ impl ResponseInfo {
         if status == 429
             && let Ok(v) = serde_json::from_slice::<serde_json::Value>(body)
         {
-            if let Some(r) = v.get("retry_after").and_then(serde_json::Value::as_f64).filter(|f| f.is_finite() && *f >= 0.0) {
+            if let Some(r) = v
+                .get("retry_after")
+                .and_then(serde_json::Value::as_f64)
+                .filter(|f| f.is_finite() && *f >= 0.0)
+            {
                 retry_after = Some(Duration::from_secs_f64(r));
             }
             if v.get("global").and_then(serde_json::Value::as_bool) == Some(true) {
@@ -241,14 +252,24 @@ impl RateLimiter {
             notified.as_mut().enable();
             let wake = {
                 let mut st = self.lock();
-                match st.buckets.entry(key.clone()).or_default().try_take(Instant::now()) {
+                match st
+                    .buckets
+                    .entry(key.clone())
+                    .or_default()
+                    .try_take(Instant::now())
+                {
                     Ok(epoch) => break epoch,
                     Err(wake) => wake,
                 }
             };
             wait(notified, wake).await;
         };
-        let permit = Permit { limiter: self.clone(), key, epoch, done: false };
+        let permit = Permit {
+            limiter: self.clone(),
+            key,
+            epoch,
+            done: false,
+        };
         // Phase 2: a global token, first come first served.
         let ticket = {
             let mut st = self.lock();
@@ -257,7 +278,11 @@ impl RateLimiter {
             st.global_queue.push_back(t);
             t
         };
-        let mut guard = TicketGuard { limiter: self, ticket, granted: false };
+        let mut guard = TicketGuard {
+            limiter: self,
+            ticket,
+            granted: false,
+        };
         loop {
             let notified = self.changed.notified();
             tokio::pin!(notified);
@@ -307,23 +332,30 @@ impl RateLimiter {
         let now = Instant::now();
         let mut st = self.lock();
         if let Some(info) = info {
-            let invalid = matches!(info.status, 401 | 403) || (info.status == 429 && info.scope != Some(Scope::Shared));
+            let invalid = matches!(info.status, 401 | 403)
+                || (info.status == 429 && info.scope != Some(Scope::Shared));
             if invalid {
                 st.invalid.push_back(now);
             }
             if info.status == 429 && info.scope == Some(Scope::Global) {
                 let until = now + info.retry_after.unwrap_or(Duration::from_secs(1)) + MARGIN;
-                st.global_paused_until = Some(st.global_paused_until.map_or(until, |p| p.max(until)));
+                st.global_paused_until =
+                    Some(st.global_paused_until.map_or(until, |p| p.max(until)));
             }
         }
         let b = st.buckets.entry(key.clone()).or_default();
         b.in_flight = b.in_flight.saturating_sub(1);
         match info {
             Some(info) => {
-                if let (Some(limit), Some(remaining), Some(reset_after)) = (info.limit, info.remaining, info.reset_after) {
+                if let (Some(limit), Some(remaining), Some(reset_after)) =
+                    (info.limit, info.remaining, info.reset_after)
+                {
                     let reset_at = now + reset_after + MARGIN;
                     b.hash = info.bucket.clone().or(b.hash.take());
-                    b.window_estimate = Some(b.window_estimate.map_or(reset_after, |w| w.max(reset_after)));
+                    b.window_estimate = Some(
+                        b.window_estimate
+                            .map_or(reset_after, |w| w.max(reset_after)),
+                    );
                     let server_left = remaining.saturating_sub(b.in_flight);
                     if b.limit.is_none() {
                         b.limit = Some(limit);
@@ -349,8 +381,10 @@ impl RateLimiter {
             None => {
                 // The request may or may not have counted: keep its slot spent,
                 // and make sure an exhausted bucket refills eventually.
-                if b.limit.is_some() && b.remaining == 0 && b.reset_at.is_none() && b.in_flight == 0 {
-                    b.reset_at = Some(now + b.window_estimate.unwrap_or(Duration::from_secs(5)) + MARGIN);
+                if b.limit.is_some() && b.remaining == 0 && b.reset_at.is_none() && b.in_flight == 0
+                {
+                    b.reset_at =
+                        Some(now + b.window_estimate.unwrap_or(Duration::from_secs(5)) + MARGIN);
                 }
             }
         }
@@ -362,7 +396,11 @@ impl RateLimiter {
     pub fn invalid_count(&self) -> usize {
         let now = Instant::now();
         let mut st = self.lock();
-        while st.invalid.front().is_some_and(|t| now.duration_since(*t) > INVALID_WINDOW) {
+        while st
+            .invalid
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > INVALID_WINDOW)
+        {
             st.invalid.pop_front();
         }
         st.invalid.len()
@@ -370,11 +408,19 @@ impl RateLimiter {
 
     /// What the limiter knows about a bucket.
     pub fn bucket(&self, key: &BucketKey) -> Option<BucketState> {
-        self.lock().buckets.get(key).map(|b| BucketState { hash: b.hash.clone(), limit: b.limit, unlimited: b.unlimited, remaining: b.remaining })
+        self.lock().buckets.get(key).map(|b| BucketState {
+            hash: b.hash.clone(),
+            limit: b.limit,
+            unlimited: b.unlimited,
+            remaining: b.remaining,
+        })
     }
 }
 
-async fn wait(notified: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>, wake: Option<Instant>) {
+async fn wait(
+    notified: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
+    wake: Option<Instant>,
+) {
     match wake {
         Some(at) => {
             tokio::select! {
@@ -461,13 +507,20 @@ mod tests {
         first.complete(Some(&ok(3, 2, 5_000)));
         let second = second.await.expect("task");
         let third = rl.acquire(key("1")).await;
-        assert_eq!(rl.bucket(&key("1")).map(|b| (b.limit, b.remaining, b.hash)), Some((Some(3), 0, Some("abc".to_owned()))));
+        assert_eq!(
+            rl.bucket(&key("1")).map(|b| (b.limit, b.remaining, b.hash)),
+            Some((Some(3), 0, Some("abc".to_owned())))
+        );
         // Exhausted: the fourth waits for Reset-After.
         let start = Instant::now();
         second.complete(Some(&ok(3, 1, 4_900)));
         third.complete(Some(&ok(3, 0, 4_900)));
         let _fourth = rl.acquire(key("1")).await;
-        assert!(start.elapsed() >= Duration::from_millis(4_900), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() >= Duration::from_millis(4_900),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -476,9 +529,14 @@ mod tests {
         let start = Instant::now();
         let mut times = Vec::new();
         for i in 0..12 {
-            let p = rl.acquire(BucketKey::new("GET /channels/{}", i.to_string())).await;
+            let p = rl
+                .acquire(BucketKey::new("GET /channels/{}", i.to_string()))
+                .await;
             times.push(start.elapsed());
-            p.complete(Some(&ResponseInfo { status: 200, ..ResponseInfo::default() }));
+            p.complete(Some(&ResponseInfo {
+                status: 200,
+                ..ResponseInfo::default()
+            }));
         }
         for w in times.windows(6) {
             assert!(w[5] - w[0] >= Duration::from_secs(1), "{times:?}");
@@ -490,14 +548,24 @@ mod tests {
     async fn global_429_pauses_every_bucket_and_user_429_only_its_own() {
         let rl = RateLimiter::new(50);
         let p = rl.acquire(key("1")).await;
-        p.complete(Some(&ResponseInfo { status: 429, scope: Some(Scope::Global), retry_after: Some(Duration::from_secs(2)), ..ResponseInfo::default() }));
+        p.complete(Some(&ResponseInfo {
+            status: 429,
+            scope: Some(Scope::Global),
+            retry_after: Some(Duration::from_secs(2)),
+            ..ResponseInfo::default()
+        }));
         let start = Instant::now();
         let _p = rl.acquire(key("2")).await;
         assert!(start.elapsed() >= Duration::from_secs(2));
 
         let rl = RateLimiter::new(50);
         let p = rl.acquire(key("1")).await;
-        p.complete(Some(&ResponseInfo { status: 429, scope: Some(Scope::User), retry_after: Some(Duration::from_secs(3)), ..ok(5, 0, 3_000) }));
+        p.complete(Some(&ResponseInfo {
+            status: 429,
+            scope: Some(Scope::User),
+            retry_after: Some(Duration::from_secs(3)),
+            ..ok(5, 0, 3_000)
+        }));
         let start = Instant::now();
         let other = rl.acquire(key("2")).await;
         assert!(start.elapsed() < Duration::from_millis(10));
@@ -511,7 +579,12 @@ mod tests {
     async fn shared_429_waits_but_is_not_invalid() {
         let rl = RateLimiter::new(50);
         let p = rl.acquire(key("1")).await;
-        p.complete(Some(&ResponseInfo { status: 429, scope: Some(Scope::Shared), retry_after: Some(Duration::from_secs(1)), ..ok(5, 4, 1_000) }));
+        p.complete(Some(&ResponseInfo {
+            status: 429,
+            scope: Some(Scope::Shared),
+            retry_after: Some(Duration::from_secs(1)),
+            ..ok(5, 4, 1_000)
+        }));
         let start = Instant::now();
         let _p = rl.acquire(key("1")).await;
         assert!(start.elapsed() >= Duration::from_secs(1));
@@ -531,7 +604,10 @@ mod tests {
         let rl2 = rl.clone();
         let c = tokio::spawn(async move { rl2.acquire(key("1")).await });
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(!c.is_finished(), "an answer from an old window refilled the bucket");
+        assert!(
+            !c.is_finished(),
+            "an answer from an old window refilled the bucket"
+        );
         b.complete(Some(&ok(2, 0, 1_000)));
         c.await.expect("task").complete(None);
     }
@@ -540,7 +616,10 @@ mod tests {
     async fn global_tokens_are_first_come_first_served() {
         let rl = RateLimiter::new(1);
         let first = rl.acquire(BucketKey::new("GET /x", "")).await;
-        first.complete(Some(&ResponseInfo { status: 200, ..ResponseInfo::default() }));
+        first.complete(Some(&ResponseInfo {
+            status: 200,
+            ..ResponseInfo::default()
+        }));
         let order = Arc::new(Mutex::new(Vec::new()));
         let mut tasks = Vec::new();
         for i in 0..5u32 {
@@ -548,13 +627,19 @@ mod tests {
             tasks.push(tokio::spawn(async move {
                 let p = rl.acquire(BucketKey::new("GET /x", i.to_string())).await;
                 order.lock().unwrap_or_else(PoisonError::into_inner).push(i);
-                p.complete(Some(&ResponseInfo { status: 200, ..ResponseInfo::default() }));
+                p.complete(Some(&ResponseInfo {
+                    status: 200,
+                    ..ResponseInfo::default()
+                }));
             }));
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         for t in tasks {
             t.await.expect("task");
         }
-        assert_eq!(*order.lock().unwrap_or_else(PoisonError::into_inner), vec![0, 1, 2, 3, 4]);
+        assert_eq!(
+            *order.lock().unwrap_or_else(PoisonError::into_inner),
+            vec![0, 1, 2, 3, 4]
+        );
     }
 }

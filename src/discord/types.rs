@@ -30,7 +30,10 @@ pub struct MessagePayload {
 impl MessagePayload {
     /// A text-only payload.
     pub fn text(content: impl Into<String>) -> Self {
-        Self { content: Some(content.into()), ..Self::default() }
+        Self {
+            content: Some(content.into()),
+            ..Self::default()
+        }
     }
 }
 
@@ -92,7 +95,10 @@ pub struct ActionRow {
 impl ActionRow {
     /// A row of buttons.
     pub fn new(buttons: Vec<Button>) -> Self {
-        Self { kind: 1, components: buttons }
+        Self {
+            kind: 1,
+            components: buttons,
+        }
     }
 }
 
@@ -121,11 +127,25 @@ pub struct Button {
 impl Button {
     /// An interactive button.
     pub fn action(style: u8, label: impl Into<String>, custom_id: impl Into<String>) -> Self {
-        Self { kind: 2, style, label: Some(label.into()), custom_id: Some(custom_id.into()), url: None, disabled: false }
+        Self {
+            kind: 2,
+            style,
+            label: Some(label.into()),
+            custom_id: Some(custom_id.into()),
+            url: None,
+            disabled: false,
+        }
     }
     /// A link button.
     pub fn link(label: impl Into<String>, url: impl Into<String>) -> Self {
-        Self { kind: 2, style: 5, label: Some(label.into()), custom_id: None, url: Some(url.into()), disabled: false }
+        Self {
+            kind: 2,
+            style: 5,
+            label: Some(label.into()),
+            custom_id: None,
+            url: Some(url.into()),
+            disabled: false,
+        }
     }
 }
 

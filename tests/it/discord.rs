@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use teleport_discord::discord::ratelimit::BucketKey;
 use teleport_discord::discord::{
-    ActionRow, Button, ClientOptions, Delivery, DeliveryError, DiscordClient, DiscordError, DiscordMetrics, Embed, MessagePayload, Op, QueueOptions,
-    nonce_for,
+    ActionRow, Button, ClientOptions, Delivery, DeliveryError, DiscordClient, DiscordError,
+    DiscordMetrics, Embed, MessagePayload, Op, QueueOptions, nonce_for,
 };
-use teleport_discord::emulators::discord::{DiscordEmulator, EmulatorConfig, Faults, MESSAGE_BUCKET, Scope};
+use teleport_discord::emulators::discord::{
+    DiscordEmulator, EmulatorConfig, Faults, MESSAGE_BUCKET, Scope,
+};
 use teleport_discord::readiness::Readiness;
 use teleport_discord::secret::Secret;
 use tokio::time::Instant;
@@ -30,16 +32,23 @@ fn fast_limits() -> EmulatorConfig {
 fn options(emu: &DiscordEmulator) -> ClientOptions {
     let mut o = ClientOptions::new(emu.api_url(), Secret::new(emu.token()));
     o.request_timeout = Duration::from_secs(2);
-    o.backoff = teleport_discord::backoff::Backoff::new(Duration::from_millis(20), Duration::from_millis(100));
+    o.backoff = teleport_discord::backoff::Backoff::new(
+        Duration::from_millis(20),
+        Duration::from_millis(100),
+    );
     o
 }
 
-async fn setup_with(config: EmulatorConfig, tweak: impl FnOnce(&mut ClientOptions)) -> (DiscordEmulator, DiscordClient) {
+async fn setup_with(
+    config: EmulatorConfig,
+    tweak: impl FnOnce(&mut ClientOptions),
+) -> (DiscordEmulator, DiscordClient) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let emu = DiscordEmulator::start(config).await.expect("emulator");
     let mut o = options(&emu);
     tweak(&mut o);
-    let client = DiscordClient::with_options(o, DiscordMetrics::unregistered(), None).expect("client");
+    let client =
+        DiscordClient::with_options(o, DiscordMetrics::unregistered(), None).expect("client");
     (emu, client)
 }
 
@@ -52,25 +61,49 @@ fn text(s: &str) -> MessagePayload {
 }
 
 fn create(channel: &str, n: usize) -> Op {
-    Op::Create { channel_id: channel.to_owned(), nonce: nonce_for(&format!("req-{n}"), channel), payload: text(&format!("c{n}")) }
+    Op::Create {
+        channel_id: channel.to_owned(),
+        nonce: nonce_for(&format!("req-{n}"), channel),
+        payload: text(&format!("c{n}")),
+    }
 }
 
 #[tokio::test]
 async fn emulator_speaks_discords_rate_limit_headers_and_429_bodies() {
-    let emu = DiscordEmulator::start(EmulatorConfig { create_limit: 1, create_window: Duration::from_secs(2), ..EmulatorConfig::default() }).await.expect("emulator");
+    let emu = DiscordEmulator::start(EmulatorConfig {
+        create_limit: 1,
+        create_window: Duration::from_secs(2),
+        ..EmulatorConfig::default()
+    })
+    .await
+    .expect("emulator");
     let ch = emu.add_channel("general");
     let http = reqwest::Client::new();
     let url = format!("{}/channels/{ch}/messages", emu.api_url());
-    let send = || http.post(&url).header("authorization", format!("Bot {}", emu.token())).json(&serde_json::json!({"content": "hi"})).send();
+    let send = || {
+        http.post(&url)
+            .header("authorization", format!("Bot {}", emu.token()))
+            .json(&serde_json::json!({"content": "hi"}))
+            .send()
+    };
     let ok = send().await.expect("send");
     assert_eq!(ok.status(), 200);
     let h = ok.headers();
     assert_eq!(h["x-ratelimit-limit"], "1");
     assert_eq!(h["x-ratelimit-remaining"], "0");
     assert_eq!(h["x-ratelimit-bucket"], MESSAGE_BUCKET);
-    let reset_after: f64 = h["x-ratelimit-reset-after"].to_str().expect("ascii").parse().expect("float");
+    let reset_after: f64 = h["x-ratelimit-reset-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("float");
     assert!(reset_after > 1.5 && reset_after <= 2.0, "{reset_after}");
-    assert!(h["x-ratelimit-reset"].to_str().expect("ascii").contains('.'));
+    assert!(
+        h["x-ratelimit-reset"]
+            .to_str()
+            .expect("ascii")
+            .contains('.')
+    );
 
     let limited = send().await.expect("send");
     assert_eq!(limited.status(), 429);
@@ -78,9 +111,18 @@ async fn emulator_speaks_discords_rate_limit_headers_and_429_bodies() {
     assert_eq!(limited.headers()["retry-after"], "2");
     let body: serde_json::Value = limited.json().await.expect("json");
     assert_eq!(body["global"], false);
-    assert!(body["retry_after"].as_f64().is_some_and(|r| r > 1.5 && r < 2.0 && r.fract() != 0.0), "{body}");
+    assert!(
+        body["retry_after"]
+            .as_f64()
+            .is_some_and(|r| r > 1.5 && r < 2.0 && r.fract() != 0.0),
+        "{body}"
+    );
 
-    let unauth = http.get(format!("{}/users/@me", emu.api_url())).send().await.expect("send");
+    let unauth = http
+        .get(format!("{}/users/@me", emu.api_url()))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(unauth.status(), 401);
     assert_eq!(emu.stats().rate_limited_user, 1);
     assert_eq!(emu.stats().invalid_requests_window, 2);
@@ -90,31 +132,67 @@ async fn emulator_speaks_discords_rate_limit_headers_and_429_bodies() {
 async fn typed_errors_from_discord_bodies() {
     let (emu, client) = setup().await;
     let ch = emu.add_channel("general");
-    let too_long = MessagePayload { embeds: vec![Embed { title: Some("t".repeat(300)), ..Embed::default() }], ..text("x") };
-    let err = client.create_message(&ch, "n1", &too_long).await.expect_err("invalid");
+    let too_long = MessagePayload {
+        embeds: vec![Embed {
+            title: Some("t".repeat(300)),
+            ..Embed::default()
+        }],
+        ..text("x")
+    };
+    let err = client
+        .create_message(&ch, "n1", &too_long)
+        .await
+        .expect_err("invalid");
     assert_eq!(err.code(), Some(50035));
     assert!(!err.is_retryable());
     assert!(err.to_string().contains("embeds.0.title"), "{err}");
 
-    let err = client.edit_message(&ch, "123", &text("x")).await.expect_err("unknown message");
+    let err = client
+        .edit_message(&ch, "123", &text("x"))
+        .await
+        .expect_err("unknown message");
     assert!(err.is_unknown_message(), "{err}");
-    let err = client.get_channel("999").await.expect_err("unknown channel");
+    let err = client
+        .get_channel("999")
+        .await
+        .expect_err("unknown channel");
     assert!(err.is_unknown_channel(), "{err}");
-    assert_eq!(client.get_channel(&ch).await.expect("channel").name.as_deref(), Some("general"));
+    assert_eq!(
+        client
+            .get_channel(&ch)
+            .await
+            .expect("channel")
+            .name
+            .as_deref(),
+        Some("general")
+    );
     let dm = client.create_dm("4242").await.expect("dm");
     assert_eq!(dm.kind, 1);
     assert_eq!(client.create_dm("4242").await.expect("dm again").id, dm.id);
 
     // Buttons, embeds and suppressed mentions go through as sent.
     let payload = MessagePayload {
-        embeds: vec![Embed { title: Some("Access request".to_owned()), ..Embed::default() }],
-        components: vec![ActionRow::new(vec![Button::action(3, "Approve", "approve:1"), Button::action(4, "Deny", "deny:1")])],
+        embeds: vec![Embed {
+            title: Some("Access request".to_owned()),
+            ..Embed::default()
+        }],
+        components: vec![ActionRow::new(vec![
+            Button::action(3, "Approve", "approve:1"),
+            Button::action(4, "Deny", "deny:1"),
+        ])],
         ..text("<@123> @everyone needs review")
     };
-    let m = client.create_message(&ch, "n2", &payload).await.expect("create");
+    let m = client
+        .create_message(&ch, "n2", &payload)
+        .await
+        .expect("create");
     let stored = &emu.messages(&ch)[0];
     assert_eq!(stored.id, m.id);
-    assert!(stored.would_mention.is_empty(), "{:?}", stored.would_mention);
+    assert!(
+        stored.would_mention.is_empty(),
+        "{:?}",
+        stored.would_mention
+    );
     assert_eq!(stored.components[0]["components"][1]["custom_id"], "deny:1");
 }
 
@@ -124,7 +202,10 @@ async fn bucket_discovery_then_pipelining_without_429s() {
     let ch = emu.add_channel("general");
     let key = BucketKey::new("POST /channels/{}/messages", ch.clone());
     assert!(client.limiter().bucket(&key).is_none());
-    client.create_message(&ch, "first", &text("first")).await.expect("create");
+    client
+        .create_message(&ch, "first", &text("first"))
+        .await
+        .expect("create");
     let learned = client.limiter().bucket(&key).expect("bucket");
     assert_eq!(learned.hash.as_deref(), Some(MESSAGE_BUCKET));
     assert_eq!(learned.limit, Some(3));
@@ -134,7 +215,11 @@ async fn bucket_discovery_then_pipelining_without_429s() {
     let tasks: Vec<_> = (0..9)
         .map(|i| {
             let (client, ch) = (client.clone(), ch.clone());
-            tokio::spawn(async move { client.create_message(&ch, &format!("n{i}"), &text("x")).await })
+            tokio::spawn(async move {
+                client
+                    .create_message(&ch, &format!("n{i}"), &text("x"))
+                    .await
+            })
         })
         .collect();
     for t in tasks {
@@ -147,19 +232,38 @@ async fn bucket_discovery_then_pipelining_without_429s() {
 
 #[tokio::test]
 async fn no_429_under_sustained_load_at_the_limits() {
-    let (emu, client) = setup_with(EmulatorConfig { global_limit: 30, ..fast_limits() }, |o| o.global_rate_limit = 30).await;
+    let (emu, client) = setup_with(
+        EmulatorConfig {
+            global_limit: 30,
+            ..fast_limits()
+        },
+        |o| o.global_rate_limit = 30,
+    )
+    .await;
     let channels: Vec<String> = (0..4).map(|i| emu.add_channel(&format!("c{i}"))).collect();
     let delivery = Delivery::start(client.clone(), QueueOptions::default());
     let mut pending = Vec::new();
     for n in 0..12 {
         for ch in &channels {
-            pending.push((ch.clone(), delivery.enqueue(create(ch, n)).await.expect("enqueue")));
+            pending.push((
+                ch.clone(),
+                delivery.enqueue(create(ch, n)).await.expect("enqueue"),
+            ));
         }
     }
     let mut edits = Vec::new();
     for (ch, p) in pending {
         let m = p.wait().await.expect("created");
-        edits.push(delivery.enqueue(Op::Edit { channel_id: ch, message_id: m.id, payload: text("edited") }).await.expect("enqueue"));
+        edits.push(
+            delivery
+                .enqueue(Op::Edit {
+                    channel_id: ch,
+                    message_id: m.id,
+                    payload: text("edited"),
+                })
+                .await
+                .expect("enqueue"),
+        );
     }
     for e in edits {
         e.wait().await.expect("edited");
@@ -171,7 +275,16 @@ async fn no_429_under_sustained_load_at_the_limits() {
     assert_eq!(stats.duplicates, 0);
     assert_eq!(client.metrics().rate_limited_total(), 0);
     for ch in &channels {
-        let contents: Vec<String> = emu.messages(ch).iter().map(|m| m.history[0]["content"].as_str().unwrap_or_default().to_owned()).collect();
+        let contents: Vec<String> = emu
+            .messages(ch)
+            .iter()
+            .map(|m| {
+                m.history[0]["content"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect();
         let expected: Vec<String> = (0..12).map(|n| format!("c{n}")).collect();
         assert_eq!(contents, expected, "creates kept their order");
     }
@@ -180,7 +293,11 @@ async fn no_429_under_sustained_load_at_the_limits() {
 #[tokio::test]
 async fn global_429_pauses_every_bucket() {
     let (emu, client) = setup().await;
-    let (a, b, c) = (emu.add_channel("a"), emu.add_channel("b"), emu.add_channel("c"));
+    let (a, b, c) = (
+        emu.add_channel("a"),
+        emu.add_channel("b"),
+        emu.add_channel("c"),
+    );
     emu.force_429(Some(&a), Scope::Global, Duration::from_millis(500));
     let start = Instant::now();
     let first = {
@@ -189,7 +306,10 @@ async fn global_429_pauses_every_bucket() {
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
     let (pb, pc) = (text("b"), text("c"));
-    let (rb, rc) = tokio::join!(client.create_message(&b, "b", &pb), client.create_message(&c, "c", &pc));
+    let (rb, rc) = tokio::join!(
+        client.create_message(&b, "b", &pb),
+        client.create_message(&c, "c", &pc)
+    );
     rb.expect("b");
     rc.expect("c");
     first.await.expect("task").expect("a");
@@ -207,14 +327,24 @@ async fn per_route_429_pauses_only_its_bucket() {
     let on_a = {
         let (client, a) = (client.clone(), a.clone());
         tokio::spawn(async move {
-            client.create_message(&a, "a1", &text("a1")).await.expect("a1");
-            client.create_message(&a, "a2", &text("a2")).await.expect("a2");
+            client
+                .create_message(&a, "a1", &text("a1"))
+                .await
+                .expect("a1");
+            client
+                .create_message(&a, "a2", &text("a2"))
+                .await
+                .expect("a2");
             start.elapsed()
         })
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
     client.create_message(&b, "b", &text("b")).await.expect("b");
-    assert!(start.elapsed() < Duration::from_millis(400), "b waited for a's limit: {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_millis(400),
+        "b waited for a's limit: {:?}",
+        start.elapsed()
+    );
     assert!(on_a.await.expect("task") >= Duration::from_millis(800));
     assert_eq!(emu.stats().rate_limited_user, 1);
 }
@@ -225,7 +355,10 @@ async fn shared_scope_waits_without_counting_as_invalid() {
     let a = emu.add_channel("a");
     emu.force_429(Some(&a), Scope::Shared, Duration::from_millis(300));
     let start = Instant::now();
-    client.create_message(&a, "a", &text("a")).await.expect("delivered after the wait");
+    client
+        .create_message(&a, "a", &text("a"))
+        .await
+        .expect("delivered after the wait");
     assert!(start.elapsed() >= Duration::from_millis(300));
     let stats = emu.stats();
     assert_eq!(stats.rate_limited_shared, 1);
@@ -235,18 +368,40 @@ async fn shared_scope_waits_without_counting_as_invalid() {
 
 #[tokio::test]
 async fn server_errors_and_timeouts_are_retried_and_nonce_keeps_one_message() {
-    let (emu, client) = setup_with(fast_limits(), |o| o.request_timeout = Duration::from_millis(300)).await;
+    let (emu, client) = setup_with(fast_limits(), |o| {
+        o.request_timeout = Duration::from_millis(300)
+    })
+    .await;
     let ch = emu.add_channel("a");
-    emu.set_faults(Faults { fail_next: 2, ..Faults::default() });
-    client.create_message(&ch, "n-5xx", &text("after 500s")).await.expect("retried past 500s");
+    emu.set_faults(Faults {
+        fail_next: 2,
+        ..Faults::default()
+    });
+    client
+        .create_message(&ch, "n-5xx", &text("after 500s"))
+        .await
+        .expect("retried past 500s");
     assert_eq!(emu.stats().server_errors, 2);
 
     // Processed, but the answer comes after our timeout: the retry must not make a second message.
-    emu.set_faults(Faults { slow_next: 1, slow_latency: Duration::from_secs(1), ..Faults::default() });
-    let m = client.create_message(&ch, "n-timeout", &text("slow")).await.expect("retried past the timeout");
+    emu.set_faults(Faults {
+        slow_next: 1,
+        slow_latency: Duration::from_secs(1),
+        ..Faults::default()
+    });
+    let m = client
+        .create_message(&ch, "n-timeout", &text("slow"))
+        .await
+        .expect("retried past the timeout");
     // Processed, then the connection drops mid-answer.
-    emu.set_faults(Faults { drop_next: 1, ..Faults::default() });
-    let d = client.create_message(&ch, "n-drop", &text("dropped")).await.expect("retried past the drop");
+    emu.set_faults(Faults {
+        drop_next: 1,
+        ..Faults::default()
+    });
+    let d = client
+        .create_message(&ch, "n-drop", &text("dropped"))
+        .await
+        .expect("retried past the drop");
     let msgs = emu.messages(&ch);
     assert_eq!(msgs.len(), 3, "{msgs:?}");
     assert_eq!(msgs[1].id, m.id);
@@ -257,9 +412,18 @@ async fn server_errors_and_timeouts_are_retried_and_nonce_keeps_one_message() {
     assert!(client.metrics().retries_total() >= 4);
 
     // Attempts are bounded: a permanent outage hands the error back as retryable.
-    emu.set_faults(Faults { server_error_rate: 1.0, ..Faults::default() });
-    let err = client.create_message(&ch, "n-down", &text("down")).await.expect_err("gives up");
-    assert!(matches!(err, DiscordError::Server { status: 500 }) && err.is_retryable(), "{err}");
+    emu.set_faults(Faults {
+        server_error_rate: 1.0,
+        ..Faults::default()
+    });
+    let err = client
+        .create_message(&ch, "n-down", &text("down"))
+        .await
+        .expect_err("gives up");
+    assert!(
+        matches!(err, DiscordError::Server { status: 500 }) && err.is_retryable(),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -267,8 +431,14 @@ async fn repeated_create_with_the_same_nonce_yields_one_message() {
     let (emu, client) = setup().await;
     let ch = emu.add_channel("a");
     let nonce = nonce_for("request-1", &ch);
-    let first = client.create_message(&ch, &nonce, &text("hello")).await.expect("create");
-    let again = client.create_message(&ch, &nonce, &text("hello")).await.expect("create again");
+    let first = client
+        .create_message(&ch, &nonce, &text("hello"))
+        .await
+        .expect("create");
+    let again = client
+        .create_message(&ch, &nonce, &text("hello"))
+        .await
+        .expect("create again");
     assert_eq!(first.id, again.id);
     assert_eq!(emu.messages(&ch).len(), 1);
 }
@@ -276,24 +446,35 @@ async fn repeated_create_with_the_same_nonce_yields_one_message() {
 #[tokio::test]
 async fn a_401_stops_sending_and_flips_readiness() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let emu = DiscordEmulator::start(fast_limits()).await.expect("emulator");
+    let emu = DiscordEmulator::start(fast_limits())
+        .await
+        .expect("emulator");
     let ch = emu.add_channel("a");
     let readiness = Readiness::new();
     let latch = readiness.register("discord", "token not checked yet");
-    let good = DiscordClient::with_options(options(&emu), DiscordMetrics::unregistered(), Some(latch.clone())).expect("client");
+    let good = DiscordClient::with_options(
+        options(&emu),
+        DiscordMetrics::unregistered(),
+        Some(latch.clone()),
+    )
+    .expect("client");
     assert_eq!(good.check_token().await.expect("token ok").id, emu.bot_id());
     assert!(readiness.is_ready());
 
     let mut o = options(&emu);
     o.token = Secret::new("revoked-token-value");
-    let bad = DiscordClient::with_options(o, DiscordMetrics::unregistered(), Some(latch)).expect("client");
+    let bad = DiscordClient::with_options(o, DiscordMetrics::unregistered(), Some(latch))
+        .expect("client");
     let err = bad.check_token().await.expect_err("rejected");
     assert!(matches!(err, DiscordError::Unauthorized { .. }), "{err}");
     assert!(err.to_string().contains("401"), "{err}");
     assert!(!err.to_string().contains("revoked-token-value"));
     assert!(!readiness.is_ready());
     for i in 0..5 {
-        let e = bad.create_message(&ch, &format!("n{i}"), &text("x")).await.expect_err("stopped");
+        let e = bad
+            .create_message(&ch, &format!("n{i}"), &text("x"))
+            .await
+            .expect_err("stopped");
         assert!(matches!(e, DiscordError::Unauthorized { .. }));
     }
     assert_eq!(emu.stats().unauthorized, 1, "later requests were not sent");
@@ -307,7 +488,10 @@ async fn invalid_request_guard_stops_before_the_ban() {
     let mut forbidden = 0;
     let mut guarded = 0;
     for i in 0..8 {
-        match client.create_message(&ch, &format!("n{i}"), &text("x")).await {
+        match client
+            .create_message(&ch, &format!("n{i}"), &text("x"))
+            .await
+        {
             Err(e) if e.code() == Some(50013) => forbidden += 1,
             Err(DiscordError::InvalidRequestGuard { .. }) => guarded += 1,
             other => panic!("unexpected {other:?}"),
@@ -322,10 +506,23 @@ async fn edits_are_ordered_and_coalesced() {
     let (emu, client) = setup().await;
     let ch = emu.add_channel("a");
     let delivery = Delivery::start(client, QueueOptions::default());
-    let m = delivery.enqueue(create(&ch, 0)).await.expect("enqueue").wait().await.expect("create");
+    let m = delivery
+        .enqueue(create(&ch, 0))
+        .await
+        .expect("enqueue")
+        .wait()
+        .await
+        .expect("create");
     // Each answer takes 150 ms, so edits 2..5 wait while edit 1 is in flight.
-    emu.set_faults(Faults { latency: Duration::from_millis(150), ..Faults::default() });
-    let edit = |i: usize| Op::Edit { channel_id: ch.clone(), message_id: m.id.clone(), payload: text(&format!("v{i}")) };
+    emu.set_faults(Faults {
+        latency: Duration::from_millis(150),
+        ..Faults::default()
+    });
+    let edit = |i: usize| Op::Edit {
+        channel_id: ch.clone(),
+        message_id: m.id.clone(),
+        payload: text(&format!("v{i}")),
+    };
     let mut pending = vec![delivery.enqueue(edit(1)).await.expect("enqueue")];
     tokio::time::sleep(Duration::from_millis(50)).await; // v1 is in flight now
     for i in 2..=5 {
@@ -335,8 +532,16 @@ async fn edits_are_ordered_and_coalesced() {
         assert_eq!(p.wait().await.expect("edit answered").id, m.id);
     }
     let stored = &emu.messages(&ch)[0];
-    let versions: Vec<&str> = stored.history.iter().filter_map(|b| b["content"].as_str()).collect();
-    assert_eq!(versions, ["c0", "v1", "v5"], "only the newest waiting edit is sent");
+    let versions: Vec<&str> = stored
+        .history
+        .iter()
+        .filter_map(|b| b["content"].as_str())
+        .collect();
+    assert_eq!(
+        versions,
+        ["c0", "v1", "v5"],
+        "only the newest waiting edit is sent"
+    );
     assert_eq!(stored.content, "v5");
 }
 
@@ -350,8 +555,18 @@ async fn busy_channel_does_not_starve_others_and_shutdown_hands_back_the_rest() 
         busy_pending.push(delivery.enqueue(create(&busy, n)).await.expect("enqueue"));
     }
     let start = Instant::now();
-    delivery.enqueue(create(&quiet, 0)).await.expect("enqueue").wait().await.expect("quiet delivered");
-    assert!(start.elapsed() < WINDOW, "the quiet channel waited {:?}", start.elapsed());
+    delivery
+        .enqueue(create(&quiet, 0))
+        .await
+        .expect("enqueue")
+        .wait()
+        .await
+        .expect("quiet delivered");
+    assert!(
+        start.elapsed() < WINDOW,
+        "the quiet channel waited {:?}",
+        start.elapsed()
+    );
     assert!(emu.messages(&busy).len() < 10);
 
     let report = delivery.shutdown(Duration::from_millis(100)).await;
@@ -369,23 +584,44 @@ async fn busy_channel_does_not_starve_others_and_shutdown_hands_back_the_rest() 
     assert_eq!(delivered + handed_back, 30, "every operation got an answer");
     // A create cancelled mid-flight may exist on Discord; its nonce makes the requeue harmless.
     assert!(delivered <= emu.messages(&busy).len());
-    assert!(matches!(delivery.try_enqueue(create(&busy, 99)), Err(teleport_discord::discord::queue::Rejected::Closed(_))));
+    assert!(matches!(
+        delivery.try_enqueue(create(&busy, 99)),
+        Err(teleport_discord::discord::queue::Rejected::Closed(_))
+    ));
 }
 
 #[tokio::test]
 async fn full_queue_applies_backpressure_and_drains_on_shutdown() {
     let (emu, client) = setup().await;
     let ch = emu.add_channel("a");
-    emu.set_faults(Faults { latency: Duration::from_millis(100), ..Faults::default() });
-    let delivery = Delivery::start(client, QueueOptions { capacity: 2, max_in_flight: 1 });
+    emu.set_faults(Faults {
+        latency: Duration::from_millis(100),
+        ..Faults::default()
+    });
+    let delivery = Delivery::start(
+        client,
+        QueueOptions {
+            capacity: 2,
+            max_in_flight: 1,
+        },
+    );
     let first = delivery.enqueue(create(&ch, 0)).await.expect("enqueue");
     tokio::time::sleep(Duration::from_millis(30)).await; // now in flight
     let second = delivery.try_enqueue(create(&ch, 1)).expect("room");
     let third = delivery.try_enqueue(create(&ch, 2)).expect("room");
     let full = delivery.try_enqueue(create(&ch, 3));
-    assert!(matches!(full, Err(teleport_discord::discord::queue::Rejected::Full(_))), "{full:?}");
+    assert!(
+        matches!(
+            full,
+            Err(teleport_discord::discord::queue::Rejected::Full(_))
+        ),
+        "{full:?}"
+    );
     // The waiting enqueue gets in once the first is answered.
-    let fourth = tokio::time::timeout(Duration::from_secs(2), delivery.enqueue(create(&ch, 3))).await.expect("room appeared").expect("enqueue");
+    let fourth = tokio::time::timeout(Duration::from_secs(2), delivery.enqueue(create(&ch, 3)))
+        .await
+        .expect("room appeared")
+        .expect("enqueue");
     let report = delivery.shutdown(Duration::from_secs(5)).await;
     assert!(report.drained, "{report:?}");
     for p in [first, second, third, fourth] {

@@ -26,6 +26,9 @@
 //! channels, point a client at [`DiscordEmulator::api_url`], then inspect
 //! [`DiscordEmulator::messages`] and [`DiscordEmulator::stats`].
 
+// Checks return the early answer as `Err(Response)`; its size does not matter in a test server.
+#![allow(clippy::result_large_err)]
+
 mod validate;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -224,7 +227,12 @@ struct Window {
 
 impl Window {
     /// Counts a request; `Ok((remaining, reset_after))` or `Err(retry_after)`.
-    fn hit(&mut self, now: Instant, limit: u32, len: Duration) -> Result<(u32, Duration), Duration> {
+    fn hit(
+        &mut self,
+        now: Instant,
+        limit: u32,
+        len: Duration,
+    ) -> Result<(u32, Duration), Duration> {
         let start = match self.start {
             Some(s) if now < s + len => s,
             _ => {
@@ -278,7 +286,9 @@ struct Inner {
 
 impl Inner {
     fn snowflake(&mut self) -> String {
-        let ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
         let candidate = ms.saturating_sub(DISCORD_EPOCH_MS) << 22;
         self.last_snowflake = candidate.max(self.last_snowflake + 1);
         self.last_snowflake.to_string()
@@ -289,7 +299,11 @@ impl Inner {
     }
 
     fn prune_invalid(&mut self, now: Instant) {
-        while self.invalid.front().is_some_and(|t| now.duration_since(*t) > Duration::from_secs(600)) {
+        while self
+            .invalid
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(600))
+        {
             self.invalid.pop_front();
         }
         self.stats.invalid_requests_window = self.invalid.len() as u64;
@@ -328,7 +342,11 @@ impl Drop for DiscordEmulator {
 impl DiscordEmulator {
     /// Binds `127.0.0.1:0` and serves until dropped.
     pub async fn start(config: EmulatorConfig) -> std::io::Result<Self> {
-        Self::start_on("127.0.0.1:0".parse().map_err(std::io::Error::other)?, config).await
+        Self::start_on(
+            "127.0.0.1:0".parse().map_err(std::io::Error::other)?,
+            config,
+        )
+        .await
     }
 
     /// Binds `addr` and serves until dropped.
@@ -349,16 +367,24 @@ impl DiscordEmulator {
             bot_id: String::new(),
         };
         inner.bot_id = inner.snowflake();
-        let shared = Arc::new(Shared { inner: Mutex::new(inner) });
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(inner),
+        });
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let cancel = CancellationToken::new();
         let app = router(shared.clone());
         let stop = cancel.clone();
         tokio::spawn(async move {
-            let _ = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await;
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await;
         });
-        Ok(Self { addr, shared, cancel })
+        Ok(Self {
+            addr,
+            shared,
+            cancel,
+        })
     }
 
     /// The API base URL, e.g. `http://127.0.0.1:PORT/api/v10`.
@@ -410,7 +436,10 @@ impl DiscordEmulator {
     /// starts a rate limit of `scope` lasting `retry_after`: it and every
     /// request in that scope until then get a 429.
     pub fn force_429(&self, channel: Option<&str>, scope: Scope, retry_after: Duration) {
-        self.shared.lock().armed_429.push((channel.map(str::to_owned), scope, retry_after));
+        self.shared
+            .lock()
+            .armed_429
+            .push((channel.map(str::to_owned), scope, retry_after));
     }
 
     /// A snapshot of the counters.
@@ -422,12 +451,22 @@ impl DiscordEmulator {
 
     /// The messages of a channel, oldest first.
     pub fn messages(&self, channel: &str) -> Vec<StoredMessage> {
-        self.shared.lock().channels.get(channel).map(|c| c.messages.clone()).unwrap_or_default()
+        self.shared
+            .lock()
+            .channels
+            .get(channel)
+            .map(|c| c.messages.clone())
+            .unwrap_or_default()
     }
 
     /// Message counts per channel.
     pub fn messages_per_channel(&self) -> HashMap<String, usize> {
-        self.shared.lock().channels.iter().map(|(id, c)| (id.clone(), c.messages.len())).collect()
+        self.shared
+            .lock()
+            .channels
+            .iter()
+            .map(|(id, c)| (id.clone(), c.messages.len()))
+            .collect()
     }
 }
 
@@ -449,16 +488,29 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v10/users/@me/channels", post(create_dm))
         .route("/api/v10/channels/{channel}", get(get_channel))
         .route("/api/v10/channels/{channel}/messages", post(create_message))
-        .route("/api/v10/channels/{channel}/messages/{message}", patch(edit_message).get(get_message))
+        .route(
+            "/api/v10/channels/{channel}/messages/{message}",
+            patch(edit_message).get(get_message),
+        )
         .with_state(shared)
 }
 
 fn error(status: StatusCode, code: u32, message: &str) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json")], json!({"code": code, "message": message}).to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        json!({"code": code, "message": message}).to_string(),
+    )
+        .into_response()
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 fn secs(d: Duration) -> f64 {
@@ -467,7 +519,9 @@ fn secs(d: Duration) -> f64 {
 }
 
 fn epoch_secs_after(d: Duration) -> f64 {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     secs(now + d)
 }
 
@@ -477,7 +531,8 @@ fn too_many(scope: Scope, retry_after: Duration, bucket: Option<(u32, u32, Durat
         Scope::Shared => "The resource is being rate limited.",
         _ => "You are being rate limited.",
     };
-    let body = json!({"message": message, "retry_after": secs(retry_after), "global": global, "code": 0});
+    let body =
+        json!({"message": message, "retry_after": secs(retry_after), "global": global, "code": 0});
     let mut resp = json_response(StatusCode::TOO_MANY_REQUESTS, &body);
     let h = resp.headers_mut();
     let retry_header = retry_after.as_millis().div_ceil(1000).max(1);
@@ -501,8 +556,16 @@ fn insert(h: &mut HeaderMap, name: &'static str, value: String) {
 fn bucket_headers(h: &mut HeaderMap, limit: u32, remaining: u32, reset_after: Duration) {
     insert(h, "x-ratelimit-limit", limit.to_string());
     insert(h, "x-ratelimit-remaining", remaining.to_string());
-    insert(h, "x-ratelimit-reset", format!("{:.3}", epoch_secs_after(reset_after)));
-    insert(h, "x-ratelimit-reset-after", format!("{:.3}", secs(reset_after)));
+    insert(
+        h,
+        "x-ratelimit-reset",
+        format!("{:.3}", epoch_secs_after(reset_after)),
+    );
+    insert(
+        h,
+        "x-ratelimit-reset-after",
+        format!("{:.3}", secs(reset_after)),
+    );
     insert(h, "x-ratelimit-bucket", MESSAGE_BUCKET.to_owned());
 }
 
@@ -520,7 +583,10 @@ fn admit(inner: &mut Inner, headers: &HeaderMap, now: Instant) -> Result<(), Res
             .into_response());
     }
     let expected = format!("Bot {}", inner.config.token);
-    let ok = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) == Some(expected.as_str());
+    let ok = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        == Some(expected.as_str());
     if !ok {
         inner.stats.unauthorized += 1;
         inner.invalid(now);
@@ -545,7 +611,12 @@ fn admit(inner: &mut Inner, headers: &HeaderMap, now: Instant) -> Result<(), Res
 
 /// Channel checks and the per-channel route limit. `Ok` carries the bucket
 /// state for the response headers.
-fn admit_message(inner: &mut Inner, channel: &str, kind: RouteKind, now: Instant) -> Result<(u32, u32, Duration), Response> {
+fn admit_message(
+    inner: &mut Inner,
+    channel: &str,
+    kind: RouteKind,
+    now: Instant,
+) -> Result<(u32, u32, Duration), Response> {
     let Some(ch) = inner.channels.get(channel) else {
         return Err(error(StatusCode::NOT_FOUND, 10003, "Unknown Channel"));
     };
@@ -559,9 +630,16 @@ fn admit_message(inner: &mut Inner, channel: &str, kind: RouteKind, now: Instant
         RouteKind::Edit => (inner.config.edit_limit, inner.config.edit_window),
     };
     // Forced 429s: arm a block, then honour any active one.
-    if let Some(pos) = inner.armed_429.iter().position(|(c, _, _)| c.as_deref().is_none_or(|c| c == channel)) {
+    if let Some(pos) = inner
+        .armed_429
+        .iter()
+        .position(|(c, _, _)| c.as_deref().is_none_or(|c| c == channel))
+    {
         let (_, scope, retry) = inner.armed_429.remove(pos);
-        let blocked = Blocked { scope, until: now + retry };
+        let blocked = Blocked {
+            scope,
+            until: now + retry,
+        };
         if scope == Scope::Global {
             inner.global_blocked = Some(blocked);
             inner.stats.rate_limited_global += 1;
@@ -575,7 +653,11 @@ fn admit_message(inner: &mut Inner, channel: &str, kind: RouteKind, now: Instant
     {
         let (scope, retry) = (b.scope, b.until - now);
         let window = inner.routes.entry(key).or_default();
-        let remaining = if scope == Scope::Shared { limit.saturating_sub(window.count) } else { 0 };
+        let remaining = if scope == Scope::Shared {
+            limit.saturating_sub(window.count)
+        } else {
+            0
+        };
         if scope == Scope::Shared {
             inner.stats.rate_limited_shared += 1;
         } else {
@@ -608,11 +690,22 @@ async fn create_dm(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
         return r;
     }
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {
-        return error(StatusCode::BAD_REQUEST, 50109, "The request body contains invalid JSON.");
+        return error(
+            StatusCode::BAD_REQUEST,
+            50109,
+            "The request body contains invalid JSON.",
+        );
     };
-    let Some(recipient) = body.get("recipient_id").and_then(Value::as_str).map(str::to_owned) else {
+    let Some(recipient) = body
+        .get("recipient_id")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+    else {
         let errs = json!({"recipient_id": {"_errors": [{"code": "BASE_TYPE_REQUIRED", "message": "This field is required"}]}});
-        return json_response(StatusCode::BAD_REQUEST, &json!({"code": 50035, "message": "Invalid Form Body", "errors": errs}));
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            &json!({"code": 50035, "message": "Invalid Form Body", "errors": errs}),
+        );
     };
     let id = match inner.dms.get(&recipient) {
         Some(id) => id.clone(),
@@ -623,10 +716,17 @@ async fn create_dm(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
             id
         }
     };
-    json_response(StatusCode::OK, &json!({"id": id, "type": 1, "recipients": [{"id": recipient, "username": "user"}]}))
+    json_response(
+        StatusCode::OK,
+        &json!({"id": id, "type": 1, "recipients": [{"id": recipient, "username": "user"}]}),
+    )
 }
 
-async fn get_channel(State(s): State<Arc<Shared>>, headers: HeaderMap, Path(channel): Path<String>) -> Response {
+async fn get_channel(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(channel): Path<String>,
+) -> Response {
     let now = Instant::now();
     let mut inner = s.lock();
     if let Err(r) = admit(&mut inner, &headers, now) {
@@ -639,10 +739,17 @@ async fn get_channel(State(s): State<Arc<Shared>>, headers: HeaderMap, Path(chan
         inner.invalid(now);
         return error(StatusCode::FORBIDDEN, 50001, "Missing Access");
     }
-    json_response(StatusCode::OK, &json!({"id": c.id, "type": c.kind, "name": c.name}))
+    json_response(
+        StatusCode::OK,
+        &json!({"id": c.id, "type": c.kind, "name": c.name}),
+    )
 }
 
-async fn get_message(State(s): State<Arc<Shared>>, headers: HeaderMap, Path((channel, message)): Path<(String, String)>) -> Response {
+async fn get_message(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path((channel, message)): Path<(String, String)>,
+) -> Response {
     let mut inner = s.lock();
     if let Err(r) = admit(&mut inner, &headers, Instant::now()) {
         return r;
@@ -659,19 +766,31 @@ async fn get_message(State(s): State<Arc<Shared>>, headers: HeaderMap, Path((cha
 
 enum Post {
     Now(Response),
-    Later { response: Response, latency: Duration, drop: bool },
+    Later {
+        response: Response,
+        latency: Duration,
+        drop: bool,
+    },
 }
 
 async fn finish(p: Post) -> Response {
     match p {
         Post::Now(r) => r,
-        Post::Later { response, latency, drop } => {
+        Post::Later {
+            response,
+            latency,
+            drop,
+        } => {
             if !latency.is_zero() {
                 tokio::time::sleep(latency).await;
             }
             if drop {
                 let (parts, _) = response.into_parts();
-                let failing = futures_util::stream::once(async { Err::<Bytes, _>(std::io::Error::other("connection dropped by fault injection")) });
+                let failing = futures_util::stream::once(async {
+                    Err::<Bytes, _>(std::io::Error::other(
+                        "connection dropped by fault injection",
+                    ))
+                });
                 return Response::from_parts(parts, Body::from_stream(failing));
             }
             response
@@ -681,11 +800,18 @@ async fn finish(p: Post) -> Response {
 
 fn parse_body(body: &Bytes, kind: validate::Kind) -> Result<Value, Response> {
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
-        return Err(error(StatusCode::BAD_REQUEST, 50109, "The request body contains invalid JSON."));
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            50109,
+            "The request body contains invalid JSON.",
+        ));
     };
     let errs = validate::validate(&v, kind);
     if !errs.is_empty() {
-        return Err(json_response(StatusCode::BAD_REQUEST, &json!({"code": 50035, "message": "Invalid Form Body", "errors": errs.to_json()})));
+        return Err(json_response(
+            StatusCode::BAD_REQUEST,
+            &json!({"code": 50035, "message": "Invalid Form Body", "errors": errs.to_json()}),
+        ));
     }
     Ok(v)
 }
@@ -698,12 +824,18 @@ fn faults(inner: &mut Inner) -> (bool, Duration, bool) {
         *n = n.saturating_sub(1);
         hit
     };
-    let fail = take(&mut f.fail_next) || (f.server_error_rate > 0.0 && crate::backoff::random_jitter() < f.server_error_rate);
+    let fail = take(&mut f.fail_next)
+        || (f.server_error_rate > 0.0 && crate::backoff::random_jitter() < f.server_error_rate);
     if fail {
         return (true, Duration::ZERO, false);
     }
-    let drop = take(&mut f.drop_next) || (f.drop_rate > 0.0 && crate::backoff::random_jitter() < f.drop_rate);
-    let latency = if take(&mut f.slow_next) { f.latency + f.slow_latency } else { f.latency };
+    let drop = take(&mut f.drop_next)
+        || (f.drop_rate > 0.0 && crate::backoff::random_jitter() < f.drop_rate);
+    let latency = if take(&mut f.slow_next) {
+        f.latency + f.slow_latency
+    } else {
+        f.latency
+    };
     (false, latency, drop)
 }
 
@@ -712,7 +844,12 @@ fn with_bucket(mut r: Response, bucket: (u32, u32, Duration)) -> Response {
     r
 }
 
-async fn create_message(State(s): State<Arc<Shared>>, headers: HeaderMap, Path(channel): Path<String>, body: Bytes) -> Response {
+async fn create_message(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(channel): Path<String>,
+    body: Bytes,
+) -> Response {
     let post = create_message_sync(&s, &headers, &channel, &body);
     finish(post).await
 }
@@ -730,21 +867,35 @@ fn create_message_sync(s: &Shared, headers: &HeaderMap, channel: &str, body: &By
     let (fail, latency, drop) = faults(&mut inner);
     if fail {
         inner.stats.server_errors += 1;
-        return Post::Now(error(StatusCode::INTERNAL_SERVER_ERROR, 0, "500: Internal Server Error"));
+        return Post::Now(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            0,
+            "500: Internal Server Error",
+        ));
     }
     let body = match parse_body(body, validate::Kind::Create) {
         Ok(b) => b,
         Err(r) => return Post::Now(with_bucket(r, bucket)),
     };
     if validate::is_empty_message(&body) {
-        return Post::Now(with_bucket(error(StatusCode::BAD_REQUEST, 50006, "Cannot send an empty message"), bucket));
+        return Post::Now(with_bucket(
+            error(
+                StatusCode::BAD_REQUEST,
+                50006,
+                "Cannot send an empty message",
+            ),
+            bucket,
+        ));
     }
     let nonce = match body.get("nonce") {
         Some(Value::String(s)) => Some(s.clone()),
         Some(Value::Number(n)) => Some(n.to_string()),
         _ => None,
     };
-    let enforce = body.get("enforce_nonce").and_then(Value::as_bool).unwrap_or(false);
+    let enforce = body
+        .get("enforce_nonce")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let nonce_window = inner.config.nonce_window;
     let bot = inner.bot_json();
     let id = inner.snowflake();
@@ -759,7 +910,11 @@ fn create_message_sync(s: &Shared, headers: &HeaderMap, channel: &str, body: &By
     {
         let resp = existing.to_json(&bot);
         inner.stats.nonce_deduplicated += 1;
-        return Post::Later { response: with_bucket(json_response(StatusCode::OK, &resp), bucket), latency, drop };
+        return Post::Later {
+            response: with_bucket(json_response(StatusCode::OK, &resp), bucket),
+            latency,
+            drop,
+        };
     }
     let mut duplicate = false;
     if let Some(n) = &nonce {
@@ -769,7 +924,11 @@ fn create_message_sync(s: &Shared, headers: &HeaderMap, channel: &str, body: &By
     let msg = StoredMessage {
         id,
         channel_id: channel.to_owned(),
-        content: body.get("content").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        content: body
+            .get("content")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
         embeds: body.get("embeds").cloned().unwrap_or_else(|| json!([])),
         components: body.get("components").cloned().unwrap_or_else(|| json!([])),
         nonce,
@@ -785,15 +944,30 @@ fn create_message_sync(s: &Shared, headers: &HeaderMap, channel: &str, body: &By
     if drop {
         inner.stats.dropped += 1;
     }
-    Post::Later { response: with_bucket(json_response(StatusCode::OK, &resp), bucket), latency, drop }
+    Post::Later {
+        response: with_bucket(json_response(StatusCode::OK, &resp), bucket),
+        latency,
+        drop,
+    }
 }
 
-async fn edit_message(State(s): State<Arc<Shared>>, headers: HeaderMap, Path((channel, message)): Path<(String, String)>, body: Bytes) -> Response {
+async fn edit_message(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path((channel, message)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
     let post = edit_message_sync(&s, &headers, &channel, &message, &body);
     finish(post).await
 }
 
-fn edit_message_sync(s: &Shared, headers: &HeaderMap, channel: &str, message: &str, body: &Bytes) -> Post {
+fn edit_message_sync(
+    s: &Shared,
+    headers: &HeaderMap,
+    channel: &str,
+    message: &str,
+    body: &Bytes,
+) -> Post {
     let now = Instant::now();
     let mut inner = s.lock();
     if let Err(r) = admit(&mut inner, headers, now) {
@@ -806,15 +980,26 @@ fn edit_message_sync(s: &Shared, headers: &HeaderMap, channel: &str, message: &s
     let (fail, latency, drop) = faults(&mut inner);
     if fail {
         inner.stats.server_errors += 1;
-        return Post::Now(error(StatusCode::INTERNAL_SERVER_ERROR, 0, "500: Internal Server Error"));
+        return Post::Now(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            0,
+            "500: Internal Server Error",
+        ));
     }
     let body = match parse_body(body, validate::Kind::Edit) {
         Ok(b) => b,
         Err(r) => return Post::Now(with_bucket(r, bucket)),
     };
     let bot = inner.bot_json();
-    let Some(msg) = inner.channels.get_mut(channel).and_then(|c| c.messages.iter_mut().find(|m| m.id == message)) else {
-        return Post::Now(with_bucket(error(StatusCode::NOT_FOUND, 10008, "Unknown Message"), bucket));
+    let Some(msg) = inner
+        .channels
+        .get_mut(channel)
+        .and_then(|c| c.messages.iter_mut().find(|m| m.id == message))
+    else {
+        return Post::Now(with_bucket(
+            error(StatusCode::NOT_FOUND, 10008, "Unknown Message"),
+            bucket,
+        ));
     };
     if let Some(c) = body.get("content") {
         msg.content = c.as_str().unwrap_or_default().to_owned();
@@ -825,26 +1010,43 @@ fn edit_message_sync(s: &Shared, headers: &HeaderMap, channel: &str, message: &s
     if let Some(c) = body.get("components") {
         msg.components = if c.is_null() { json!([]) } else { c.clone() };
     }
-    msg.would_mention = mentions(&json!({"content": msg.content, "allowed_mentions": body.get("allowed_mentions")}));
+    msg.would_mention = mentions(
+        &json!({"content": msg.content, "allowed_mentions": body.get("allowed_mentions")}),
+    );
     msg.history.push(body);
     let resp = msg.to_json(&bot);
     inner.stats.edits += 1;
     if drop {
         inner.stats.dropped += 1;
     }
-    Post::Later { response: with_bucket(json_response(StatusCode::OK, &resp), bucket), latency, drop }
+    Post::Later {
+        response: with_bucket(json_response(StatusCode::OK, &resp), bucket),
+        latency,
+        drop,
+    }
 }
 
 /// Who a message would ping: mentions in `content` filtered by `allowed_mentions`
 /// (absent: users, roles and everyone are parsed, as for regular messages).
 fn mentions(body: &Value) -> Vec<String> {
-    let content = body.get("content").and_then(Value::as_str).unwrap_or_default();
+    let content = body
+        .get("content")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let am = body.get("allowed_mentions").filter(|v| !v.is_null());
     let parse: Vec<&str> = match am {
         None => vec!["users", "roles", "everyone"],
-        Some(am) => am.get("parse").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default(),
+        Some(am) => am
+            .get("parse")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default(),
     };
-    let listed = |field: &str, id: &str| am.and_then(|a| a.get(field)).and_then(Value::as_array).is_some_and(|ids| ids.iter().any(|v| v.as_str() == Some(id)));
+    let listed = |field: &str, id: &str| {
+        am.and_then(|a| a.get(field))
+            .and_then(Value::as_array)
+            .is_some_and(|ids| ids.iter().any(|v| v.as_str() == Some(id)))
+    };
     let mut out = Vec::new();
     let mut rest = content;
     while let Some(pos) = rest.find("<@") {
@@ -858,7 +1060,10 @@ fn mentions(body: &Value) -> Vec<String> {
             continue;
         }
         if parse.contains(&kind) || listed(kind, &digits) {
-            out.push(format!("{}:{digits}", if kind == "roles" { "role" } else { "user" }));
+            out.push(format!(
+                "{}:{digits}",
+                if kind == "roles" { "role" } else { "user" }
+            ));
         }
     }
     if (content.contains("@everyone") || content.contains("@here")) && parse.contains(&"everyone") {
@@ -880,7 +1085,9 @@ mod tests {
             let (remaining, _) = w.hit(start, 5, len).expect("within limit");
             assert_eq!(remaining, 4 - i);
         }
-        let retry = w.hit(start + Duration::from_secs(1), 5, len).expect_err("limited");
+        let retry = w
+            .hit(start + Duration::from_secs(1), 5, len)
+            .expect_err("limited");
         assert_eq!(retry, Duration::from_secs(4));
         assert!(w.hit(start + len, 5, len).is_ok());
     }
@@ -889,7 +1096,9 @@ mod tests {
     fn mentions_follow_allowed_mentions() {
         let m = mentions(&json!({"content": "hi <@123> <@&9> @everyone"}));
         assert_eq!(m, vec!["user:123", "role:9", "everyone"]);
-        let m = mentions(&json!({"content": "hi <@123> <@&9> @everyone", "allowed_mentions": {"parse": []}}));
+        let m = mentions(
+            &json!({"content": "hi <@123> <@&9> @everyone", "allowed_mentions": {"parse": []}}),
+        );
         assert!(m.is_empty());
         let m = mentions(&json!({"content": "<@!5> <@6>", "allowed_mentions": {"users": ["6"]}}));
         assert_eq!(m, vec!["user:6"]);
