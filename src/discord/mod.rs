@@ -43,7 +43,7 @@ pub struct FieldError {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum DiscordError {
     /// 401: the token is bad; the client stops sending until a token check passes.
-    #[error("Discord rejected the bot token (401 {message})")]
+    #[error("Discord rejected the bot token (HTTP 401): {message}")]
     Unauthorized {
         /// Discord's message.
         message: String,

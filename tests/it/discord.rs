@@ -129,6 +129,44 @@ async fn emulator_speaks_discords_rate_limit_headers_and_429_bodies() {
 }
 
 #[tokio::test]
+async fn emulator_bans_after_too_many_invalid_requests() {
+    let emu = DiscordEmulator::start(EmulatorConfig {
+        ban_threshold: 2,
+        ..fast_limits()
+    })
+    .await
+    .expect("emulator");
+    let http = reqwest::Client::new();
+    let me = format!("{}/users/@me", emu.api_url());
+    for _ in 0..2 {
+        assert_eq!(
+            http.get(&me)
+                .header("authorization", "Bot wrong")
+                .send()
+                .await
+                .expect("send")
+                .status(),
+            401
+        );
+    }
+    let banned = http
+        .get(&me)
+        .header("authorization", format!("Bot {}", emu.token()))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(banned.status(), 429);
+    assert!(banned.headers().get("x-ratelimit-bucket").is_none());
+    assert!(
+        banned
+            .text()
+            .await
+            .expect("body")
+            .contains("blocked from accessing our API temporarily")
+    );
+}
+
+#[tokio::test]
 async fn typed_errors_from_discord_bodies() {
     let (emu, client) = setup().await;
     let ch = emu.add_channel("general");
@@ -460,6 +498,11 @@ async fn a_401_stops_sending_and_flips_readiness() {
     .expect("client");
     assert_eq!(good.check_token().await.expect("token ok").id, emu.bot_id());
     assert!(readiness.is_ready());
+    let ua = emu.stats().last_user_agent.unwrap_or_default();
+    assert!(
+        ua.starts_with("DiscordBot (https://github.com/teleport-discord/teleport-discord, "),
+        "{ua}"
+    );
 
     let mut o = options(&emu);
     o.token = Secret::new("revoked-token-value");

@@ -166,6 +166,8 @@ pub struct Stats {
     pub server_errors: u64,
     /// Connections dropped after processing.
     pub dropped: u64,
+    /// The `User-Agent` of the last request.
+    pub last_user_agent: Option<String>,
 }
 
 impl Stats {
@@ -572,6 +574,10 @@ fn bucket_headers(h: &mut HeaderMap, limit: u32, remaining: u32, reset_after: Du
 /// Auth, ban and global limit, common to every route. `Err` is the answer.
 fn admit(inner: &mut Inner, headers: &HeaderMap, now: Instant) -> Result<(), Response> {
     inner.stats.requests += 1;
+    inner.stats.last_user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     inner.prune_invalid(now);
     if inner.invalid.len() as u64 >= u64::from(inner.config.ban_threshold) {
         inner.stats.banned_answers += 1;
