@@ -2,11 +2,13 @@
 //!
 //! - **Bounded**: at most `capacity` operations wait; [`Delivery::enqueue`]
 //!   waits for room (backpressure), [`Delivery::try_enqueue`] refuses.
-//! - **Ordered per channel**: each channel has two lanes, creates and edits,
-//!   each with one operation in flight at a time, in arrival order. An edit
-//!   names a message ID, which exists only once its create was answered, so
-//!   a message's create always precedes its edits. Creates and edits of one
-//!   channel use separate Discord counters, hence separate lanes.
+//! - **Ordered per channel**: each channel has two lanes, creates and edits.
+//!   Creates go one at a time in arrival order (messages appear in order).
+//!   Edits go one at a time *per message* in arrival order, several messages
+//!   of a channel at once (`max_edits_per_channel`), so an opened rate-limit
+//!   window is filled quickly. An edit names a message ID, which exists only
+//!   once its create was answered, so a message's create always precedes its
+//!   edits. Creates and edits use separate Discord counters, hence separate lanes.
 //! - **Coalescing**: an edit for a message that already has an edit waiting
 //!   replaces that edit's payload; one request carries the newest content and
 //!   every waiter gets its answer.
@@ -19,7 +21,7 @@
 //! - **Drain**: [`Delivery::shutdown`] stops intake, lets work finish until
 //!   the deadline, then answers everything left with `ShutDown`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -64,6 +66,12 @@ impl Op {
         match self {
             Self::Create { .. } => LaneKind::Create,
             Self::Edit { .. } => LaneKind::Edit,
+        }
+    }
+    fn message_id(&self) -> Option<&str> {
+        match self {
+            Self::Create { .. } => None,
+            Self::Edit { message_id, .. } => Some(message_id),
         }
     }
     fn kind(&self) -> &'static str {
@@ -126,6 +134,8 @@ pub struct QueueOptions {
     pub capacity: usize,
     /// Operations sent (or waiting on rate limits) concurrently.
     pub max_in_flight: usize,
+    /// Edits of different messages of one channel in flight at once (one per message).
+    pub max_edits_per_channel: usize,
 }
 
 impl Default for QueueOptions {
@@ -133,6 +143,7 @@ impl Default for QueueOptions {
         Self {
             capacity: 10_000,
             max_in_flight: 128,
+            max_edits_per_channel: 5,
         }
     }
 }
@@ -172,11 +183,28 @@ struct Job {
 #[derive(Debug, Default)]
 struct Lane {
     jobs: VecDeque<Job>,
-    busy: bool,
+    in_flight: usize,
+    /// Edit lanes: messages with an edit in flight.
+    busy_messages: HashSet<String>,
+    /// Whether the lane is in `State::ready`.
+    scheduled: bool,
+}
+
+impl Lane {
+    /// The next job that may start: creates one at a time; edits one per
+    /// message, up to `max_edits` at once.
+    fn next_index(&self, kind: LaneKind, max_edits: usize) -> Option<usize> {
+        match kind {
+            LaneKind::Create => (self.in_flight == 0 && !self.jobs.is_empty()).then_some(0),
+            LaneKind::Edit if self.in_flight >= max_edits => None,
+            LaneKind::Edit => self.jobs.iter().position(|j| !self.busy_messages.contains(j.op.message_id().unwrap_or_default())),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 struct State {
+    max_edits: usize,
     lanes: HashMap<LaneKey, Lane>,
     ready: VecDeque<LaneKey>,
     queued: usize,
@@ -192,6 +220,20 @@ struct Shared {
     in_flight: Arc<Semaphore>,
     client: DiscordClient,
     cancel: CancellationToken,
+}
+
+impl State {
+    /// Puts a lane at the back of the round-robin if it has work that may start.
+    fn schedule(&mut self, key: &LaneKey) {
+        let max_edits = self.max_edits;
+        if let Some(lane) = self.lanes.get_mut(key)
+            && !lane.scheduled
+            && lane.next_index(key.1, max_edits).is_some()
+        {
+            lane.scheduled = true;
+            self.ready.push_back(key.clone());
+        }
+    }
 }
 
 impl Shared {
@@ -210,7 +252,7 @@ impl Delivery {
     /// Starts the dispatcher on the current runtime.
     pub fn start(client: DiscordClient, options: QueueOptions) -> Self {
         let shared = Arc::new(Shared {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State { max_edits: options.max_edits_per_channel.max(1), ..State::default() }),
             changed: Notify::new(),
             capacity: Arc::new(Semaphore::new(options.capacity.max(1))),
             in_flight: Arc::new(Semaphore::new(options.max_in_flight.max(1))),
@@ -278,10 +320,7 @@ impl Delivery {
             waiters: vec![waiter],
             slot: Some(slot),
         });
-        let schedule = !lane.busy && lane.jobs.len() == 1;
-        if schedule {
-            st.ready.push_back(key);
-        }
+        st.schedule(&key);
         st.queued += 1;
         self.shared.client.metrics().set_queue_depth(st.queued);
         drop(st);
@@ -380,11 +419,18 @@ async fn dispatch(shared: Arc<Shared>) {
             {
                 let mut st = shared.lock();
                 if let Some(key) = st.ready.pop_front() {
+                    let max_edits = st.max_edits;
                     let job = st.lanes.get_mut(&key).and_then(|lane| {
-                        let job = lane.jobs.pop_front();
-                        lane.busy = job.is_some();
-                        job
+                        lane.scheduled = false;
+                        let job = lane.jobs.remove(lane.next_index(key.1, max_edits)?)?;
+                        lane.in_flight += 1;
+                        if let Some(m) = job.op.message_id() {
+                            lane.busy_messages.insert(m.to_owned());
+                        }
+                        Some(job)
                     });
+                    // Back of the line: other channels go first.
+                    st.schedule(&key);
                     if let Some(mut job) = job {
                         job.slot = None;
                         st.queued -= 1;
@@ -439,11 +485,14 @@ async fn run(shared: &Arc<Shared>, key: LaneKey, job: Job) {
     let mut st = shared.lock();
     st.in_flight -= 1;
     if let Some(lane) = st.lanes.get_mut(&key) {
-        lane.busy = false;
-        if lane.jobs.is_empty() {
+        lane.in_flight -= 1;
+        if let Some(m) = op.message_id() {
+            lane.busy_messages.remove(m);
+        }
+        if lane.jobs.is_empty() && lane.in_flight == 0 {
             st.lanes.remove(&key);
         } else {
-            st.ready.push_back(key);
+            st.schedule(&key);
         }
     }
     drop(st);

@@ -646,6 +646,7 @@ async fn full_queue_applies_backpressure_and_drains_on_shutdown() {
         QueueOptions {
             capacity: 2,
             max_in_flight: 1,
+            ..QueueOptions::default()
         },
     );
     let first = delivery.enqueue(create(&ch, 0)).await.expect("enqueue");
