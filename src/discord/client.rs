@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 
 use super::DiscordError;
 use super::metrics::DiscordMetrics;
-use super::ratelimit::{BucketKey, RateLimiter, ResponseInfo, Scope};
+use super::ratelimit::{BucketKey, Priority, RateLimiter, ResponseInfo, Scope};
 use super::types::{BotUser, Channel, Message, MessagePayload};
 use crate::backoff::{Backoff, random_jitter};
 use crate::config::DiscordConfig;
@@ -328,7 +328,8 @@ impl DiscordClient {
                     limit: opts.invalid_request_guard,
                 });
             }
-            let permit = inner.limiter.acquire(key.clone()).await;
+            let priority = if key.route == routes::EDIT_MESSAGE { Priority::High } else { Priority::Normal };
+            let permit = inner.limiter.acquire_with(key.clone(), priority).await;
             let mut req = inner
                 .http
                 .request(method.clone(), &url)

@@ -24,7 +24,11 @@
 //!   small margin), so any 1-second window — however the server aligns it —
 //!   holds at most `global_limit` requests. Global tokens are handed out in
 //!   FIFO order of the requests whose bucket was ready, so no channel can be
-//!   starved after a global reset.
+//!   starved after a global reset. [`Priority::High`] requests (message
+//!   edits) go first, but at most [`HIGH_STREAK`] in a row while normal ones
+//!   wait: an edit's bucket is the long chain in a create+edit workload
+//!   (edits only exist after creates, and each channel's edit counter needs
+//!   its windows opened early), while creates are never starved.
 //! - **429**: scope `global` pauses every request; `user` (or none) pauses
 //!   and empties that bucket; `shared` pauses that bucket and does not count
 //!   as an invalid request.
@@ -208,9 +212,36 @@ struct State {
     buckets: HashMap<BucketKey, Bucket>,
     global_sent: VecDeque<Instant>,
     global_paused_until: Option<Instant>,
-    global_queue: VecDeque<u64>,
+    /// Waiting for a global token: (ticket, priority), in arrival order.
+    global_queue: VecDeque<(u64, Priority)>,
     next_ticket: u64,
+    /// Consecutive high-priority grants while normal ones waited.
+    high_streak: u32,
     invalid: VecDeque<Instant>,
+}
+
+/// How a request competes for global tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    /// Served first, but at most [`HIGH_STREAK`] in a row while normal requests wait.
+    High,
+    /// First come, first served.
+    Normal,
+}
+
+/// High-priority grants in a row before a waiting normal request gets one.
+pub const HIGH_STREAK: u32 = 3;
+
+impl State {
+    /// The ticket that gets the next global token.
+    fn next_global(&self) -> Option<u64> {
+        let first = |p: Priority| self.global_queue.iter().find(|(_, q)| *q == p).map(|(t, _)| *t);
+        if self.high_streak >= HIGH_STREAK {
+            first(Priority::Normal).or_else(|| first(Priority::High))
+        } else {
+            first(Priority::High).or_else(|| first(Priority::Normal))
+        }
+    }
 }
 
 /// The limiter, shared by every request of one bot token.
@@ -245,6 +276,11 @@ impl RateLimiter {
 
     /// Waits until `key`'s bucket and the global limit allow one more request.
     pub async fn acquire(self: &Arc<Self>, key: BucketKey) -> Permit {
+        self.acquire_with(key, Priority::Normal).await
+    }
+
+    /// [`Self::acquire`] with a priority for the global token.
+    pub async fn acquire_with(self: &Arc<Self>, key: BucketKey, priority: Priority) -> Permit {
         // Phase 1: a slot in the bucket.
         let epoch = loop {
             let notified = self.changed.notified();
@@ -275,7 +311,7 @@ impl RateLimiter {
             let mut st = self.lock();
             let t = st.next_ticket;
             st.next_ticket += 1;
-            st.global_queue.push_back(t);
+            st.global_queue.push_back((t, priority));
             t
         };
         let mut guard = TicketGuard {
@@ -292,8 +328,13 @@ impl RateLimiter {
                 let now = Instant::now();
                 match self.global_wait(&mut st, now) {
                     Some(at) => Some(at),
-                    None if st.global_queue.front() == Some(&ticket) => {
-                        st.global_queue.pop_front();
+                    None if st.next_global() == Some(ticket) => {
+                        st.global_queue.retain(|(t, _)| *t != ticket);
+                        let normal_waiting = st.global_queue.iter().any(|(_, p)| *p == Priority::Normal);
+                        st.high_streak = match priority {
+                            Priority::High if normal_waiting => st.high_streak + 1,
+                            _ => 0,
+                        };
                         st.global_sent.push_back(now);
                         while st.global_sent.len() > self.global_limit as usize {
                             st.global_sent.pop_front();
@@ -442,7 +483,7 @@ impl Drop for TicketGuard<'_> {
     fn drop(&mut self) {
         if !self.granted {
             let mut st = self.limiter.lock();
-            st.global_queue.retain(|t| *t != self.ticket);
+            st.global_queue.retain(|(t, _)| *t != self.ticket);
             drop(st);
             self.limiter.changed.notify_waiters();
         }
@@ -641,5 +682,28 @@ mod tests {
             *order.lock().unwrap_or_else(PoisonError::into_inner),
             vec![0, 1, 2, 3, 4]
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn high_priority_goes_first_but_never_starves_normal() {
+        let rl = RateLimiter::new(1);
+        let first = rl.acquire(BucketKey::new("GET /x", "")).await;
+        first.complete(Some(&ResponseInfo { status: 200, ..ResponseInfo::default() }));
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for (i, p) in [Priority::Normal, Priority::Normal, Priority::High, Priority::High, Priority::High, Priority::High, Priority::High].into_iter().enumerate() {
+            let (rl, order) = (rl.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                let permit = rl.acquire_with(BucketKey::new("GET /x", i.to_string()), p).await;
+                order.lock().unwrap_or_else(PoisonError::into_inner).push(i);
+                permit.complete(Some(&ResponseInfo { status: 200, ..ResponseInfo::default() }));
+            }));
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        for t in tasks {
+            t.await.expect("task");
+        }
+        // Three edits, one create, the other two edits, the last create.
+        assert_eq!(*order.lock().unwrap_or_else(PoisonError::into_inner), vec![2, 3, 4, 0, 5, 6, 1]);
     }
 }
