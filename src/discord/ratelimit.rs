@@ -217,6 +217,8 @@ struct State {
     next_ticket: u64,
     /// Consecutive high-priority grants while normal ones waited.
     high_streak: u32,
+    /// Pacing: the theoretical time of the next token (GCRA).
+    pacing_tat: Option<Instant>,
     invalid: VecDeque<Instant>,
 }
 
@@ -228,6 +230,12 @@ pub enum Priority {
     /// First come, first served.
     Normal,
 }
+
+/// Global tokens that may go in a burst before pacing spreads them evenly
+/// (1/limit s apart). Without pacing the sliding window releases a full
+/// second's tokens at once, and a channel whose next request depends on the
+/// previous answer would advance only once per second.
+pub const PACING_BURST: u32 = 10;
 
 /// High-priority grants in a row before a waiting normal request gets one.
 pub const HIGH_STREAK: u32 = 3;
@@ -336,6 +344,8 @@ impl RateLimiter {
                             _ => 0,
                         };
                         st.global_sent.push_back(now);
+                        let interval = self.global_window / self.global_limit;
+                        st.pacing_tat = Some(st.pacing_tat.map_or(now, |tat| tat.max(now)) + interval);
                         while st.global_sent.len() > self.global_limit as usize {
                             st.global_sent.pop_front();
                         }
@@ -361,11 +371,16 @@ impl RateLimiter {
             }
             st.global_paused_until = None;
         }
-        if st.global_sent.len() < self.global_limit as usize {
-            return None;
-        }
-        let oldest = *st.global_sent.front()?;
-        let free_at = oldest + self.global_window + MARGIN;
+        // Pacing: after a burst of `PACING_BURST`, one token per 1/limit s.
+        let interval = self.global_window / self.global_limit;
+        let tolerance = interval * PACING_BURST.min(self.global_limit).saturating_sub(1);
+        let paced_at = st.pacing_tat.map(|tat| tat.checked_sub(tolerance).unwrap_or(tat));
+        let window_at = if st.global_sent.len() < self.global_limit as usize {
+            None
+        } else {
+            st.global_sent.front().map(|oldest| *oldest + self.global_window + MARGIN)
+        };
+        let free_at = paced_at.into_iter().chain(window_at).max()?;
         (free_at > now).then_some(free_at)
     }
 
@@ -398,7 +413,15 @@ impl RateLimiter {
                             .map_or(reset_after, |w| w.max(reset_after)),
                     );
                     let server_left = remaining.saturating_sub(b.in_flight);
-                    if b.limit.is_none() {
+                    // An answer from a later server window than the one we track
+                    // (its reset is more than half a window later): the server's
+                    // count is the truth for it, minus what is still in flight.
+                    let half_window = b.window_estimate.unwrap_or(reset_after) / 2;
+                    let newer = b.reset_at.is_none_or(|r| reset_at > r + half_window);
+                    if b.limit.is_none() || newer {
+                        if b.limit.is_some() {
+                            b.epoch += 1;
+                        }
                         b.limit = Some(limit);
                         b.remaining = server_left;
                         b.reset_at = Some(reset_at);
@@ -633,24 +656,39 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn stale_answer_cannot_refill_early() {
+    async fn answers_from_old_windows_never_overfill_the_new_one() {
         let rl = RateLimiter::new(50);
         let p = rl.acquire(key("1")).await;
         p.complete(Some(&ok(2, 1, 1_000)));
         let a = rl.acquire(key("1")).await; // remaining 0 now
         tokio::time::sleep(Duration::from_millis(1_100)).await;
-        let b = rl.acquire(key("1")).await; // new epoch: 2 - 1 in flight = 1, b takes it
-        // The old request's late answer says the (old) window resets now.
+        let b = rl.acquire(key("1")).await; // new window: 2 - 1 in flight = 1, b takes it
+        // a's late answer: it was counted in the old window, which resets now.
         a.complete(Some(&ok(2, 0, 0)));
-        let rl2 = rl.clone();
-        let c = tokio::spawn(async move { rl2.acquire(key("1")).await });
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(
-            !c.is_finished(),
-            "an answer from an old window refilled the bucket"
-        );
-        b.complete(Some(&ok(2, 0, 1_000)));
-        c.await.expect("task").complete(None);
+        let c = rl.acquire(key("1")).await; // b and c: 2 in the new window
+        let rl2 = rl.clone();
+        let d = tokio::spawn(async move { rl2.acquire(key("1")).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!d.is_finished(), "a third request went into a window of 2");
+        b.complete(Some(&ok(2, 1, 1_000)));
+        c.complete(Some(&ok(2, 0, 990)));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!d.is_finished(), "the window is full until it resets");
+        d.await.expect("task").complete(None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_that_opened_the_next_window_is_believed() {
+        let rl = RateLimiter::new(50);
+        rl.acquire(key("1")).await.complete(Some(&ok(2, 1, 1_000)));
+        let x = rl.acquire(key("1")).await; // last slot of this window
+        // x waited (e.g. for the global limit) and reached Discord after the reset.
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        x.complete(Some(&ok(2, 1, 1_000)));
+        let start = Instant::now();
+        let _y = rl.acquire(key("1")).await;
+        assert!(start.elapsed() < Duration::from_millis(10), "the new window's free slot was wasted");
     }
 
     #[tokio::test(start_paused = true)]
