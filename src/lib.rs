@@ -18,6 +18,7 @@
 //! - [`check`]: the connectivity part of `teleport-discord check`.
 //! - [`cli`]: command-line definitions shared by `main.rs` and tests.
 //! - [`version`]: build identification.
+//! - [`discord`]: the Discord REST client, rate limiter and delivery queue.
 //! - [`emulators`]: Teleport and Discord stand-ins for tests and `demo`.
 //! - [`teleport`]: the Teleport gRPC client, credentials and the supervised watch.
 
@@ -27,6 +28,7 @@ pub mod backoff;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod discord;
 pub mod emulators;
 pub mod healthcheck;
 pub mod http;

@@ -110,7 +110,9 @@ impl Messenger for Discord {
         }
         assert!(nonce.len() <= 25);
         let key = (channel.to_owned(), nonce.to_owned());
-        if let Some(id) = self.nonces.lock().unwrap().get(&key) {
+        // Check and record the nonce atomically, as Discord does.
+        let mut nonces = self.nonces.lock().unwrap();
+        if let Some(id) = nonces.get(&key) {
             return Ok(id.clone());
         }
         let id = {
@@ -118,7 +120,7 @@ impl Messenger for Discord {
             *n += 1;
             format!("{}", 9_000 + *n)
         };
-        self.nonces.lock().unwrap().insert(key, id.clone());
+        nonces.insert(key, id.clone());
         self.messages.lock().unwrap().insert(
             id.clone(),
             Msg {

@@ -3,6 +3,7 @@
 
 mod cli;
 mod deploy;
+mod discord;
 mod http;
 mod support;
 mod teleport;

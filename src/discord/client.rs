@@ -1,0 +1,459 @@
+//! The Discord REST client: one reqwest client, one [`RateLimiter`], retries.
+//!
+//! Every call goes through [`DiscordClient::request`]: the invalid-request
+//! guard, a rate-limit permit, the HTTP call with a timeout, then by answer:
+//! 2xx → done; 429 → the limiter pauses the right scope and the request waits
+//! and goes again (bounded); 5xx, timeouts and connection errors → capped
+//! exponential backoff with jitter ([`crate::backoff`]), bounded attempts;
+//! 401 → the client stops sending and the readiness latch flips; other 4xx →
+//! a typed, permanent [`DiscordError`].
+//!
+//! Creates carry a deterministic `nonce` ([`nonce_for`]) with
+//! `enforce_nonce: true`, so a retried create never makes a second message.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::DiscordError;
+use super::metrics::DiscordMetrics;
+use super::ratelimit::{BucketKey, Priority, RateLimiter, ResponseInfo, Scope};
+use super::types::{BotUser, Channel, Message, MessagePayload};
+use crate::backoff::{Backoff, random_jitter};
+use crate::config::DiscordConfig;
+use crate::readiness::Latch;
+use crate::secret::Secret;
+
+/// Project URL for the `User-Agent`.
+pub const PROJECT_URL: &str = "https://github.com/teleport-discord/teleport-discord";
+
+/// Route templates, also the bucket keys' `route`.
+pub(crate) mod routes {
+    pub(crate) const GET_ME: &str = "GET /users/@me";
+    pub(crate) const CREATE_DM: &str = "POST /users/@me/channels";
+    pub(crate) const GET_CHANNEL: &str = "GET /channels/{}";
+    pub(crate) const CREATE_MESSAGE: &str = "POST /channels/{}/messages";
+    pub(crate) const EDIT_MESSAGE: &str = "PATCH /channels/{}/messages/{}";
+}
+
+/// Everything the client needs; [`ClientOptions::from_config`] fills it from `[discord]`.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Base URL without a trailing slash, e.g. `https://discord.com/api/v10`.
+    pub api_url: String,
+    /// Bot token.
+    pub token: Secret,
+    /// Requests per second across all routes.
+    pub global_rate_limit: u32,
+    /// Whole-request timeout.
+    pub request_timeout: Duration,
+    /// TCP/TLS connect timeout.
+    pub connect_timeout: Duration,
+    /// Attempts for 5xx and transport errors (the first included).
+    pub max_attempts: u32,
+    /// 429 answers tolerated for one request before it is handed back.
+    pub max_rate_limited: u32,
+    /// Delay between attempts.
+    pub backoff: Backoff,
+    /// Stop sending at this many invalid requests in 10 minutes (Discord bans at 10,000).
+    pub invalid_request_guard: usize,
+}
+
+impl ClientOptions {
+    /// Defaults for a token and URL.
+    pub fn new(api_url: impl Into<String>, token: Secret) -> Self {
+        Self {
+            api_url: api_url.into().trim_end_matches('/').to_owned(),
+            token,
+            global_rate_limit: 50,
+            request_timeout: Duration::from_secs(15),
+            connect_timeout: Duration::from_secs(5),
+            max_attempts: 5,
+            max_rate_limited: 5,
+            backoff: Backoff::new(Duration::from_millis(250), Duration::from_secs(10)),
+            invalid_request_guard: 1_000,
+        }
+    }
+
+    /// From `[discord]`.
+    pub fn from_config(config: &DiscordConfig) -> Self {
+        Self {
+            global_rate_limit: config.global_rate_limit,
+            ..Self::new(config.api_url.as_str(), config.token.clone())
+        }
+    }
+}
+
+/// The Discord client. Cheap to clone; clones share the limiter.
+#[derive(Debug, Clone)]
+pub struct DiscordClient {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    http: reqwest::Client,
+    options: ClientOptions,
+    auth: http::HeaderValue,
+    limiter: Arc<RateLimiter>,
+    metrics: DiscordMetrics,
+    latch: Option<Latch>,
+    token_rejected: AtomicBool,
+}
+
+/// A deterministic nonce (25 chars) for the create of `request_id`'s message
+/// in `channel_id`: the same pair always gives the same nonce.
+pub fn nonce_for(request_id: &str, channel_id: &str) -> String {
+    let digest = ring::digest::digest(
+        &ring::digest::SHA256,
+        format!("{request_id}\0{channel_id}").as_bytes(),
+    );
+    let hex: String = digest
+        .as_ref()
+        .iter()
+        .take(12)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("t{hex}")
+}
+
+fn check_snowflake(id: &str) -> Result<(), DiscordError> {
+    if !id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err(DiscordError::Invalid(format!(
+            "{id:?} is not a Discord snowflake"
+        )))
+    }
+}
+
+impl DiscordClient {
+    /// A client for `[discord]`. `latch` is flipped not ready on a 401 and
+    /// ready on a successful [`Self::check_token`].
+    pub fn new(
+        config: &DiscordConfig,
+        metrics: DiscordMetrics,
+        latch: Option<Latch>,
+    ) -> Result<Self, DiscordError> {
+        Self::with_options(ClientOptions::from_config(config), metrics, latch)
+    }
+
+    /// A client from explicit options (tests, benchmarks, `demo`).
+    pub fn with_options(
+        options: ClientOptions,
+        metrics: DiscordMetrics,
+        latch: Option<Latch>,
+    ) -> Result<Self, DiscordError> {
+        let user_agent = format!("DiscordBot ({PROJECT_URL}, {})", crate::version::VERSION);
+        let http = reqwest::Client::builder()
+            .user_agent(user_agent)
+            .timeout(options.request_timeout)
+            .connect_timeout(options.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| DiscordError::Transport(format!("cannot build the HTTP client: {e}")))?;
+        let mut auth = http::HeaderValue::from_str(&format!("Bot {}", options.token.expose()))
+            .map_err(|_| {
+                DiscordError::Invalid(
+                    "the bot token contains characters not allowed in a header".to_owned(),
+                )
+            })?;
+        auth.set_sensitive(true);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                limiter: RateLimiter::new(options.global_rate_limit),
+                options,
+                auth,
+                metrics,
+                latch,
+                token_rejected: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// The limiter (tests and diagnostics).
+    pub fn limiter(&self) -> &Arc<RateLimiter> {
+        &self.inner.limiter
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &DiscordMetrics {
+        &self.inner.metrics
+    }
+
+    /// `GET /users/@me`: checks the token. Runs even after a 401 (it is how a
+    /// fixed token is accepted again); success re-enables sending and sets
+    /// the latch ready, a 401 sets it not ready.
+    pub async fn check_token(&self) -> Result<BotUser, DiscordError> {
+        let user: BotUser = self
+            .request_json(
+                reqwest::Method::GET,
+                "/users/@me".to_owned(),
+                BucketKey::new(routes::GET_ME, ""),
+                None,
+                true,
+            )
+            .await?;
+        self.inner.token_rejected.store(false, Ordering::Relaxed);
+        if let Some(latch) = &self.inner.latch {
+            latch.set_ready();
+        }
+        Ok(user)
+    }
+
+    /// `GET /channels/{id}`.
+    pub async fn get_channel(&self, channel_id: &str) -> Result<Channel, DiscordError> {
+        check_snowflake(channel_id)?;
+        self.request_json(
+            reqwest::Method::GET,
+            format!("/channels/{channel_id}"),
+            BucketKey::new(routes::GET_CHANNEL, channel_id),
+            None,
+            false,
+        )
+        .await
+    }
+
+    /// `POST /users/@me/channels`: opens (or finds) the DM channel with a user.
+    pub async fn create_dm(&self, user_id: &str) -> Result<Channel, DiscordError> {
+        check_snowflake(user_id)?;
+        let body = json!({ "recipient_id": user_id });
+        self.request_json(
+            reqwest::Method::POST,
+            "/users/@me/channels".to_owned(),
+            BucketKey::new(routes::CREATE_DM, ""),
+            Some(body),
+            false,
+        )
+        .await
+    }
+
+    /// `POST /channels/{id}/messages` with `nonce` + `enforce_nonce: true`.
+    pub async fn create_message(
+        &self,
+        channel_id: &str,
+        nonce: &str,
+        payload: &MessagePayload,
+    ) -> Result<Message, DiscordError> {
+        check_snowflake(channel_id)?;
+        if nonce.is_empty() || nonce.chars().count() > 25 {
+            return Err(DiscordError::Invalid(
+                "a nonce must have 1 to 25 characters".to_owned(),
+            ));
+        }
+        let mut body =
+            serde_json::to_value(payload).map_err(|e| DiscordError::Invalid(e.to_string()))?;
+        if let Value::Object(map) = &mut body {
+            map.insert("nonce".to_owned(), Value::String(nonce.to_owned()));
+            map.insert("enforce_nonce".to_owned(), Value::Bool(true));
+        }
+        let key = BucketKey::new(routes::CREATE_MESSAGE, channel_id);
+        self.request_json(
+            reqwest::Method::POST,
+            format!("/channels/{channel_id}/messages"),
+            key,
+            Some(body),
+            false,
+        )
+        .await
+    }
+
+    /// `PATCH /channels/{id}/messages/{id}`.
+    pub async fn edit_message(
+        &self,
+        channel_id: &str,
+        message_id: &str,
+        payload: &MessagePayload,
+    ) -> Result<Message, DiscordError> {
+        check_snowflake(channel_id)?;
+        check_snowflake(message_id)?;
+        let body =
+            serde_json::to_value(payload).map_err(|e| DiscordError::Invalid(e.to_string()))?;
+        let key = BucketKey::new(routes::EDIT_MESSAGE, channel_id);
+        self.request_json(
+            reqwest::Method::PATCH,
+            format!("/channels/{channel_id}/messages/{message_id}"),
+            key,
+            Some(body),
+            false,
+        )
+        .await
+    }
+
+    async fn request_json<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: String,
+        key: BucketKey,
+        body: Option<Value>,
+        token_check: bool,
+    ) -> Result<T, DiscordError> {
+        let bytes = self
+            .request(method, &path, key, body.as_ref(), token_check)
+            .await?;
+        serde_json::from_slice(&bytes).map_err(|e| DiscordError::Decode(e.to_string()))
+    }
+
+    /// One logical request with rate limiting and retries.
+    async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: BucketKey,
+        body: Option<&Value>,
+        token_check: bool,
+    ) -> Result<Vec<u8>, DiscordError> {
+        let inner = &self.inner;
+        let opts = &inner.options;
+        let url = format!("{}{path}", opts.api_url);
+        let mut failures = 0u32;
+        let mut limited = 0u32;
+        loop {
+            if !token_check && inner.token_rejected.load(Ordering::Relaxed) {
+                return Err(DiscordError::Unauthorized {
+                    message:
+                        "the token was rejected earlier; not sending until a token check passes"
+                            .to_owned(),
+                });
+            }
+            let invalid = inner.limiter.invalid_count();
+            inner.metrics.set_invalid_requests(invalid);
+            if invalid >= opts.invalid_request_guard {
+                return Err(DiscordError::InvalidRequestGuard {
+                    count: invalid,
+                    limit: opts.invalid_request_guard,
+                });
+            }
+            let priority = if key.route == routes::EDIT_MESSAGE {
+                Priority::High
+            } else {
+                Priority::Normal
+            };
+            let permit = inner.limiter.acquire_with(key.clone(), priority).await;
+            let mut req = inner
+                .http
+                .request(method.clone(), &url)
+                .header(http::header::AUTHORIZATION, inner.auth.clone());
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            let sent = async {
+                let resp = req.send().await?;
+                let status = resp.status().as_u16();
+                let headers = resp.headers().clone();
+                let bytes = resp.bytes().await?;
+                Ok::<_, reqwest::Error>((status, headers, bytes))
+            }
+            .await;
+            let (status, headers, bytes) = match sent {
+                Ok(parts) => parts,
+                Err(e) => {
+                    permit.complete(None);
+                    failures += 1;
+                    let err = DiscordError::Transport(e.without_url().to_string());
+                    if failures >= opts.max_attempts {
+                        return Err(err);
+                    }
+                    inner.metrics.retry("transport");
+                    tracing::debug!(%path, error = %err, attempt = failures, "Discord request failed; retrying");
+                    tokio::time::sleep(opts.backoff.delay(failures - 1, random_jitter())).await;
+                    continue;
+                }
+            };
+            let info = ResponseInfo::from_parts(status, &headers, &bytes);
+            permit.complete(Some(&info));
+            match status {
+                200..=299 => return Ok(bytes.to_vec()),
+                429 => {
+                    let scope = info.scope.map_or("unknown", Scope::as_str);
+                    inner.metrics.rate_limited(scope);
+                    inner
+                        .metrics
+                        .set_invalid_requests(inner.limiter.invalid_count());
+                    limited += 1;
+                    let retry_after = info.retry_after.unwrap_or_default();
+                    tracing::warn!(%path, scope, ?retry_after, "Discord answered 429");
+                    if limited > opts.max_rate_limited {
+                        return Err(DiscordError::RateLimited {
+                            scope: scope.to_owned(),
+                            retry_after,
+                        });
+                    }
+                    inner.metrics.retry("rate_limited");
+                    if info.scope.is_none() && info.limit.is_none() {
+                        // No bucket, no scope: e.g. a Cloudflare ban page. Wait before anything else.
+                        tokio::time::sleep(
+                            retry_after.max(opts.backoff.delay(limited - 1, random_jitter())),
+                        )
+                        .await;
+                    }
+                }
+                401 => {
+                    inner.token_rejected.store(true, Ordering::Relaxed);
+                    let err = DiscordError::from_response(status, &bytes);
+                    if let Some(latch) = &inner.latch {
+                        latch.set_not_ready(format!("Discord rejected the bot token: {err}"));
+                    }
+                    tracing::error!(error = %err, "Discord rejected the bot token; not sending until a token check passes");
+                    return Err(err);
+                }
+                500..=599 => {
+                    failures += 1;
+                    if failures >= opts.max_attempts {
+                        return Err(DiscordError::Server { status });
+                    }
+                    inner.metrics.retry("server");
+                    tokio::time::sleep(opts.backoff.delay(failures - 1, random_jitter())).await;
+                }
+                _ => return Err(DiscordError::from_response(status, &bytes)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nonce_is_deterministic_short_and_distinct() {
+        let a = nonce_for("0b3e5a2c-1111-2222-3333-444455556666", "123456789012345678");
+        assert_eq!(
+            a,
+            nonce_for("0b3e5a2c-1111-2222-3333-444455556666", "123456789012345678")
+        );
+        assert_eq!(a.chars().count(), 25);
+        assert_ne!(
+            a,
+            nonce_for("0b3e5a2c-1111-2222-3333-444455556666", "123456789012345679")
+        );
+        assert_ne!(a, nonce_for("other", "123456789012345678"));
+    }
+
+    #[test]
+    fn snowflakes_are_checked_before_building_a_path() {
+        assert!(check_snowflake("123").is_ok());
+        assert!(check_snowflake("../users").is_err());
+        assert!(check_snowflake("").is_err());
+    }
+
+    #[test]
+    fn token_is_not_in_debug() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = DiscordClient::with_options(
+            ClientOptions::new(
+                "http://127.0.0.1:1/api/v10",
+                Secret::new("super-secret-token"),
+            ),
+            DiscordMetrics::unregistered(),
+            None,
+        )
+        .expect("client");
+        let dbg = format!("{client:?}");
+        assert!(!dbg.contains("super-secret-token"), "{dbg}");
+    }
+}

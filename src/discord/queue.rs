@@ -1,0 +1,507 @@
+//! The delivery queue in front of [`DiscordClient`].
+//!
+//! - **Bounded**: at most `capacity` operations wait; [`Delivery::enqueue`]
+//!   waits for room (backpressure), [`Delivery::try_enqueue`] refuses.
+//! - **Ordered per channel**: each channel has two lanes, creates and edits.
+//!   Creates go one at a time in arrival order (messages appear in order).
+//!   Edits go one at a time *per message* in arrival order, several messages
+//!   of a channel at once (`max_edits_per_channel`), so an opened rate-limit
+//!   window is filled quickly. An edit names a message ID, which exists only
+//!   once its create was answered, so a message's create always precedes its
+//!   edits. Creates and edits use separate Discord counters, hence separate lanes.
+//! - **Coalescing**: an edit for a message that already has an edit waiting
+//!   replaces that edit's payload; one request carries the newest content and
+//!   every waiter gets its answer.
+//! - **Fair**: lanes with work are served round-robin, and a lane goes to the
+//!   back after each operation, so a busy channel never starves the others
+//!   (the limiter's global FIFO does the same for rate-limit waits).
+//! - **Answers are never dropped**: every enqueued operation resolves its
+//!   [`Pending`] with the message, a [`DiscordError`] (retryable ones are the
+//!   owner's to requeue) or [`DeliveryError::ShutDown`].
+//! - **Drain**: [`Delivery::shutdown`] stops intake, lets work finish until
+//!   the deadline, then answers everything left with `ShutDown`.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::DiscordError;
+use super::client::DiscordClient;
+use super::types::{Message, MessagePayload};
+
+/// One operation for Discord.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// Post a message; `nonce` from [`super::nonce_for`] makes retries idempotent.
+    Create {
+        /// Channel snowflake.
+        channel_id: String,
+        /// ≤ 25 chars, deterministic per (request, channel).
+        nonce: String,
+        /// Content.
+        payload: MessagePayload,
+    },
+    /// Replace a message's content.
+    Edit {
+        /// Channel snowflake.
+        channel_id: String,
+        /// Message snowflake.
+        message_id: String,
+        /// New content.
+        payload: MessagePayload,
+    },
+}
+
+impl Op {
+    fn channel(&self) -> &str {
+        match self {
+            Self::Create { channel_id, .. } | Self::Edit { channel_id, .. } => channel_id,
+        }
+    }
+    fn lane(&self) -> LaneKind {
+        match self {
+            Self::Create { .. } => LaneKind::Create,
+            Self::Edit { .. } => LaneKind::Edit,
+        }
+    }
+    fn message_id(&self) -> Option<&str> {
+        match self {
+            Self::Create { .. } => None,
+            Self::Edit { message_id, .. } => Some(message_id),
+        }
+    }
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Create { .. } => "create",
+            Self::Edit { .. } => "edit",
+        }
+    }
+}
+
+/// Why an operation was not delivered.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DeliveryError {
+    /// Discord (or the way there) failed; see [`DiscordError::is_retryable`].
+    #[error(transparent)]
+    Discord(#[from] DiscordError),
+    /// The queue shut down before the operation was answered.
+    #[error("the Discord queue shut down before the operation was delivered")]
+    ShutDown,
+}
+
+impl DeliveryError {
+    /// Whether the owner should requeue it later.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Discord(e) => e.is_retryable(),
+            Self::ShutDown => true,
+        }
+    }
+}
+
+/// The queue refused an operation; it is handed back.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Rejected {
+    /// The queue is full ([`Delivery::try_enqueue`] only).
+    #[error("the Discord queue is full")]
+    Full(Box<Op>),
+    /// The queue is shutting down.
+    #[error("the Discord queue is shut down")]
+    Closed(Box<Op>),
+}
+
+/// The answer to one enqueued operation.
+#[derive(Debug)]
+pub struct Pending {
+    rx: oneshot::Receiver<Result<Message, DeliveryError>>,
+}
+
+impl Pending {
+    /// Waits for the answer.
+    pub async fn wait(self) -> Result<Message, DeliveryError> {
+        self.rx.await.unwrap_or(Err(DeliveryError::ShutDown))
+    }
+}
+
+/// Queue sizes.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueOptions {
+    /// Operations that may wait (not counting in-flight ones).
+    pub capacity: usize,
+    /// Operations sent (or waiting on rate limits) concurrently.
+    pub max_in_flight: usize,
+    /// Edits of different messages of one channel in flight at once (one per message).
+    pub max_edits_per_channel: usize,
+}
+
+impl Default for QueueOptions {
+    fn default() -> Self {
+        Self {
+            capacity: 10_000,
+            max_in_flight: 128,
+            max_edits_per_channel: 5,
+        }
+    }
+}
+
+/// What [`Delivery::shutdown`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Whether everything finished before the deadline.
+    pub drained: bool,
+    /// Operations answered with [`DeliveryError::ShutDown`].
+    pub handed_back: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum LaneKind {
+    Create,
+    Edit,
+}
+
+type LaneKey = (String, LaneKind);
+
+#[derive(Debug)]
+struct Waiter {
+    tx: oneshot::Sender<Result<Message, DeliveryError>>,
+    enqueued: Instant,
+    superseded: bool,
+}
+
+#[derive(Debug)]
+struct Job {
+    op: Op,
+    waiters: Vec<Waiter>,
+    /// Queue capacity held while waiting; released when dispatched.
+    slot: Option<OwnedSemaphorePermit>,
+}
+
+#[derive(Debug, Default)]
+struct Lane {
+    jobs: VecDeque<Job>,
+    in_flight: usize,
+    /// Edit lanes: messages with an edit in flight.
+    busy_messages: HashSet<String>,
+    /// Whether the lane is in `State::ready`.
+    scheduled: bool,
+}
+
+impl Lane {
+    /// The next job that may start: creates one at a time; edits one per
+    /// message, up to `max_edits` at once.
+    fn next_index(&self, kind: LaneKind, max_edits: usize) -> Option<usize> {
+        match kind {
+            LaneKind::Create => (self.in_flight == 0 && !self.jobs.is_empty()).then_some(0),
+            LaneKind::Edit if self.in_flight >= max_edits => None,
+            LaneKind::Edit => self.jobs.iter().position(|j| {
+                !self
+                    .busy_messages
+                    .contains(j.op.message_id().unwrap_or_default())
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    max_edits: usize,
+    lanes: HashMap<LaneKey, Lane>,
+    ready: VecDeque<LaneKey>,
+    queued: usize,
+    in_flight: usize,
+    closed: bool,
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    changed: Notify,
+    capacity: Arc<Semaphore>,
+    in_flight: Arc<Semaphore>,
+    client: DiscordClient,
+    cancel: CancellationToken,
+}
+
+impl State {
+    /// Puts a lane at the back of the round-robin if it has work that may start.
+    fn schedule(&mut self, key: &LaneKey) {
+        let max_edits = self.max_edits;
+        if let Some(lane) = self.lanes.get_mut(key)
+            && !lane.scheduled
+            && lane.next_index(key.1, max_edits).is_some()
+        {
+            lane.scheduled = true;
+            self.ready.push_back(key.clone());
+        }
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The queue handle. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    shared: Arc<Shared>,
+}
+
+impl Delivery {
+    /// Starts the dispatcher on the current runtime.
+    pub fn start(client: DiscordClient, options: QueueOptions) -> Self {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                max_edits: options.max_edits_per_channel.max(1),
+                ..State::default()
+            }),
+            changed: Notify::new(),
+            capacity: Arc::new(Semaphore::new(options.capacity.max(1))),
+            in_flight: Arc::new(Semaphore::new(options.max_in_flight.max(1))),
+            client,
+            cancel: CancellationToken::new(),
+        });
+        tokio::spawn(dispatch(shared.clone()));
+        Self { shared }
+    }
+
+    /// Adds an operation, waiting while the queue is full.
+    pub async fn enqueue(&self, op: Op) -> Result<Pending, Rejected> {
+        match self.shared.capacity.clone().acquire_owned().await {
+            Ok(slot) => self.push(op, slot),
+            Err(_) => Err(Rejected::Closed(Box::new(op))),
+        }
+    }
+
+    /// Adds an operation if there is room now.
+    pub fn try_enqueue(&self, op: Op) -> Result<Pending, Rejected> {
+        match self.shared.capacity.clone().try_acquire_owned() {
+            Ok(slot) => self.push(op, slot),
+            Err(tokio::sync::TryAcquireError::NoPermits) => Err(Rejected::Full(Box::new(op))),
+            Err(tokio::sync::TryAcquireError::Closed) => Err(Rejected::Closed(Box::new(op))),
+        }
+    }
+
+    fn push(&self, op: Op, slot: OwnedSemaphorePermit) -> Result<Pending, Rejected> {
+        let (tx, rx) = oneshot::channel();
+        let waiter = Waiter {
+            tx,
+            enqueued: Instant::now(),
+            superseded: false,
+        };
+        let mut st = self.shared.lock();
+        if st.closed {
+            return Err(Rejected::Closed(Box::new(op)));
+        }
+        let key: LaneKey = (op.channel().to_owned(), op.lane());
+        let lane = st.lanes.entry(key.clone()).or_default();
+        if let Op::Edit {
+            message_id,
+            payload,
+            ..
+        } = &op
+        {
+            let waiting = lane
+                .jobs
+                .iter_mut()
+                .find(|j| matches!(&j.op, Op::Edit { message_id: m, .. } if m == message_id));
+            if let Some(job) = waiting {
+                // Coalesce: the newest content wins; the slot of the new op is released at once.
+                if let Op::Edit { payload: old, .. } = &mut job.op {
+                    *old = payload.clone();
+                }
+                for w in &mut job.waiters {
+                    w.superseded = true;
+                }
+                job.waiters.push(waiter);
+                return Ok(Pending { rx });
+            }
+        }
+        lane.jobs.push_back(Job {
+            op,
+            waiters: vec![waiter],
+            slot: Some(slot),
+        });
+        st.schedule(&key);
+        st.queued += 1;
+        self.shared.client.metrics().set_queue_depth(st.queued);
+        drop(st);
+        self.shared.changed.notify_waiters();
+        Ok(Pending { rx })
+    }
+
+    /// Operations waiting (not in flight).
+    pub fn depth(&self) -> usize {
+        self.shared.lock().queued
+    }
+
+    /// Stops intake, lets queued and in-flight work finish for up to
+    /// `deadline`, then answers what is left with [`DeliveryError::ShutDown`].
+    pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
+        let shared = &self.shared;
+        shared.lock().closed = true;
+        shared.capacity.close();
+        shared.changed.notify_waiters();
+        let end = Instant::now() + deadline;
+        let drained = loop {
+            let notified = shared.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let st = shared.lock();
+                if st.queued == 0 && st.in_flight == 0 {
+                    break true;
+                }
+            }
+            tokio::select! {
+                () = notified => {}
+                () = tokio::time::sleep_until(end) => break false,
+            }
+        };
+        let mut handed_back = 0;
+        if !drained {
+            let mut st = shared.lock();
+            handed_back += st.in_flight;
+            let lanes = std::mem::take(&mut st.lanes);
+            st.ready.clear();
+            st.queued = 0;
+            shared.client.metrics().set_queue_depth(0);
+            drop(st);
+            shared.cancel.cancel();
+            for (_, lane) in lanes {
+                for job in lane.jobs {
+                    handed_back += 1;
+                    answer(
+                        shared,
+                        job.op.kind(),
+                        job.waiters,
+                        Err(DeliveryError::ShutDown),
+                    );
+                }
+            }
+        }
+        shared.cancel.cancel();
+        ShutdownReport {
+            drained,
+            handed_back,
+        }
+    }
+}
+
+fn answer(
+    shared: &Shared,
+    kind: &'static str,
+    waiters: Vec<Waiter>,
+    result: Result<Message, DeliveryError>,
+) {
+    let metrics = shared.client.metrics();
+    for w in waiters {
+        let outcome = match &result {
+            Ok(_) if w.superseded => "coalesced",
+            Ok(_) => "ok",
+            Err(DeliveryError::ShutDown) => "shutdown",
+            Err(e) if e.is_retryable() => "retryable_error",
+            Err(_) => "permanent_error",
+        };
+        metrics.operation(kind, outcome, w.enqueued.elapsed().as_secs_f64());
+        // The owner may have stopped waiting; nothing else to do then.
+        let _ = w.tx.send(result.clone());
+    }
+}
+
+async fn dispatch(shared: Arc<Shared>) {
+    loop {
+        let Ok(slot) = shared.in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let (key, job) = loop {
+            let notified = shared.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut st = shared.lock();
+                if let Some(key) = st.ready.pop_front() {
+                    let max_edits = st.max_edits;
+                    let job = st.lanes.get_mut(&key).and_then(|lane| {
+                        lane.scheduled = false;
+                        let job = lane.jobs.remove(lane.next_index(key.1, max_edits)?)?;
+                        lane.in_flight += 1;
+                        if let Some(m) = job.op.message_id() {
+                            lane.busy_messages.insert(m.to_owned());
+                        }
+                        Some(job)
+                    });
+                    // Back of the line: other channels go first.
+                    st.schedule(&key);
+                    if let Some(mut job) = job {
+                        job.slot = None;
+                        st.queued -= 1;
+                        st.in_flight += 1;
+                        shared.client.metrics().set_queue_depth(st.queued);
+                        break (key, job);
+                    }
+                    continue;
+                }
+                if st.closed && st.queued == 0 && st.in_flight == 0 {
+                    return;
+                }
+            }
+            tokio::select! {
+                () = notified => {}
+                () = shared.cancel.cancelled() => return,
+            }
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            run(&shared, key, job).await;
+            drop(slot);
+        });
+    }
+}
+
+async fn run(shared: &Arc<Shared>, key: LaneKey, job: Job) {
+    let metrics = shared.client.metrics().clone();
+    metrics.in_flight_inc();
+    let client = &shared.client;
+    let call = async {
+        match &job.op {
+            Op::Create {
+                channel_id,
+                nonce,
+                payload,
+            } => client.create_message(channel_id, nonce, payload).await,
+            Op::Edit {
+                channel_id,
+                message_id,
+                payload,
+            } => client.edit_message(channel_id, message_id, payload).await,
+        }
+    };
+    let result = tokio::select! {
+        r = call => r.map_err(DeliveryError::from),
+        () = shared.cancel.cancelled() => Err(DeliveryError::ShutDown),
+    };
+    metrics.in_flight_dec();
+    let Job { op, waiters, .. } = job;
+    answer(shared, op.kind(), waiters, result);
+    let mut st = shared.lock();
+    st.in_flight -= 1;
+    if let Some(lane) = st.lanes.get_mut(&key) {
+        lane.in_flight -= 1;
+        if let Some(m) = op.message_id() {
+            lane.busy_messages.remove(m);
+        }
+        if lane.jobs.is_empty() && lane.in_flight == 0 {
+            st.lanes.remove(&key);
+        } else {
+            st.schedule(&key);
+        }
+    }
+    drop(st);
+    shared.changed.notify_waiters();
+}

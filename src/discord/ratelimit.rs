@@ -1,0 +1,783 @@
+//! The rate limiter: every request first takes a [`Permit`] here, and hands
+//! the answer's headers back with [`Permit::complete`].
+//!
+//! # Why our own and not `twilight-http-ratelimiting`
+//! twilight 0.17/0.18 merges queues by `X-RateLimit-Bucket`, and Discord gives
+//! message create and message edit the same hash while counting them
+//! separately (discord-api-docs#1442, #8073), so a merged queue halves the
+//! throughput of a create+edit workload — the workload this service has. It
+//! also allows only one request in flight per bucket. Ours is ~400 lines,
+//! tested against our emulator, and keeps that decision in our hands.
+//!
+//! # Model
+//! - **Buckets** are keyed by [`BucketKey`]: method + route template + major
+//!   parameter (the channel). The hash from `X-RateLimit-Bucket` is recorded
+//!   ([`RateLimiter::bucket`]) but does not merge counters (see above).
+//! - An **unknown** bucket lets one request through at a time until the first
+//!   answer tells its limit. A known bucket grants while its local `remaining`
+//!   is positive; `remaining` only goes down from answers (never above what we
+//!   counted ourselves, minus requests still in flight), and is refilled to
+//!   `limit - in_flight` when `Reset-After` has passed. Answers granted before
+//!   the last local refill (older *epochs*) cannot move the reset earlier.
+//!   A 2xx answer with no bucket headers marks the route as unlimited.
+//! - **Global**: a sliding window of `global_limit` sends per second (plus a
+//!   small margin), so any 1-second window — however the server aligns it —
+//!   holds at most `global_limit` requests. Global tokens are handed out in
+//!   FIFO order of the requests whose bucket was ready, so no channel can be
+//!   starved after a global reset. [`Priority::High`] requests (message
+//!   edits) go first, but at most [`HIGH_STREAK`] in a row while normal ones
+//!   wait: an edit's bucket is the long chain in a create+edit workload
+//!   (edits only exist after creates, and each channel's edit counter needs
+//!   its windows opened early), while creates are never starved.
+//! - **429**: scope `global` pauses every request; `user` (or none) pauses
+//!   and empties that bucket; `shared` pauses that bucket and does not count
+//!   as an invalid request.
+//! - **Invalid requests** (401, 403, non-shared 429) are kept for 10 minutes;
+//!   [`RateLimiter::invalid_count`] feeds the client's guard.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// Which rate-limit bucket a request belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BucketKey {
+    /// Method and route template, e.g. `POST /channels/{}/messages`.
+    pub route: &'static str,
+    /// The major parameter (channel ID), empty when none.
+    pub major: String,
+}
+
+impl BucketKey {
+    /// A key.
+    pub fn new(route: &'static str, major: impl Into<String>) -> Self {
+        Self {
+            route,
+            major: major.into(),
+        }
+    }
+}
+
+/// The scope of a 429.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// All requests of the bot.
+    Global,
+    /// This bucket, for this bot.
+    User,
+    /// A shared resource; not our fault, not counted as invalid.
+    Shared,
+}
+
+impl Scope {
+    /// As a label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Global => "global",
+            Self::User => "user",
+            Self::Shared => "shared",
+        }
+    }
+}
+
+/// What the limiter needs from an answer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResponseInfo {
+    /// HTTP status.
+    pub status: u16,
+    /// `X-RateLimit-Limit`.
+    pub limit: Option<u32>,
+    /// `X-RateLimit-Remaining`.
+    pub remaining: Option<u32>,
+    /// `X-RateLimit-Reset-After`.
+    pub reset_after: Option<Duration>,
+    /// `X-RateLimit-Bucket`.
+    pub bucket: Option<String>,
+    /// `X-RateLimit-Scope` (or `global: true`).
+    pub scope: Option<Scope>,
+    /// `retry_after` of a 429 (body, else `Retry-After`).
+    pub retry_after: Option<Duration>,
+}
+
+impl ResponseInfo {
+    /// Reads the rate-limit headers; `body` is used for a 429's `retry_after` and `global`.
+    pub fn from_parts(status: u16, headers: &http::HeaderMap, body: &[u8]) -> Self {
+        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let float = |name: &str| {
+            text(name)
+                .and_then(|s| s.trim().parse::<f64>().ok())
+                .filter(|f| f.is_finite() && *f >= 0.0)
+        };
+        let mut scope = match text("x-ratelimit-scope") {
+            Some("global") => Some(Scope::Global),
+            Some("user") => Some(Scope::User),
+            Some("shared") => Some(Scope::Shared),
+            _ => None,
+        };
+        if text("x-ratelimit-global").is_some_and(|g| g.eq_ignore_ascii_case("true")) {
+            scope = Some(Scope::Global);
+        }
+        let mut retry_after = float("retry-after").map(Duration::from_secs_f64);
+        if status == 429
+            && let Ok(v) = serde_json::from_slice::<serde_json::Value>(body)
+        {
+            if let Some(r) = v
+                .get("retry_after")
+                .and_then(serde_json::Value::as_f64)
+                .filter(|f| f.is_finite() && *f >= 0.0)
+            {
+                retry_after = Some(Duration::from_secs_f64(r));
+            }
+            if v.get("global").and_then(serde_json::Value::as_bool) == Some(true) {
+                scope = Some(Scope::Global);
+            }
+        }
+        Self {
+            status,
+            limit: text("x-ratelimit-limit").and_then(|s| s.parse().ok()),
+            remaining: text("x-ratelimit-remaining").and_then(|s| s.parse().ok()),
+            reset_after: float("x-ratelimit-reset-after").map(Duration::from_secs_f64),
+            bucket: text("x-ratelimit-bucket").map(str::to_owned),
+            scope,
+            retry_after,
+        }
+    }
+}
+
+/// A snapshot of one bucket, for tests and diagnostics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketState {
+    /// Learned hash.
+    pub hash: Option<String>,
+    /// Learned limit (None: unknown yet).
+    pub limit: Option<u32>,
+    /// Whether the route proved to have no per-route limit.
+    pub unlimited: bool,
+    /// Requests we may still send in this window.
+    pub remaining: u32,
+}
+
+#[derive(Debug, Default)]
+struct Bucket {
+    hash: Option<String>,
+    limit: Option<u32>,
+    unlimited: bool,
+    remaining: u32,
+    reset_at: Option<Instant>,
+    window_estimate: Option<Duration>,
+    epoch: u64,
+    in_flight: u32,
+    paused_until: Option<Instant>,
+}
+
+impl Bucket {
+    /// Takes a slot: `Ok(epoch)` or `Err(when to look again; None = on change)`.
+    fn try_take(&mut self, now: Instant) -> Result<u64, Option<Instant>> {
+        if let Some(p) = self.paused_until {
+            if p > now {
+                return Err(Some(p));
+            }
+            self.paused_until = None;
+        }
+        if self.unlimited {
+            self.in_flight += 1;
+            return Ok(self.epoch);
+        }
+        let Some(limit) = self.limit else {
+            if self.in_flight == 0 {
+                self.in_flight = 1;
+                return Ok(self.epoch);
+            }
+            return Err(None);
+        };
+        if self.reset_at.is_some_and(|r| now >= r) {
+            self.epoch += 1;
+            self.remaining = limit.saturating_sub(self.in_flight);
+            self.reset_at = None;
+        }
+        if self.remaining > 0 {
+            self.remaining -= 1;
+            self.in_flight += 1;
+            return Ok(self.epoch);
+        }
+        Err(self.reset_at)
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    buckets: HashMap<BucketKey, Bucket>,
+    global_sent: VecDeque<Instant>,
+    global_paused_until: Option<Instant>,
+    /// Waiting for a global token: (ticket, priority), in arrival order.
+    global_queue: VecDeque<(u64, Priority)>,
+    next_ticket: u64,
+    /// Consecutive high-priority grants while normal ones waited.
+    high_streak: u32,
+    /// Pacing: the theoretical time of the next token (GCRA).
+    pacing_tat: Option<Instant>,
+    invalid: VecDeque<Instant>,
+}
+
+/// How a request competes for global tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    /// Served first, but at most [`HIGH_STREAK`] in a row while normal requests wait.
+    High,
+    /// First come, first served.
+    Normal,
+}
+
+/// Global tokens that may go in a burst before pacing spreads them evenly
+/// (1/limit s apart). Without pacing the sliding window releases a full
+/// second's tokens at once, and a channel whose next request depends on the
+/// previous answer would advance only once per second.
+pub const PACING_BURST: u32 = 10;
+
+/// High-priority grants in a row before a waiting normal request gets one.
+pub const HIGH_STREAK: u32 = 3;
+
+impl State {
+    /// The ticket that gets the next global token.
+    fn next_global(&self) -> Option<u64> {
+        let first = |p: Priority| {
+            self.global_queue
+                .iter()
+                .find(|(_, q)| *q == p)
+                .map(|(t, _)| *t)
+        };
+        if self.high_streak >= HIGH_STREAK {
+            first(Priority::Normal).or_else(|| first(Priority::High))
+        } else {
+            first(Priority::High).or_else(|| first(Priority::Normal))
+        }
+    }
+}
+
+/// The limiter, shared by every request of one bot token.
+#[derive(Debug)]
+pub struct RateLimiter {
+    state: Mutex<State>,
+    changed: Notify,
+    global_limit: u32,
+    global_window: Duration,
+}
+
+/// Extra time added to the global window and to every reset, for clock and
+/// scheduling jitter between us and Discord.
+pub const MARGIN: Duration = Duration::from_millis(15);
+
+const INVALID_WINDOW: Duration = Duration::from_secs(600);
+
+impl RateLimiter {
+    /// A limiter allowing `global_limit` requests per second (at least 1).
+    pub fn new(global_limit: u32) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(State::default()),
+            changed: Notify::new(),
+            global_limit: global_limit.max(1),
+            global_window: Duration::from_secs(1),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits until `key`'s bucket and the global limit allow one more request.
+    pub async fn acquire(self: &Arc<Self>, key: BucketKey) -> Permit {
+        self.acquire_with(key, Priority::Normal).await
+    }
+
+    /// [`Self::acquire`] with a priority for the global token.
+    pub async fn acquire_with(self: &Arc<Self>, key: BucketKey, priority: Priority) -> Permit {
+        // Phase 1: a slot in the bucket.
+        let epoch = loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let wake = {
+                let mut st = self.lock();
+                match st
+                    .buckets
+                    .entry(key.clone())
+                    .or_default()
+                    .try_take(Instant::now())
+                {
+                    Ok(epoch) => break epoch,
+                    Err(wake) => wake,
+                }
+            };
+            wait(notified, wake).await;
+        };
+        let permit = Permit {
+            limiter: self.clone(),
+            key,
+            epoch,
+            done: false,
+        };
+        // Phase 2: a global token, first come first served.
+        let ticket = {
+            let mut st = self.lock();
+            let t = st.next_ticket;
+            st.next_ticket += 1;
+            st.global_queue.push_back((t, priority));
+            t
+        };
+        let mut guard = TicketGuard {
+            limiter: self,
+            ticket,
+            granted: false,
+        };
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let wake = {
+                let mut st = self.lock();
+                let now = Instant::now();
+                match self.global_wait(&mut st, now) {
+                    Some(at) => Some(at),
+                    None if st.next_global() == Some(ticket) => {
+                        st.global_queue.retain(|(t, _)| *t != ticket);
+                        let normal_waiting =
+                            st.global_queue.iter().any(|(_, p)| *p == Priority::Normal);
+                        st.high_streak = match priority {
+                            Priority::High if normal_waiting => st.high_streak + 1,
+                            _ => 0,
+                        };
+                        st.global_sent.push_back(now);
+                        let interval = self.global_window / self.global_limit;
+                        st.pacing_tat =
+                            Some(st.pacing_tat.map_or(now, |tat| tat.max(now)) + interval);
+                        while st.global_sent.len() > self.global_limit as usize {
+                            st.global_sent.pop_front();
+                        }
+                        break;
+                    }
+                    None => None,
+                }
+            };
+            wait(notified, wake).await;
+        }
+        guard.granted = true;
+        drop(guard);
+        // The next in line may go now.
+        self.changed.notify_waiters();
+        permit
+    }
+
+    /// When the global limit allows the next request (None: now).
+    fn global_wait(&self, st: &mut State, now: Instant) -> Option<Instant> {
+        if let Some(p) = st.global_paused_until {
+            if p > now {
+                return Some(p);
+            }
+            st.global_paused_until = None;
+        }
+        // Pacing: after a burst of `PACING_BURST`, one token per 1/limit s.
+        let interval = self.global_window / self.global_limit;
+        let tolerance = interval * PACING_BURST.min(self.global_limit).saturating_sub(1);
+        let paced_at = st
+            .pacing_tat
+            .map(|tat| tat.checked_sub(tolerance).unwrap_or(tat));
+        let window_at = if st.global_sent.len() < self.global_limit as usize {
+            None
+        } else {
+            st.global_sent
+                .front()
+                .map(|oldest| *oldest + self.global_window + MARGIN)
+        };
+        let free_at = paced_at.into_iter().chain(window_at).max()?;
+        (free_at > now).then_some(free_at)
+    }
+
+    fn complete(&self, key: &BucketKey, epoch: u64, info: Option<&ResponseInfo>) {
+        let now = Instant::now();
+        let mut st = self.lock();
+        if let Some(info) = info {
+            let invalid = matches!(info.status, 401 | 403)
+                || (info.status == 429 && info.scope != Some(Scope::Shared));
+            if invalid {
+                st.invalid.push_back(now);
+            }
+            if info.status == 429 && info.scope == Some(Scope::Global) {
+                let until = now + info.retry_after.unwrap_or(Duration::from_secs(1)) + MARGIN;
+                st.global_paused_until =
+                    Some(st.global_paused_until.map_or(until, |p| p.max(until)));
+            }
+        }
+        let b = st.buckets.entry(key.clone()).or_default();
+        b.in_flight = b.in_flight.saturating_sub(1);
+        match info {
+            Some(info) => {
+                if let (Some(limit), Some(remaining), Some(reset_after)) =
+                    (info.limit, info.remaining, info.reset_after)
+                {
+                    let reset_at = now + reset_after + MARGIN;
+                    b.hash = info.bucket.clone().or(b.hash.take());
+                    b.window_estimate = Some(
+                        b.window_estimate
+                            .map_or(reset_after, |w| w.max(reset_after)),
+                    );
+                    let server_left = remaining.saturating_sub(b.in_flight);
+                    // An answer from a later server window than the one we track
+                    // (its reset is more than half a window later): the server's
+                    // count is the truth for it, minus what is still in flight.
+                    let half_window = b.window_estimate.unwrap_or(reset_after) / 2;
+                    let newer = b.reset_at.is_none_or(|r| reset_at > r + half_window);
+                    if b.limit.is_none() || newer {
+                        if b.limit.is_some() {
+                            b.epoch += 1;
+                        }
+                        b.limit = Some(limit);
+                        b.remaining = server_left;
+                        b.reset_at = Some(reset_at);
+                    } else if epoch == b.epoch {
+                        b.limit = Some(limit);
+                        b.remaining = b.remaining.min(server_left);
+                        b.reset_at = Some(b.reset_at.map_or(reset_at, |r| r.max(reset_at)));
+                    }
+                } else if (200..300).contains(&info.status) && b.limit.is_none() {
+                    b.unlimited = true;
+                }
+                if info.status == 429 && info.scope != Some(Scope::Global) {
+                    let until = now + info.retry_after.unwrap_or(Duration::from_secs(1)) + MARGIN;
+                    b.paused_until = Some(b.paused_until.map_or(until, |p| p.max(until)));
+                    if info.scope != Some(Scope::Shared) {
+                        b.remaining = 0;
+                        b.reset_at = Some(b.reset_at.map_or(until, |r| r.max(until)));
+                    }
+                }
+            }
+            None => {
+                // The request may or may not have counted: keep its slot spent,
+                // and make sure an exhausted bucket refills eventually.
+                if b.limit.is_some() && b.remaining == 0 && b.reset_at.is_none() && b.in_flight == 0
+                {
+                    b.reset_at =
+                        Some(now + b.window_estimate.unwrap_or(Duration::from_secs(5)) + MARGIN);
+                }
+            }
+        }
+        drop(st);
+        self.changed.notify_waiters();
+    }
+
+    /// Invalid requests (401, 403, non-shared 429) in the last 10 minutes.
+    pub fn invalid_count(&self) -> usize {
+        let now = Instant::now();
+        let mut st = self.lock();
+        while st
+            .invalid
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > INVALID_WINDOW)
+        {
+            st.invalid.pop_front();
+        }
+        st.invalid.len()
+    }
+
+    /// What the limiter knows about a bucket.
+    pub fn bucket(&self, key: &BucketKey) -> Option<BucketState> {
+        self.lock().buckets.get(key).map(|b| BucketState {
+            hash: b.hash.clone(),
+            limit: b.limit,
+            unlimited: b.unlimited,
+            remaining: b.remaining,
+        })
+    }
+}
+
+async fn wait(
+    notified: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
+    wake: Option<Instant>,
+) {
+    match wake {
+        Some(at) => {
+            tokio::select! {
+                () = notified => {}
+                () = tokio::time::sleep_until(at) => {}
+            }
+        }
+        None => notified.await,
+    }
+}
+
+struct TicketGuard<'a> {
+    limiter: &'a RateLimiter,
+    ticket: u64,
+    granted: bool,
+}
+
+impl Drop for TicketGuard<'_> {
+    fn drop(&mut self) {
+        if !self.granted {
+            let mut st = self.limiter.lock();
+            st.global_queue.retain(|(t, _)| *t != self.ticket);
+            drop(st);
+            self.limiter.changed.notify_waiters();
+        }
+    }
+}
+
+/// Permission to send one request. Hand the answer back with [`Permit::complete`];
+/// dropping it counts as "no answer" (the slot stays spent).
+#[derive(Debug)]
+pub struct Permit {
+    limiter: Arc<RateLimiter>,
+    key: BucketKey,
+    epoch: u64,
+    done: bool,
+}
+
+impl Permit {
+    /// Records the answer (None: transport failure, no answer).
+    pub fn complete(mut self, info: Option<&ResponseInfo>) {
+        self.done = true;
+        self.limiter.complete(&self.key, self.epoch, info);
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if !self.done {
+            self.done = true;
+            self.limiter.complete(&self.key, self.epoch, None);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(ch: &str) -> BucketKey {
+        BucketKey::new("POST /channels/{}/messages", ch)
+    }
+
+    fn ok(limit: u32, remaining: u32, reset_after_ms: u64) -> ResponseInfo {
+        ResponseInfo {
+            status: 200,
+            limit: Some(limit),
+            remaining: Some(remaining),
+            reset_after: Some(Duration::from_millis(reset_after_ms)),
+            bucket: Some("abc".to_owned()),
+            ..ResponseInfo::default()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unknown_bucket_sends_one_at_a_time_then_uses_the_learned_limit() {
+        let rl = RateLimiter::new(50);
+        let first = rl.acquire(key("1")).await;
+        // A second request must wait for the first answer.
+        let rl2 = rl.clone();
+        let second = tokio::spawn(async move { rl2.acquire(key("1")).await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!second.is_finished());
+        first.complete(Some(&ok(3, 2, 5_000)));
+        let second = second.await.expect("task");
+        let third = rl.acquire(key("1")).await;
+        assert_eq!(
+            rl.bucket(&key("1")).map(|b| (b.limit, b.remaining, b.hash)),
+            Some((Some(3), 0, Some("abc".to_owned())))
+        );
+        // Exhausted: the fourth waits for Reset-After.
+        let start = Instant::now();
+        second.complete(Some(&ok(3, 1, 4_900)));
+        third.complete(Some(&ok(3, 0, 4_900)));
+        let _fourth = rl.acquire(key("1")).await;
+        assert!(
+            start.elapsed() >= Duration::from_millis(4_900),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn global_limit_is_a_sliding_second() {
+        let rl = RateLimiter::new(5);
+        let start = Instant::now();
+        let mut times = Vec::new();
+        for i in 0..12 {
+            let p = rl
+                .acquire(BucketKey::new("GET /channels/{}", i.to_string()))
+                .await;
+            times.push(start.elapsed());
+            p.complete(Some(&ResponseInfo {
+                status: 200,
+                ..ResponseInfo::default()
+            }));
+        }
+        for w in times.windows(6) {
+            assert!(w[5] - w[0] >= Duration::from_secs(1), "{times:?}");
+        }
+        assert!(times[11] < Duration::from_millis(2_100), "{times:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn global_429_pauses_every_bucket_and_user_429_only_its_own() {
+        let rl = RateLimiter::new(50);
+        let p = rl.acquire(key("1")).await;
+        p.complete(Some(&ResponseInfo {
+            status: 429,
+            scope: Some(Scope::Global),
+            retry_after: Some(Duration::from_secs(2)),
+            ..ResponseInfo::default()
+        }));
+        let start = Instant::now();
+        let _p = rl.acquire(key("2")).await;
+        assert!(start.elapsed() >= Duration::from_secs(2));
+
+        let rl = RateLimiter::new(50);
+        let p = rl.acquire(key("1")).await;
+        p.complete(Some(&ResponseInfo {
+            status: 429,
+            scope: Some(Scope::User),
+            retry_after: Some(Duration::from_secs(3)),
+            ..ok(5, 0, 3_000)
+        }));
+        let start = Instant::now();
+        let other = rl.acquire(key("2")).await;
+        assert!(start.elapsed() < Duration::from_millis(10));
+        drop(other);
+        let _same = rl.acquire(key("1")).await;
+        assert!(start.elapsed() >= Duration::from_secs(3));
+        assert_eq!(rl.invalid_count(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shared_429_waits_but_is_not_invalid() {
+        let rl = RateLimiter::new(50);
+        let p = rl.acquire(key("1")).await;
+        p.complete(Some(&ResponseInfo {
+            status: 429,
+            scope: Some(Scope::Shared),
+            retry_after: Some(Duration::from_secs(1)),
+            ..ok(5, 4, 1_000)
+        }));
+        let start = Instant::now();
+        let _p = rl.acquire(key("1")).await;
+        assert!(start.elapsed() >= Duration::from_secs(1));
+        assert_eq!(rl.invalid_count(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn answers_from_old_windows_never_overfill_the_new_one() {
+        let rl = RateLimiter::new(50);
+        let p = rl.acquire(key("1")).await;
+        p.complete(Some(&ok(2, 1, 1_000)));
+        let a = rl.acquire(key("1")).await; // remaining 0 now
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        let b = rl.acquire(key("1")).await; // new window: 2 - 1 in flight = 1, b takes it
+        // a's late answer: it was counted in the old window, which resets now.
+        a.complete(Some(&ok(2, 0, 0)));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let c = rl.acquire(key("1")).await; // b and c: 2 in the new window
+        let rl2 = rl.clone();
+        let d = tokio::spawn(async move { rl2.acquire(key("1")).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!d.is_finished(), "a third request went into a window of 2");
+        b.complete(Some(&ok(2, 1, 1_000)));
+        c.complete(Some(&ok(2, 0, 990)));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!d.is_finished(), "the window is full until it resets");
+        d.await.expect("task").complete(None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_that_opened_the_next_window_is_believed() {
+        let rl = RateLimiter::new(50);
+        rl.acquire(key("1")).await.complete(Some(&ok(2, 1, 1_000)));
+        let x = rl.acquire(key("1")).await; // last slot of this window
+        // x waited (e.g. for the global limit) and reached Discord after the reset.
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        x.complete(Some(&ok(2, 1, 1_000)));
+        let start = Instant::now();
+        let _y = rl.acquire(key("1")).await;
+        assert!(
+            start.elapsed() < Duration::from_millis(10),
+            "the new window's free slot was wasted"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn global_tokens_are_first_come_first_served() {
+        let rl = RateLimiter::new(1);
+        let first = rl.acquire(BucketKey::new("GET /x", "")).await;
+        first.complete(Some(&ResponseInfo {
+            status: 200,
+            ..ResponseInfo::default()
+        }));
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for i in 0..5u32 {
+            let (rl, order) = (rl.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                let p = rl.acquire(BucketKey::new("GET /x", i.to_string())).await;
+                order.lock().unwrap_or_else(PoisonError::into_inner).push(i);
+                p.complete(Some(&ResponseInfo {
+                    status: 200,
+                    ..ResponseInfo::default()
+                }));
+            }));
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        for t in tasks {
+            t.await.expect("task");
+        }
+        assert_eq!(
+            *order.lock().unwrap_or_else(PoisonError::into_inner),
+            vec![0, 1, 2, 3, 4]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn high_priority_goes_first_but_never_starves_normal() {
+        let rl = RateLimiter::new(1);
+        let first = rl.acquire(BucketKey::new("GET /x", "")).await;
+        first.complete(Some(&ResponseInfo {
+            status: 200,
+            ..ResponseInfo::default()
+        }));
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for (i, p) in [
+            Priority::Normal,
+            Priority::Normal,
+            Priority::High,
+            Priority::High,
+            Priority::High,
+            Priority::High,
+            Priority::High,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let (rl, order) = (rl.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                let permit = rl
+                    .acquire_with(BucketKey::new("GET /x", i.to_string()), p)
+                    .await;
+                order.lock().unwrap_or_else(PoisonError::into_inner).push(i);
+                permit.complete(Some(&ResponseInfo {
+                    status: 200,
+                    ..ResponseInfo::default()
+                }));
+            }));
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        for t in tasks {
+            t.await.expect("task");
+        }
+        // Three edits, one create, the other two edits, the last create.
+        assert_eq!(
+            *order.lock().unwrap_or_else(PoisonError::into_inner),
+            vec![2, 3, 4, 0, 5, 6, 1]
+        );
+    }
+}

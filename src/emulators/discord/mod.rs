@@ -1,0 +1,1117 @@
+//! A Discord REST emulator (API v10) for tests, benchmarks and `demo`.
+//!
+//! It follows Discord's documented rules (see `discord-api.md` in the shared
+//! reference), not our client's convenience:
+//! - `Authorization: Bot <token>` or 401 (code 0, "401: Unauthorized").
+//! - A global limit (50 per second by default) answered with a global 429
+//!   (`X-RateLimit-Global`, `X-RateLimit-Scope: global`, no bucket headers).
+//! - Per-channel limits, separate counters for message create and message
+//!   edit (5 per 5 s each by default) that share one bucket hash, as observed
+//!   on Discord (discord-api-docs#8073). Windows are fixed and start at the
+//!   first request after the previous one ended. Every limited response
+//!   carries `X-RateLimit-Limit/Remaining/Reset/Reset-After/Bucket`; a 429
+//!   adds `X-RateLimit-Scope`, an integer `Retry-After` (rounded up) and a body
+//!   with a float `retry_after`, `global` and `code`.
+//! - Invalid requests (401, 403, non-shared 429) are counted in a rolling
+//!   10-minute window; at the threshold the emulator answers like Cloudflare's
+//!   temporary ban.
+//! - Body validation ([`validate`]) → 400/50035 with field errors; empty
+//!   message → 400/50006; unknown channel → 404/10003; unknown message →
+//!   404/10008; forbidden channel → 403/50013 (50001 on reads).
+//! - `nonce` + `enforce_nonce`: a repeated nonce within the window returns the
+//!   existing message instead of creating another.
+//! - Fault injection ([`Faults`], [`DiscordEmulator::force_429`]).
+//!
+//! Start it with [`DiscordEmulator::start`] (binds `127.0.0.1:0`), add
+//! channels, point a client at [`DiscordEmulator::api_url`], then inspect
+//! [`DiscordEmulator::messages`] and [`DiscordEmulator::stats`].
+
+// Checks return the early answer as `Err(Response)`; its size does not matter in a test server.
+#![allow(clippy::result_large_err)]
+
+mod validate;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Discord's epoch (2015-01-01) in Unix milliseconds.
+pub const DISCORD_EPOCH_MS: u64 = 1_420_070_400_000;
+
+/// The bucket hash the emulator gives message create and edit (one hash, two counters).
+pub const MESSAGE_BUCKET: &str = "80c17d2f203122d936070c88c8d10f33";
+
+/// Limits and identity of an emulator.
+#[derive(Debug, Clone)]
+pub struct EmulatorConfig {
+    /// The bot token clients must send as `Bot <token>`.
+    pub token: String,
+    /// The bot's user name (`GET /users/@me`).
+    pub bot_name: String,
+    /// Message creates per channel per window.
+    pub create_limit: u32,
+    /// Create window.
+    pub create_window: Duration,
+    /// Message edits per channel per window.
+    pub edit_limit: u32,
+    /// Edit window.
+    pub edit_window: Duration,
+    /// Requests per global window.
+    pub global_limit: u32,
+    /// Global window (1 s on Discord).
+    pub global_window: Duration,
+    /// How long a nonce de-duplicates (Discord: "the past few minutes").
+    pub nonce_window: Duration,
+    /// Invalid requests per 10 minutes that trigger the temporary ban.
+    pub ban_threshold: u32,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        Self {
+            token: "emulator-bot-token".to_owned(),
+            bot_name: "teleport-bot".to_owned(),
+            create_limit: 5,
+            create_window: Duration::from_secs(5),
+            edit_limit: 5,
+            edit_window: Duration::from_secs(5),
+            global_limit: 50,
+            global_window: Duration::from_secs(1),
+            nonce_window: Duration::from_secs(300),
+            ban_threshold: 10_000,
+        }
+    }
+}
+
+/// Injected faults; all off by default.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// Fraction of message requests answered 500 before processing.
+    pub server_error_rate: f64,
+    /// Delay added after processing, before answering.
+    pub latency: Duration,
+    /// Fraction of message requests whose connection is dropped mid-response
+    /// *after* processing (the message exists, the client sees an error).
+    pub drop_rate: f64,
+    /// The next this many message requests get a 500 (deterministic).
+    pub fail_next: u32,
+    /// The next this many message requests are processed, then their connection dropped.
+    pub drop_next: u32,
+    /// The next this many message requests are processed, then answered after `slow_latency`.
+    pub slow_next: u32,
+    /// Delay for `slow_next`.
+    pub slow_latency: Duration,
+}
+
+/// The scope of a forced 429.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Every request of the bot.
+    Global,
+    /// One bucket of the bot.
+    User,
+    /// A shared resource; does not count as invalid.
+    Shared,
+}
+
+impl Scope {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Global => "global",
+            Self::User => "user",
+            Self::Shared => "shared",
+        }
+    }
+}
+
+/// Counters a test can read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// Requests received (all routes).
+    pub requests: u64,
+    /// 429s served with global scope.
+    pub rate_limited_global: u64,
+    /// 429s served with user scope.
+    pub rate_limited_user: u64,
+    /// 429s served with shared scope.
+    pub rate_limited_shared: u64,
+    /// 401/403/non-shared 429 in the rolling 10-minute window.
+    pub invalid_requests_window: u64,
+    /// Answers given in "temporarily blocked" mode.
+    pub banned_answers: u64,
+    /// 401s served.
+    pub unauthorized: u64,
+    /// Messages created.
+    pub messages_created: u64,
+    /// Edits applied.
+    pub edits: u64,
+    /// Creates answered with an existing message because of `enforce_nonce`.
+    pub nonce_deduplicated: u64,
+    /// Messages created whose nonce an earlier message in the channel already had.
+    pub duplicates: u64,
+    /// 500s injected.
+    pub server_errors: u64,
+    /// Connections dropped after processing.
+    pub dropped: u64,
+    /// The `User-Agent` of the last request.
+    pub last_user_agent: Option<String>,
+}
+
+impl Stats {
+    /// All 429s served.
+    pub fn rate_limited(&self) -> u64 {
+        self.rate_limited_global + self.rate_limited_user + self.rate_limited_shared
+    }
+}
+
+/// A message as the emulator stores it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredMessage {
+    /// Snowflake.
+    pub id: String,
+    /// Channel snowflake.
+    pub channel_id: String,
+    /// Current content.
+    pub content: String,
+    /// Current embeds.
+    pub embeds: Value,
+    /// Current components.
+    pub components: Value,
+    /// Nonce it was created with.
+    pub nonce: Option<String>,
+    /// Every body applied, the create first, then each edit.
+    pub history: Vec<Value>,
+    /// Who would have been pinged ("user:<id>", "role:<id>", "everyone").
+    pub would_mention: Vec<String>,
+}
+
+impl StoredMessage {
+    fn to_json(&self, bot: &Value) -> Value {
+        json!({
+            "id": self.id,
+            "channel_id": self.channel_id,
+            "type": 0,
+            "content": self.content,
+            "embeds": self.embeds,
+            "components": self.components,
+            "author": bot,
+            "nonce": self.nonce,
+            "edited_timestamp": if self.history.len() > 1 { Value::String("edited".to_owned()) } else { Value::Null },
+            "mentions": [],
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum RouteKind {
+    Create,
+    Edit,
+}
+
+#[derive(Debug, Default)]
+struct Window {
+    start: Option<Instant>,
+    count: u32,
+}
+
+impl Window {
+    /// Counts a request; `Ok((remaining, reset_after))` or `Err(retry_after)`.
+    fn hit(
+        &mut self,
+        now: Instant,
+        limit: u32,
+        len: Duration,
+    ) -> Result<(u32, Duration), Duration> {
+        let start = match self.start {
+            Some(s) if now < s + len => s,
+            _ => {
+                self.start = Some(now);
+                self.count = 0;
+                now
+            }
+        };
+        let reset_after = (start + len).saturating_duration_since(now);
+        if self.count >= limit {
+            return Err(reset_after);
+        }
+        self.count += 1;
+        Ok((limit - self.count, reset_after))
+    }
+}
+
+#[derive(Debug)]
+struct Channel {
+    id: String,
+    kind: u8,
+    name: String,
+    forbidden: bool,
+    messages: Vec<StoredMessage>,
+    nonces: HashMap<String, (usize, Instant)>,
+    seen_nonces: HashSet<String>,
+}
+
+#[derive(Debug)]
+struct Blocked {
+    scope: Scope,
+    until: Instant,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: EmulatorConfig,
+    faults: Faults,
+    stats: Stats,
+    channels: HashMap<String, Channel>,
+    dms: HashMap<String, String>,
+    global: Window,
+    routes: HashMap<(String, RouteKind), Window>,
+    invalid: VecDeque<Instant>,
+    global_blocked: Option<Blocked>,
+    route_blocked: HashMap<(String, RouteKind), Blocked>,
+    armed_429: Vec<(Option<String>, Scope, Duration)>,
+    last_snowflake: u64,
+    bot_id: String,
+}
+
+impl Inner {
+    fn snowflake(&mut self) -> String {
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let candidate = ms.saturating_sub(DISCORD_EPOCH_MS) << 22;
+        self.last_snowflake = candidate.max(self.last_snowflake + 1);
+        self.last_snowflake.to_string()
+    }
+
+    fn invalid(&mut self, now: Instant) {
+        self.invalid.push_back(now);
+    }
+
+    fn prune_invalid(&mut self, now: Instant) {
+        while self
+            .invalid
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(600))
+        {
+            self.invalid.pop_front();
+        }
+        self.stats.invalid_requests_window = self.invalid.len() as u64;
+    }
+
+    fn bot_json(&self) -> Value {
+        json!({"id": self.bot_id, "username": self.config.bot_name, "discriminator": "0", "global_name": null, "avatar": null, "bot": true})
+    }
+}
+
+#[derive(Debug)]
+struct Shared {
+    inner: Mutex<Inner>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A running emulator. Dropping it stops the server.
+#[derive(Debug)]
+pub struct DiscordEmulator {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+}
+
+impl Drop for DiscordEmulator {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+impl DiscordEmulator {
+    /// Binds `127.0.0.1:0` and serves until dropped.
+    pub async fn start(config: EmulatorConfig) -> std::io::Result<Self> {
+        Self::start_on(
+            "127.0.0.1:0".parse().map_err(std::io::Error::other)?,
+            config,
+        )
+        .await
+    }
+
+    /// Binds `addr` and serves until dropped.
+    pub async fn start_on(addr: SocketAddr, config: EmulatorConfig) -> std::io::Result<Self> {
+        let mut inner = Inner {
+            config,
+            faults: Faults::default(),
+            stats: Stats::default(),
+            channels: HashMap::new(),
+            dms: HashMap::new(),
+            global: Window::default(),
+            routes: HashMap::new(),
+            invalid: VecDeque::new(),
+            global_blocked: None,
+            route_blocked: HashMap::new(),
+            armed_429: Vec::new(),
+            last_snowflake: 0,
+            bot_id: String::new(),
+        };
+        inner.bot_id = inner.snowflake();
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(inner),
+        });
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let cancel = CancellationToken::new();
+        let app = router(shared.clone());
+        let stop = cancel.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await;
+        });
+        Ok(Self {
+            addr,
+            shared,
+            cancel,
+        })
+    }
+
+    /// The API base URL, e.g. `http://127.0.0.1:PORT/api/v10`.
+    pub fn api_url(&self) -> String {
+        format!("http://{}/api/v10", self.addr)
+    }
+
+    /// The socket address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The token clients must send.
+    pub fn token(&self) -> String {
+        self.shared.lock().config.token.clone()
+    }
+
+    /// The bot's user ID.
+    pub fn bot_id(&self) -> String {
+        self.shared.lock().bot_id.clone()
+    }
+
+    /// Adds a guild text channel and returns its ID.
+    pub fn add_channel(&self, name: &str) -> String {
+        let mut inner = self.shared.lock();
+        let id = inner.snowflake();
+        inner.channels.insert(id.clone(), new_channel(&id, 0, name));
+        id
+    }
+
+    /// Makes the bot lack permission to post in (and read) a channel.
+    pub fn forbid_channel(&self, id: &str) {
+        if let Some(c) = self.shared.lock().channels.get_mut(id) {
+            c.forbidden = true;
+        }
+    }
+
+    /// Deletes a channel (later requests get 404/10003).
+    pub fn remove_channel(&self, id: &str) {
+        self.shared.lock().channels.remove(id);
+    }
+
+    /// Replaces the injected faults.
+    pub fn set_faults(&self, faults: Faults) {
+        self.shared.lock().faults = faults;
+    }
+
+    /// The next message request (to `channel`, or to any channel when `None`)
+    /// starts a rate limit of `scope` lasting `retry_after`: it and every
+    /// request in that scope until then get a 429.
+    pub fn force_429(&self, channel: Option<&str>, scope: Scope, retry_after: Duration) {
+        self.shared
+            .lock()
+            .armed_429
+            .push((channel.map(str::to_owned), scope, retry_after));
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Stats {
+        let mut inner = self.shared.lock();
+        inner.prune_invalid(Instant::now());
+        inner.stats.clone()
+    }
+
+    /// The messages of a channel, oldest first.
+    pub fn messages(&self, channel: &str) -> Vec<StoredMessage> {
+        self.shared
+            .lock()
+            .channels
+            .get(channel)
+            .map(|c| c.messages.clone())
+            .unwrap_or_default()
+    }
+
+    /// Message counts per channel.
+    pub fn messages_per_channel(&self) -> HashMap<String, usize> {
+        self.shared
+            .lock()
+            .channels
+            .iter()
+            .map(|(id, c)| (id.clone(), c.messages.len()))
+            .collect()
+    }
+}
+
+fn new_channel(id: &str, kind: u8, name: &str) -> Channel {
+    Channel {
+        id: id.to_owned(),
+        kind,
+        name: name.to_owned(),
+        forbidden: false,
+        messages: Vec::new(),
+        nonces: HashMap::new(),
+        seen_nonces: HashSet::new(),
+    }
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/api/v10/users/@me", get(get_me))
+        .route("/api/v10/users/@me/channels", post(create_dm))
+        .route("/api/v10/channels/{channel}", get(get_channel))
+        .route("/api/v10/channels/{channel}/messages", post(create_message))
+        .route(
+            "/api/v10/channels/{channel}/messages/{message}",
+            patch(edit_message).get(get_message),
+        )
+        .with_state(shared)
+}
+
+fn error(status: StatusCode, code: u32, message: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        json!({"code": code, "message": message}).to_string(),
+    )
+        .into_response()
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn secs(d: Duration) -> f64 {
+    // Rounded up to the millisecond so a client never reads a reset earlier than the real one.
+    (d.as_micros().div_ceil(1000) as f64) / 1000.0
+}
+
+fn epoch_secs_after(d: Duration) -> f64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    secs(now + d)
+}
+
+fn too_many(scope: Scope, retry_after: Duration, bucket: Option<(u32, u32, Duration)>) -> Response {
+    let global = scope == Scope::Global;
+    let message = match scope {
+        Scope::Shared => "The resource is being rate limited.",
+        _ => "You are being rate limited.",
+    };
+    let body =
+        json!({"message": message, "retry_after": secs(retry_after), "global": global, "code": 0});
+    let mut resp = json_response(StatusCode::TOO_MANY_REQUESTS, &body);
+    let h = resp.headers_mut();
+    let retry_header = retry_after.as_millis().div_ceil(1000).max(1);
+    insert(h, "retry-after", retry_header.to_string());
+    insert(h, "x-ratelimit-scope", scope.as_str().to_owned());
+    if global {
+        insert(h, "x-ratelimit-global", "true".to_owned());
+    }
+    if let Some((limit, remaining, reset_after)) = bucket {
+        bucket_headers(h, limit, remaining, reset_after);
+    }
+    resp
+}
+
+fn insert(h: &mut HeaderMap, name: &'static str, value: String) {
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        h.insert(name, v);
+    }
+}
+
+fn bucket_headers(h: &mut HeaderMap, limit: u32, remaining: u32, reset_after: Duration) {
+    insert(h, "x-ratelimit-limit", limit.to_string());
+    insert(h, "x-ratelimit-remaining", remaining.to_string());
+    insert(
+        h,
+        "x-ratelimit-reset",
+        format!("{:.3}", epoch_secs_after(reset_after)),
+    );
+    insert(
+        h,
+        "x-ratelimit-reset-after",
+        format!("{:.3}", secs(reset_after)),
+    );
+    insert(h, "x-ratelimit-bucket", MESSAGE_BUCKET.to_owned());
+}
+
+/// Auth, ban and global limit, common to every route. `Err` is the answer.
+fn admit(inner: &mut Inner, headers: &HeaderMap, now: Instant) -> Result<(), Response> {
+    inner.stats.requests += 1;
+    inner.stats.last_user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    inner.prune_invalid(now);
+    if inner.invalid.len() as u64 >= u64::from(inner.config.ban_threshold) {
+        inner.stats.banned_answers += 1;
+        return Err((
+            StatusCode::TOO_MANY_REQUESTS,
+            "You are being blocked from accessing our API temporarily due to exceeding our rate limits frequently. \
+             Please read our docs at https://discord.com/developers/docs/topics/rate-limits to prevent this moving forward.",
+        )
+            .into_response());
+    }
+    let expected = format!("Bot {}", inner.config.token);
+    let ok = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        == Some(expected.as_str());
+    if !ok {
+        inner.stats.unauthorized += 1;
+        inner.invalid(now);
+        return Err(error(StatusCode::UNAUTHORIZED, 0, "401: Unauthorized"));
+    }
+    if let Some(b) = &inner.global_blocked
+        && b.until > now
+    {
+        let retry = b.until - now;
+        inner.stats.rate_limited_global += 1;
+        inner.invalid(now);
+        return Err(too_many(Scope::Global, retry, None));
+    }
+    let (limit, len) = (inner.config.global_limit, inner.config.global_window);
+    if let Err(retry) = inner.global.hit(now, limit, len) {
+        inner.stats.rate_limited_global += 1;
+        inner.invalid(now);
+        return Err(too_many(Scope::Global, retry, None));
+    }
+    Ok(())
+}
+
+/// Channel checks and the per-channel route limit. `Ok` carries the bucket
+/// state for the response headers.
+fn admit_message(
+    inner: &mut Inner,
+    channel: &str,
+    kind: RouteKind,
+    now: Instant,
+) -> Result<(u32, u32, Duration), Response> {
+    let Some(ch) = inner.channels.get(channel) else {
+        return Err(error(StatusCode::NOT_FOUND, 10003, "Unknown Channel"));
+    };
+    if ch.forbidden {
+        inner.invalid(now);
+        return Err(error(StatusCode::FORBIDDEN, 50013, "Missing Permissions"));
+    }
+    let key = (channel.to_owned(), kind);
+    let (limit, len) = match kind {
+        RouteKind::Create => (inner.config.create_limit, inner.config.create_window),
+        RouteKind::Edit => (inner.config.edit_limit, inner.config.edit_window),
+    };
+    // Forced 429s: arm a block, then honour any active one.
+    if let Some(pos) = inner
+        .armed_429
+        .iter()
+        .position(|(c, _, _)| c.as_deref().is_none_or(|c| c == channel))
+    {
+        let (_, scope, retry) = inner.armed_429.remove(pos);
+        let blocked = Blocked {
+            scope,
+            until: now + retry,
+        };
+        if scope == Scope::Global {
+            inner.global_blocked = Some(blocked);
+            inner.stats.rate_limited_global += 1;
+            inner.invalid(now);
+            return Err(too_many(Scope::Global, retry, None));
+        }
+        inner.route_blocked.insert(key.clone(), blocked);
+    }
+    if let Some(b) = inner.route_blocked.get(&key)
+        && b.until > now
+    {
+        let (scope, retry) = (b.scope, b.until - now);
+        let window = inner.routes.entry(key).or_default();
+        let remaining = if scope == Scope::Shared {
+            limit.saturating_sub(window.count)
+        } else {
+            0
+        };
+        if scope == Scope::Shared {
+            inner.stats.rate_limited_shared += 1;
+        } else {
+            inner.stats.rate_limited_user += 1;
+            inner.invalid(now);
+        }
+        return Err(too_many(scope, retry, Some((limit, remaining, retry))));
+    }
+    match inner.routes.entry(key).or_default().hit(now, limit, len) {
+        Ok((remaining, reset_after)) => Ok((limit, remaining, reset_after)),
+        Err(retry) => {
+            inner.stats.rate_limited_user += 1;
+            inner.invalid(now);
+            Err(too_many(Scope::User, retry, Some((limit, 0, retry))))
+        }
+    }
+}
+
+async fn get_me(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let mut inner = s.lock();
+    if let Err(r) = admit(&mut inner, &headers, Instant::now()) {
+        return r;
+    }
+    json_response(StatusCode::OK, &inner.bot_json())
+}
+
+async fn create_dm(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    let mut inner = s.lock();
+    if let Err(r) = admit(&mut inner, &headers, Instant::now()) {
+        return r;
+    }
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            50109,
+            "The request body contains invalid JSON.",
+        );
+    };
+    let Some(recipient) = body
+        .get("recipient_id")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+    else {
+        let errs = json!({"recipient_id": {"_errors": [{"code": "BASE_TYPE_REQUIRED", "message": "This field is required"}]}});
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            &json!({"code": 50035, "message": "Invalid Form Body", "errors": errs}),
+        );
+    };
+    let id = match inner.dms.get(&recipient) {
+        Some(id) => id.clone(),
+        None => {
+            let id = inner.snowflake();
+            inner.channels.insert(id.clone(), new_channel(&id, 1, ""));
+            inner.dms.insert(recipient.clone(), id.clone());
+            id
+        }
+    };
+    json_response(
+        StatusCode::OK,
+        &json!({"id": id, "type": 1, "recipients": [{"id": recipient, "username": "user"}]}),
+    )
+}
+
+async fn get_channel(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(channel): Path<String>,
+) -> Response {
+    let now = Instant::now();
+    let mut inner = s.lock();
+    if let Err(r) = admit(&mut inner, &headers, now) {
+        return r;
+    }
+    let Some(c) = inner.channels.get(&channel) else {
+        return error(StatusCode::NOT_FOUND, 10003, "Unknown Channel");
+    };
+    if c.forbidden {
+        inner.invalid(now);
+        return error(StatusCode::FORBIDDEN, 50001, "Missing Access");
+    }
+    json_response(
+        StatusCode::OK,
+        &json!({"id": c.id, "type": c.kind, "name": c.name}),
+    )
+}
+
+async fn get_message(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path((channel, message)): Path<(String, String)>,
+) -> Response {
+    let mut inner = s.lock();
+    if let Err(r) = admit(&mut inner, &headers, Instant::now()) {
+        return r;
+    }
+    let bot = inner.bot_json();
+    let Some(c) = inner.channels.get(&channel) else {
+        return error(StatusCode::NOT_FOUND, 10003, "Unknown Channel");
+    };
+    match c.messages.iter().find(|m| m.id == message) {
+        Some(m) => json_response(StatusCode::OK, &m.to_json(&bot)),
+        None => error(StatusCode::NOT_FOUND, 10008, "Unknown Message"),
+    }
+}
+
+enum Post {
+    Now(Response),
+    Later {
+        response: Response,
+        latency: Duration,
+        drop: bool,
+    },
+}
+
+async fn finish(p: Post) -> Response {
+    match p {
+        Post::Now(r) => r,
+        Post::Later {
+            response,
+            latency,
+            drop,
+        } => {
+            if !latency.is_zero() {
+                tokio::time::sleep(latency).await;
+            }
+            if drop {
+                let (parts, _) = response.into_parts();
+                let failing = futures_util::stream::once(async {
+                    Err::<Bytes, _>(std::io::Error::other(
+                        "connection dropped by fault injection",
+                    ))
+                });
+                return Response::from_parts(parts, Body::from_stream(failing));
+            }
+            response
+        }
+    }
+}
+
+fn parse_body(body: &Bytes, kind: validate::Kind) -> Result<Value, Response> {
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            50109,
+            "The request body contains invalid JSON.",
+        ));
+    };
+    let errs = validate::validate(&v, kind);
+    if !errs.is_empty() {
+        return Err(json_response(
+            StatusCode::BAD_REQUEST,
+            &json!({"code": 50035, "message": "Invalid Form Body", "errors": errs.to_json()}),
+        ));
+    }
+    Ok(v)
+}
+
+/// 5xx / latency / drop decisions for one message request.
+fn faults(inner: &mut Inner) -> (bool, Duration, bool) {
+    let f = &mut inner.faults;
+    let take = |n: &mut u32| {
+        let hit = *n > 0;
+        *n = n.saturating_sub(1);
+        hit
+    };
+    let fail = take(&mut f.fail_next)
+        || (f.server_error_rate > 0.0 && crate::backoff::random_jitter() < f.server_error_rate);
+    if fail {
+        return (true, Duration::ZERO, false);
+    }
+    let drop = take(&mut f.drop_next)
+        || (f.drop_rate > 0.0 && crate::backoff::random_jitter() < f.drop_rate);
+    let latency = if take(&mut f.slow_next) {
+        f.latency + f.slow_latency
+    } else {
+        f.latency
+    };
+    (false, latency, drop)
+}
+
+fn with_bucket(mut r: Response, bucket: (u32, u32, Duration)) -> Response {
+    bucket_headers(r.headers_mut(), bucket.0, bucket.1, bucket.2);
+    r
+}
+
+async fn create_message(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(channel): Path<String>,
+    body: Bytes,
+) -> Response {
+    let post = create_message_sync(&s, &headers, &channel, &body);
+    finish(post).await
+}
+
+fn create_message_sync(s: &Shared, headers: &HeaderMap, channel: &str, body: &Bytes) -> Post {
+    let now = Instant::now();
+    let mut inner = s.lock();
+    if let Err(r) = admit(&mut inner, headers, now) {
+        return Post::Now(r);
+    }
+    let bucket = match admit_message(&mut inner, channel, RouteKind::Create, now) {
+        Ok(b) => b,
+        Err(r) => return Post::Now(r),
+    };
+    let (fail, latency, drop) = faults(&mut inner);
+    if fail {
+        inner.stats.server_errors += 1;
+        return Post::Now(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            0,
+            "500: Internal Server Error",
+        ));
+    }
+    let body = match parse_body(body, validate::Kind::Create) {
+        Ok(b) => b,
+        Err(r) => return Post::Now(with_bucket(r, bucket)),
+    };
+    if validate::is_empty_message(&body) {
+        return Post::Now(with_bucket(
+            error(
+                StatusCode::BAD_REQUEST,
+                50006,
+                "Cannot send an empty message",
+            ),
+            bucket,
+        ));
+    }
+    let nonce = match body.get("nonce") {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    };
+    let enforce = body
+        .get("enforce_nonce")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let nonce_window = inner.config.nonce_window;
+    let bot = inner.bot_json();
+    let id = inner.snowflake();
+    let Some(ch) = inner.channels.get_mut(channel) else {
+        return Post::Now(error(StatusCode::NOT_FOUND, 10003, "Unknown Channel"));
+    };
+    if enforce
+        && let Some(n) = &nonce
+        && let Some((idx, at)) = ch.nonces.get(n)
+        && now.duration_since(*at) < nonce_window
+        && let Some(existing) = ch.messages.get(*idx)
+    {
+        let resp = existing.to_json(&bot);
+        inner.stats.nonce_deduplicated += 1;
+        return Post::Later {
+            response: with_bucket(json_response(StatusCode::OK, &resp), bucket),
+            latency,
+            drop,
+        };
+    }
+    let mut duplicate = false;
+    if let Some(n) = &nonce {
+        duplicate = !ch.seen_nonces.insert(n.clone());
+        ch.nonces.insert(n.clone(), (ch.messages.len(), now));
+    }
+    let msg = StoredMessage {
+        id,
+        channel_id: channel.to_owned(),
+        content: body
+            .get("content")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        embeds: body.get("embeds").cloned().unwrap_or_else(|| json!([])),
+        components: body.get("components").cloned().unwrap_or_else(|| json!([])),
+        nonce,
+        would_mention: mentions(&body),
+        history: vec![body],
+    };
+    let resp = msg.to_json(&bot);
+    ch.messages.push(msg);
+    inner.stats.messages_created += 1;
+    if duplicate {
+        inner.stats.duplicates += 1;
+    }
+    if drop {
+        inner.stats.dropped += 1;
+    }
+    Post::Later {
+        response: with_bucket(json_response(StatusCode::OK, &resp), bucket),
+        latency,
+        drop,
+    }
+}
+
+async fn edit_message(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path((channel, message)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let post = edit_message_sync(&s, &headers, &channel, &message, &body);
+    finish(post).await
+}
+
+fn edit_message_sync(
+    s: &Shared,
+    headers: &HeaderMap,
+    channel: &str,
+    message: &str,
+    body: &Bytes,
+) -> Post {
+    let now = Instant::now();
+    let mut inner = s.lock();
+    if let Err(r) = admit(&mut inner, headers, now) {
+        return Post::Now(r);
+    }
+    let bucket = match admit_message(&mut inner, channel, RouteKind::Edit, now) {
+        Ok(b) => b,
+        Err(r) => return Post::Now(r),
+    };
+    let (fail, latency, drop) = faults(&mut inner);
+    if fail {
+        inner.stats.server_errors += 1;
+        return Post::Now(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            0,
+            "500: Internal Server Error",
+        ));
+    }
+    let body = match parse_body(body, validate::Kind::Edit) {
+        Ok(b) => b,
+        Err(r) => return Post::Now(with_bucket(r, bucket)),
+    };
+    let bot = inner.bot_json();
+    let Some(msg) = inner
+        .channels
+        .get_mut(channel)
+        .and_then(|c| c.messages.iter_mut().find(|m| m.id == message))
+    else {
+        return Post::Now(with_bucket(
+            error(StatusCode::NOT_FOUND, 10008, "Unknown Message"),
+            bucket,
+        ));
+    };
+    if let Some(c) = body.get("content") {
+        msg.content = c.as_str().unwrap_or_default().to_owned();
+    }
+    if let Some(e) = body.get("embeds") {
+        msg.embeds = if e.is_null() { json!([]) } else { e.clone() };
+    }
+    if let Some(c) = body.get("components") {
+        msg.components = if c.is_null() { json!([]) } else { c.clone() };
+    }
+    msg.would_mention = mentions(
+        &json!({"content": msg.content, "allowed_mentions": body.get("allowed_mentions")}),
+    );
+    msg.history.push(body);
+    let resp = msg.to_json(&bot);
+    inner.stats.edits += 1;
+    if drop {
+        inner.stats.dropped += 1;
+    }
+    Post::Later {
+        response: with_bucket(json_response(StatusCode::OK, &resp), bucket),
+        latency,
+        drop,
+    }
+}
+
+/// Who a message would ping: mentions in `content` filtered by `allowed_mentions`
+/// (absent: users, roles and everyone are parsed, as for regular messages).
+fn mentions(body: &Value) -> Vec<String> {
+    let content = body
+        .get("content")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let am = body.get("allowed_mentions").filter(|v| !v.is_null());
+    let parse: Vec<&str> = match am {
+        None => vec!["users", "roles", "everyone"],
+        Some(am) => am
+            .get("parse")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default(),
+    };
+    let listed = |field: &str, id: &str| {
+        am.and_then(|a| a.get(field))
+            .and_then(Value::as_array)
+            .is_some_and(|ids| ids.iter().any(|v| v.as_str() == Some(id)))
+    };
+    let mut out = Vec::new();
+    let mut rest = content;
+    while let Some(pos) = rest.find("<@") {
+        rest = &rest[pos + 2..];
+        let (kind, tail) = match rest.strip_prefix('&') {
+            Some(t) => ("roles", t),
+            None => ("users", rest.strip_prefix('!').unwrap_or(rest)),
+        };
+        let digits: String = tail.chars().take_while(char::is_ascii_digit).collect();
+        if digits.is_empty() || !tail[digits.len()..].starts_with('>') {
+            continue;
+        }
+        if parse.contains(&kind) || listed(kind, &digits) {
+            out.push(format!(
+                "{}:{digits}",
+                if kind == "roles" { "role" } else { "user" }
+            ));
+        }
+    }
+    if (content.contains("@everyone") || content.contains("@here")) && parse.contains(&"everyone") {
+        out.push("everyone".to_owned());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_window_counts_then_resets() {
+        let start = Instant::now();
+        let mut w = Window::default();
+        let len = Duration::from_secs(5);
+        for i in 0..5 {
+            let (remaining, _) = w.hit(start, 5, len).expect("within limit");
+            assert_eq!(remaining, 4 - i);
+        }
+        let retry = w
+            .hit(start + Duration::from_secs(1), 5, len)
+            .expect_err("limited");
+        assert_eq!(retry, Duration::from_secs(4));
+        assert!(w.hit(start + len, 5, len).is_ok());
+    }
+
+    #[test]
+    fn mentions_follow_allowed_mentions() {
+        let m = mentions(&json!({"content": "hi <@123> <@&9> @everyone"}));
+        assert_eq!(m, vec!["user:123", "role:9", "everyone"]);
+        let m = mentions(
+            &json!({"content": "hi <@123> <@&9> @everyone", "allowed_mentions": {"parse": []}}),
+        );
+        assert!(m.is_empty());
+        let m = mentions(&json!({"content": "<@!5> <@6>", "allowed_mentions": {"users": ["6"]}}));
+        assert_eq!(m, vec!["user:6"]);
+    }
+
+    #[test]
+    fn retry_after_is_rounded_up() {
+        assert!((secs(Duration::from_micros(1_234_001)) - 1.235).abs() < 1e-9);
+    }
+}
