@@ -328,7 +328,11 @@ impl DiscordClient {
                     limit: opts.invalid_request_guard,
                 });
             }
-            let priority = if key.route == routes::EDIT_MESSAGE { Priority::High } else { Priority::Normal };
+            let priority = if key.route == routes::EDIT_MESSAGE {
+                Priority::High
+            } else {
+                Priority::Normal
+            };
             let permit = inner.limiter.acquire_with(key.clone(), priority).await;
             let mut req = inner
                 .http

@@ -197,7 +197,11 @@ impl Lane {
         match kind {
             LaneKind::Create => (self.in_flight == 0 && !self.jobs.is_empty()).then_some(0),
             LaneKind::Edit if self.in_flight >= max_edits => None,
-            LaneKind::Edit => self.jobs.iter().position(|j| !self.busy_messages.contains(j.op.message_id().unwrap_or_default())),
+            LaneKind::Edit => self.jobs.iter().position(|j| {
+                !self
+                    .busy_messages
+                    .contains(j.op.message_id().unwrap_or_default())
+            }),
         }
     }
 }
@@ -252,7 +256,10 @@ impl Delivery {
     /// Starts the dispatcher on the current runtime.
     pub fn start(client: DiscordClient, options: QueueOptions) -> Self {
         let shared = Arc::new(Shared {
-            state: Mutex::new(State { max_edits: options.max_edits_per_channel.max(1), ..State::default() }),
+            state: Mutex::new(State {
+                max_edits: options.max_edits_per_channel.max(1),
+                ..State::default()
+            }),
             changed: Notify::new(),
             capacity: Arc::new(Semaphore::new(options.capacity.max(1))),
             in_flight: Arc::new(Semaphore::new(options.max_in_flight.max(1))),

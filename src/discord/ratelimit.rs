@@ -235,7 +235,12 @@ pub const HIGH_STREAK: u32 = 3;
 impl State {
     /// The ticket that gets the next global token.
     fn next_global(&self) -> Option<u64> {
-        let first = |p: Priority| self.global_queue.iter().find(|(_, q)| *q == p).map(|(t, _)| *t);
+        let first = |p: Priority| {
+            self.global_queue
+                .iter()
+                .find(|(_, q)| *q == p)
+                .map(|(t, _)| *t)
+        };
         if self.high_streak >= HIGH_STREAK {
             first(Priority::Normal).or_else(|| first(Priority::High))
         } else {
@@ -330,7 +335,8 @@ impl RateLimiter {
                     Some(at) => Some(at),
                     None if st.next_global() == Some(ticket) => {
                         st.global_queue.retain(|(t, _)| *t != ticket);
-                        let normal_waiting = st.global_queue.iter().any(|(_, p)| *p == Priority::Normal);
+                        let normal_waiting =
+                            st.global_queue.iter().any(|(_, p)| *p == Priority::Normal);
                         st.high_streak = match priority {
                             Priority::High if normal_waiting => st.high_streak + 1,
                             _ => 0,
@@ -673,7 +679,10 @@ mod tests {
         x.complete(Some(&ok(2, 1, 1_000)));
         let start = Instant::now();
         let _y = rl.acquire(key("1")).await;
-        assert!(start.elapsed() < Duration::from_millis(10), "the new window's free slot was wasted");
+        assert!(
+            start.elapsed() < Duration::from_millis(10),
+            "the new window's free slot was wasted"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -711,15 +720,34 @@ mod tests {
     async fn high_priority_goes_first_but_never_starves_normal() {
         let rl = RateLimiter::new(1);
         let first = rl.acquire(BucketKey::new("GET /x", "")).await;
-        first.complete(Some(&ResponseInfo { status: 200, ..ResponseInfo::default() }));
+        first.complete(Some(&ResponseInfo {
+            status: 200,
+            ..ResponseInfo::default()
+        }));
         let order = Arc::new(Mutex::new(Vec::new()));
         let mut tasks = Vec::new();
-        for (i, p) in [Priority::Normal, Priority::Normal, Priority::High, Priority::High, Priority::High, Priority::High, Priority::High].into_iter().enumerate() {
+        for (i, p) in [
+            Priority::Normal,
+            Priority::Normal,
+            Priority::High,
+            Priority::High,
+            Priority::High,
+            Priority::High,
+            Priority::High,
+        ]
+        .into_iter()
+        .enumerate()
+        {
             let (rl, order) = (rl.clone(), order.clone());
             tasks.push(tokio::spawn(async move {
-                let permit = rl.acquire_with(BucketKey::new("GET /x", i.to_string()), p).await;
+                let permit = rl
+                    .acquire_with(BucketKey::new("GET /x", i.to_string()), p)
+                    .await;
                 order.lock().unwrap_or_else(PoisonError::into_inner).push(i);
-                permit.complete(Some(&ResponseInfo { status: 200, ..ResponseInfo::default() }));
+                permit.complete(Some(&ResponseInfo {
+                    status: 200,
+                    ..ResponseInfo::default()
+                }));
             }));
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
@@ -727,6 +755,9 @@ mod tests {
             t.await.expect("task");
         }
         // Three edits, one create, the other two edits, the last create.
-        assert_eq!(*order.lock().unwrap_or_else(PoisonError::into_inner), vec![2, 3, 4, 0, 5, 6, 1]);
+        assert_eq!(
+            *order.lock().unwrap_or_else(PoisonError::into_inner),
+            vec![2, 3, 4, 0, 5, 6, 1]
+        );
     }
 }
