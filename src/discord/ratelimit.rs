@@ -217,8 +217,6 @@ struct State {
     next_ticket: u64,
     /// Consecutive high-priority grants while normal ones waited.
     high_streak: u32,
-    /// Pacing: the theoretical time of the next token (GCRA).
-    pacing_tat: Option<Instant>,
     invalid: VecDeque<Instant>,
 }
 
@@ -230,12 +228,6 @@ pub enum Priority {
     /// First come, first served.
     Normal,
 }
-
-/// Global tokens that may go in a burst before pacing spreads them evenly
-/// (1/limit s apart). Without pacing the sliding window releases a full
-/// second's tokens at once, and a channel whose next request depends on the
-/// previous answer would advance only once per second.
-pub const PACING_BURST: u32 = 10;
 
 /// High-priority grants in a row before a waiting normal request gets one.
 pub const HIGH_STREAK: u32 = 3;
@@ -350,9 +342,6 @@ impl RateLimiter {
                             _ => 0,
                         };
                         st.global_sent.push_back(now);
-                        let interval = self.global_window / self.global_limit;
-                        st.pacing_tat =
-                            Some(st.pacing_tat.map_or(now, |tat| tat.max(now)) + interval);
                         while st.global_sent.len() > self.global_limit as usize {
                             st.global_sent.pop_front();
                         }
@@ -378,20 +367,11 @@ impl RateLimiter {
             }
             st.global_paused_until = None;
         }
-        // Pacing: after a burst of `PACING_BURST`, one token per 1/limit s.
-        let interval = self.global_window / self.global_limit;
-        let tolerance = interval * PACING_BURST.min(self.global_limit).saturating_sub(1);
-        let paced_at = st
-            .pacing_tat
-            .map(|tat| tat.checked_sub(tolerance).unwrap_or(tat));
-        let window_at = if st.global_sent.len() < self.global_limit as usize {
-            None
-        } else {
-            st.global_sent
-                .front()
-                .map(|oldest| *oldest + self.global_window + MARGIN)
-        };
-        let free_at = paced_at.into_iter().chain(window_at).max()?;
+        if st.global_sent.len() < self.global_limit as usize {
+            return None;
+        }
+        let oldest = *st.global_sent.front()?;
+        let free_at = oldest + self.global_window + MARGIN;
         (free_at > now).then_some(free_at)
     }
 

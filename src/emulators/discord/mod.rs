@@ -537,7 +537,7 @@ fn too_many(scope: Scope, retry_after: Duration, bucket: Option<(u32, u32, Durat
         json!({"message": message, "retry_after": secs(retry_after), "global": global, "code": 0});
     let mut resp = json_response(StatusCode::TOO_MANY_REQUESTS, &body);
     let h = resp.headers_mut();
-    let retry_header = retry_after.as_millis().div_ceil(1000).max(1);
+    let retry_header = (secs(retry_after).ceil() as u64).max(1);
     insert(h, "retry-after", retry_header.to_string());
     insert(h, "x-ratelimit-scope", scope.as_str().to_owned());
     if global {
