@@ -44,6 +44,9 @@ pub enum AppError {
     /// The HTTP server failed.
     #[error("HTTP server failed: {0}")]
     Serve(std::io::Error),
+    /// The pipeline could not start, or failed for good.
+    #[error(transparent)]
+    Service(#[from] crate::service::ServiceError),
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -240,16 +243,7 @@ pub async fn run(
     let mut registry = crate::metrics::new_registry();
     let readiness = Readiness::new();
     registry.register_collector(Box::new(readiness.clone()));
-    // Until the Teleport watch and the Discord client are wired in, the
-    // service cannot do its job, and says so.
-    let _teleport = readiness.register(
-        "teleport",
-        "the Teleport watch is not part of this build yet",
-    );
-    let _discord = readiness.register(
-        "discord",
-        "the Discord client is not part of this build yet",
-    );
+    let service_metrics = crate::service::ServiceMetrics::register(&mut registry);
 
     let config: SharedConfig = Arc::new(ArcSwap::from_pointee(loaded.config));
     let reloader = Reloader::new(
@@ -269,8 +263,8 @@ pub async fn run(
     }
 
     let state = AppState {
-        config,
-        readiness,
+        config: config.clone(),
+        readiness: readiness.clone(),
         registry: Arc::new(registry),
         reloader,
         metrics,
@@ -281,9 +275,45 @@ pub async fn run(
     let server = axum::serve(listener, crate::http::router(state))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let server = tokio::spawn(async move { server.await });
-    shutdown.cancelled().await;
-    tracing::info!("Shutting down");
-    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+
+    // The pipeline; its own stop token, so the HTTP server outlives it.
+    let pipeline_stop = CancellationToken::new();
+    let started = tokio::select! {
+        p = crate::service::start(config, &service_metrics, &readiness, pipeline_stop.clone()) => Some(p),
+        () = shutdown.cancelled() => None,
+    };
+    let mut fatal: Option<AppError> = None;
+    let pipeline = match started {
+        Some(Ok(p)) => Some(p),
+        Some(Err(e)) => {
+            fatal = Some(e.into());
+            None
+        }
+        None => None,
+    };
+    if let Some(mut p) = pipeline {
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            r = &mut p.watch => {
+                let e = match r {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(crate::service::ServiceError::Teleport(e)),
+                    Err(join) => Some(crate::service::ServiceError::Teleport(crate::teleport::TeleportError::StreamClosed(format!("watch task failed: {join}")))),
+                };
+                fatal = e.map(AppError::from);
+            }
+        }
+        tracing::info!("Shutting down");
+        pipeline_stop.cancel();
+        p.shutdown().await;
+    }
+    pipeline_stop.cancel();
+    shutdown.cancel();
+    let served = tokio::time::timeout(SHUTDOWN_GRACE, server).await;
+    if let Some(e) = fatal {
+        return Err(e);
+    }
+    match served {
         Ok(Ok(Ok(()))) => {
             tracing::info!("Successfully shut down");
             Ok(())

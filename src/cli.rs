@@ -32,8 +32,22 @@ pub enum Command {
     Version,
     /// Validate a configuration file (listing every problem), then connect to Teleport and Discord and report what works.
     Check(CheckArgs),
+    /// Run the Teleport and Discord emulators and write a config for `start` (for tests and trying things out).
+    #[command(hide = true)]
+    Emulators(EmulatorsArgs),
     /// Probe a running instance's /healthz (for container health checks; exits 0 when healthy).
     Healthcheck(HealthcheckArgs),
+}
+
+/// Flags of `emulators`.
+#[derive(Debug, clap::Args)]
+pub struct EmulatorsArgs {
+    /// Directory for credentials and the config file.
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Appended to the written config (e.g. an [http] section).
+    #[arg(long, default_value = "", value_name = "TOML")]
+    pub extra: String,
 }
 
 /// Flags of `healthcheck`.

@@ -14,6 +14,7 @@
 //! - [`logging`]: tracing setup from `[log]`, with a reloadable level.
 //! - [`healthcheck`]: the `healthcheck` verb (a std-only HTTP probe for container health checks).
 //! - [`http`]: the axum router (`/healthz`, `/readyz`, `/metrics`, `/admin/reload`).
+//! - [`service`]: the pipeline: Teleport watch → reconciler → Discord delivery.
 //! - [`app`]: the long-running service (`start`): listener, signals, reload, shutdown.
 //! - [`check`]: the connectivity part of `teleport-discord check`.
 //! - [`cli`]: command-line definitions shared by `main.rs` and tests.
@@ -39,5 +40,6 @@ pub mod readiness;
 pub mod reconcile;
 pub mod render;
 pub mod secret;
+pub mod service;
 pub mod teleport;
 pub mod version;

@@ -31,6 +31,26 @@ fn main() -> ExitCode {
             println!("{}", version::version_line());
             ExitCode::SUCCESS
         }
+        Command::Emulators(args) => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return exit(EXIT_FAILURE);
+                }
+            };
+            match rt.block_on(teleport_discord::emulators::sandbox::run_until_signal(
+                &args.dir,
+                &args.extra,
+            )) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    exit(EXIT_FAILURE)
+                }
+            }
+        }
         Command::Healthcheck(args) => {
             let timeout = std::time::Duration::from_secs(args.timeout.max(1));
             match teleport_discord::healthcheck::probe(args.addr, &args.path, timeout) {

@@ -522,31 +522,31 @@ impl ConfigDiff {
             }
         };
         let (ot, nt) = (&old.teleport, &new.teleport);
-        check("teleport.addr", ot.addr != nt.addr, false);
+        check("teleport.addr", ot.addr != nt.addr, true);
         check(
             "teleport.credentials",
             ot.credentials != nt.credentials,
-            false,
+            true,
         );
         check(
             "teleport.connect_via",
             ot.connect_via != nt.connect_via,
-            false,
+            true,
         );
         check(
             "discord.token",
             old.discord.token != new.discord.token,
-            false,
+            true,
         );
         check(
             "discord.api_url",
             old.discord.api_url != new.discord.api_url,
-            false,
+            true,
         );
         check(
             "discord.global_rate_limit",
             old.discord.global_rate_limit != new.discord.global_rate_limit,
-            false,
+            true,
         );
         check(
             "role_to_recipients",

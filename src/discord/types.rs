@@ -61,6 +61,16 @@ pub struct Embed {
     /// ISO 8601 timestamp.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<String>,
+    /// Author (upstream puts the reviewer here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub author: Option<EmbedAuthor>,
+}
+
+/// An embed's author.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EmbedAuthor {
+    /// ≤ 256.
+    pub name: String,
 }
 
 /// An embed field.

@@ -2,4 +2,5 @@
 //! Teleport's and Discord's documented behaviour, not our client's convenience.
 
 pub mod discord;
+pub mod sandbox;
 pub mod teleport;

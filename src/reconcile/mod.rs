@@ -25,6 +25,7 @@ pub mod queue;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -164,9 +165,40 @@ pub fn digest(body: &MessageBody) -> String {
         .collect()
 }
 
+/// Counters of what the reconciler did, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Reconciles that finished.
+    pub ok: u64,
+    /// Reconciles that met a concurrent writer and ran again.
+    pub conflicts: u64,
+    /// Reconciles that failed and were requeued with backoff.
+    pub retries: u64,
+    /// Messages created.
+    pub created: u64,
+    /// Messages edited.
+    pub edited: u64,
+    /// Channels given up on.
+    pub dropped: u64,
+    /// Rule conditions that failed to evaluate.
+    pub rule_errors: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    ok: AtomicU64,
+    conflicts: AtomicU64,
+    retries: AtomicU64,
+    created: AtomicU64,
+    edited: AtomicU64,
+    dropped: AtomicU64,
+    rule_errors: AtomicU64,
+}
+
 /// The controller.
 #[derive(Debug)]
 pub struct Reconciler<P, M> {
+    counters: Counters,
     observed: Mutex<HashMap<String, Observed>>,
     rules: Mutex<RuleSet>,
     queue: WorkQueue<String>,
@@ -180,6 +212,7 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
     /// A reconciler over the given plugin data store and messenger.
     pub fn new(store: P, messenger: M, config: SharedConfig, cluster: ClusterInfo) -> Self {
         Self {
+            counters: Counters::default(),
             observed: Mutex::new(HashMap::new()),
             rules: Mutex::new(RuleSet::new()),
             queue: WorkQueue::new(),
@@ -269,6 +302,21 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
         (set.len(), set.invalid())
     }
 
+    /// What the reconciler did so far.
+    pub fn stats(&self) -> Stats {
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Stats {
+            ok: get(&c.ok),
+            conflicts: get(&c.conflicts),
+            retries: get(&c.retries),
+            created: get(&c.created),
+            edited: get(&c.edited),
+            dropped: get(&c.dropped),
+            rule_errors: get(&c.rule_errors),
+        }
+    }
+
     /// Requests currently tracked.
     pub fn tracked(&self) -> usize {
         self.observed().len()
@@ -291,7 +339,23 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
     async fn worker(&self) {
         let mut failures: HashMap<String, u32> = HashMap::new();
         while let Some(id) = self.queue.next().await {
-            match self.reconcile(&id).await {
+            let result = self.reconcile(&id).await;
+            let bump = |a: &AtomicU64, n: u64| a.fetch_add(n, Ordering::Relaxed);
+            match &result {
+                Ok(o) => {
+                    bump(&self.counters.ok, 1);
+                    bump(&self.counters.created, o.created as u64);
+                    bump(&self.counters.edited, o.edited as u64);
+                    bump(&self.counters.dropped, o.dropped as u64);
+                }
+                Err(ReconcileError::Store(StoreError::Conflict)) => {
+                    bump(&self.counters.conflicts, 1);
+                }
+                Err(_) => {
+                    bump(&self.counters.retries, 1);
+                }
+            }
+            match result {
                 Ok(_) => {
                     failures.remove(&id);
                     self.queue.done(&id);
@@ -349,6 +413,9 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
     fn recipients(&self, req: &Request) -> Vec<String> {
         let mut errors = Vec::new();
         let from_rules = self.rule_set().recipients(&req.rule_env(), &mut errors);
+        self.counters
+            .rule_errors
+            .fetch_add(errors.len() as u64, Ordering::Relaxed);
         for (rule, e) in errors {
             tracing::warn!(request_id = %req.id, rule = %rule, error = %e, "access monitoring rule condition failed to evaluate; treated as not matching");
         }

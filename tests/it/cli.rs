@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
+use teleport_discord::emulators::sandbox::Sandbox;
+
 use crate::support::{ADMIN_TOKEN, config_text};
 
 const BIN: &str = env!("CARGO_BIN_EXE_teleport-discord");
@@ -256,28 +258,44 @@ async fn get(url: &str) -> (u16, String) {
     (r.status().as_u16(), r.text().await.expect("body"))
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_and_sigterm_shuts_down() {
     let dir = tempfile::tempdir().expect("tempdir");
+    let sandbox = Sandbox::start(dir.path(), Default::default())
+        .await
+        .expect("emulators");
     let path = dir.path().join("c.toml");
     let http = "[http]\nlisten_addr = \"127.0.0.1:0\"\n";
     std::fs::write(
         &path,
-        config_text(&format!("[log]\nseverity = \"trace\"\n{http}")),
+        sandbox.config(&format!("[log]\nseverity = \"trace\"\n{http}")),
     )
     .expect("write");
+    let token = sandbox.discord.token();
     let mut p = Proc::start(&path, &[("TELEPORT_DISCORD_ADMIN_TOKEN", ADMIN_TOKEN)]);
     p.wait_for("Starting Teleport Access Discord Plugin");
-    let base = format!(
-        "http://{}",
-        listen_addr(&p.wait_for("HTTP server listening on"))
-    );
+    let addr = listen_addr(&p.wait_for("HTTP server listening on"));
+    let base = format!("http://{addr}");
     assert_eq!(get(&format!("{base}/healthz")).await.0, 200);
+    p.wait_for("Plugin is ready");
+    p.wait_for("Watcher connected");
+    // The container health check verb agrees with the server.
+    assert_eq!(
+        run(&["healthcheck", "--addr", &addr]).status.code(),
+        Some(0)
+    );
+    let out = run(&["healthcheck", "--addr", &addr, "--path", "/nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("HTTP 404"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // A valid change, then SIGHUP.
     std::fs::write(
         &path,
-        config_text(&format!("dev = \"2\"\n[log]\nseverity = \"trace\"\n{http}")),
+        sandbox.config(&format!("ops = \"2\"\n[log]\nseverity = \"trace\"\n{http}")),
     )
     .expect("write");
     p.signal("HUP");
@@ -300,11 +318,6 @@ async fn sighup_reloads_and_sigterm_shuts_down() {
         ),
         "{metrics}"
     );
-    assert_eq!(
-        p.count("Plugin is ready"),
-        0,
-        "not ready without Teleport and Discord"
-    );
 
     p.signal("TERM");
     let status = p.wait_exit();
@@ -313,20 +326,20 @@ async fn sighup_reloads_and_sigterm_shuts_down() {
 
     // At trace level no secret reached the log.
     let log = p.log();
-    assert!(
-        !log.contains("test-bot-token-XYZ"),
-        "bot token in log:\n{log}"
-    );
+    assert!(!log.contains(&token), "bot token in log:\n{log}");
     assert!(!log.contains(ADMIN_TOKEN), "admin token in log:\n{log}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_shuts_down_gracefully() {
     let dir = tempfile::tempdir().expect("tempdir");
+    let sandbox = Sandbox::start(dir.path(), Default::default())
+        .await
+        .expect("emulators");
     let path = dir.path().join("c.toml");
     std::fs::write(
         &path,
-        config_text("[http]\nlisten_addr = \"127.0.0.1:0\"\n"),
+        sandbox.config("[http]\nlisten_addr = \"127.0.0.1:0\"\n"),
     )
     .expect("write");
     let mut p = Proc::start(&path, &[]);
@@ -370,7 +383,7 @@ fn a_busy_port_is_a_runtime_failure() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_connects_to_teleport() {
     use teleport_discord::emulators::teleport::{EmulatorOptions, TeleportEmulator};
     let dir = tempfile::tempdir().expect("tempdir");

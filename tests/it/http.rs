@@ -5,42 +5,34 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 use teleport_discord::http::ROUTES;
 
-use crate::support::{ADMIN_TOKEN, TestApp, config_text, promtool_check};
+use crate::support::{ADMIN_TOKEN, TestApp, promtool_check};
 
 fn with_admin(extra: &str) -> String {
-    config_text(&format!(
-        "{extra}\n[http]\nadmin_token = \"{ADMIN_TOKEN}\"\n"
-    ))
+    format!("{extra}\n[http]\nadmin_token = \"{ADMIN_TOKEN}\"\n")
 }
 
 #[tokio::test]
 async fn health_and_readiness() {
-    let app = TestApp::start(&config_text("")).await;
+    let app = TestApp::start("").await;
     let r = app.get("/healthz").await;
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.expect("json");
     assert_eq!(body["status"], "ok");
 
-    // Teleport and Discord are not wired in yet: not ready, and it says why.
-    let r = app.get("/readyz").await;
-    assert_eq!(r.status(), 503);
-    let body: Value = r.json().await.expect("json");
-    assert_eq!(body["status"], "not ready");
+    // Ready once the watch is initialised and Discord accepted the token.
+    app.wait_ready().await;
+    let body: Value = app.get("/readyz").await.json().await.expect("json");
+    assert_eq!(body["status"], "ready");
     for c in ["teleport", "discord"] {
-        assert_eq!(body["components"][c]["ready"], false, "{body}");
-        assert!(
-            body["components"][c]["reason"]
-                .as_str()
-                .is_some_and(|s| !s.is_empty()),
-            "{body}"
-        );
+        assert_eq!(body["components"][c]["ready"], true, "{body}");
     }
     app.stop().await;
 }
 
 #[tokio::test]
 async fn metrics_are_valid_prometheus_text() {
-    let app = TestApp::start(&config_text("")).await;
+    let app = TestApp::start("").await;
+    app.wait_ready().await;
     // Generate some traffic so the HTTP families have samples.
     let _ = app.get("/healthz").await;
     let _ = app.get("/nope").await;
@@ -57,7 +49,9 @@ async fn metrics_are_valid_prometheus_text() {
         "http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 1",
         "http_requests_total{method=\"GET\",route=\"unmatched\",status=\"404\"} 1",
         "http_request_duration_seconds_bucket{",
-        "teleport_discord_ready{component=\"teleport\"} 0",
+        "teleport_discord_ready{component=\"teleport\"}",
+        "teleport_discord_reconcile_queue_depth ",
+        "teleport_watch_connected",
         "teleport_discord_config_last_reload_successful 1",
         "process_resident_memory_bytes ",
     ] {
@@ -102,7 +96,7 @@ async fn metrics_are_valid_prometheus_text() {
 async fn reload_applies_a_valid_config() {
     let app = TestApp::start(&with_admin("")).await;
     app.rewrite_config(&with_admin(
-        "dev = \"2222222222\"\n[log]\nseverity = \"debug\"",
+        "ops = \"2222222222\"\n[log]\nseverity = \"debug\"",
     ));
     let r = app.reload(Some(ADMIN_TOKEN)).await;
     assert_eq!(r.status(), 200);
@@ -137,7 +131,7 @@ async fn reload_applies_a_valid_config() {
 async fn invalid_reload_keeps_the_running_config() {
     let app = TestApp::start(&with_admin("")).await;
     // New file: broken severity, missing "*", and a different admin token.
-    app.rewrite_config(
+    app.rewrite_config_raw(
         "[teleport]\nidentity = \"/x\"\n[discord]\ntoken = \"t\"\n[role_to_recipients]\ndev = \"1\"\n[log]\nseverity = \"loud\"\n[http]\nadmin_token = \"another-admin-token-0123\"\n",
     );
     let r = app.reload(Some(ADMIN_TOKEN)).await;
@@ -185,7 +179,7 @@ async fn invalid_reload_keeps_the_running_config() {
 #[tokio::test]
 async fn syntax_error_reload_is_refused() {
     let app = TestApp::start(&with_admin("")).await;
-    app.rewrite_config("[teleport\n");
+    app.rewrite_config_raw("[teleport\n");
     let r = app.reload(Some(ADMIN_TOKEN)).await;
     assert_eq!(r.status(), 422);
     let body: Value = r.json().await.expect("json");
@@ -226,7 +220,7 @@ async fn reload_requires_the_admin_token() {
 
 #[tokio::test]
 async fn admin_is_disabled_without_a_token() {
-    let app = TestApp::start(&config_text("")).await;
+    let app = TestApp::start("").await;
     let r = app.reload(Some(ADMIN_TOKEN)).await;
     assert_eq!(r.status(), 403);
     let body: Value = r.json().await.expect("json");

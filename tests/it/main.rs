@@ -5,5 +5,6 @@ mod cli;
 mod deploy;
 mod discord;
 mod http;
+mod lifecycle;
 mod support;
 mod teleport;

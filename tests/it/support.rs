@@ -7,12 +7,14 @@ use std::time::Duration;
 
 use teleport_discord::app::{self, RunOptions};
 use teleport_discord::config::{self, ProcessEnv};
+use teleport_discord::emulators::sandbox::Sandbox;
 use teleport_discord::logging::LogHandle;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
-/// A valid config; `extra` is appended (it may add sections).
+/// A valid config that names no running Teleport (for tests that never get
+/// as far as connecting); `extra` is appended (it may add sections).
 pub(crate) fn config_text(extra: &str) -> String {
     format!(
         r#"[teleport]
@@ -30,20 +32,37 @@ token = "test-bot-token-XYZ"
 }
 
 pub(crate) struct TestApp {
+    pub(crate) sandbox: Sandbox,
     pub(crate) base: String,
     pub(crate) config_path: PathBuf,
     pub(crate) client: reqwest::Client,
     shutdown: CancellationToken,
     handle: Option<tokio::task::JoinHandle<Result<(), app::AppError>>>,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl TestApp {
-    pub(crate) async fn start(text: &str) -> Self {
+    /// The service in-process against both emulators; `extra` is appended to
+    /// the sandbox's config.
+    pub(crate) async fn start(extra: &str) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().expect("tempdir");
-        let config_path = dir.path().join("teleport-discord.toml");
-        std::fs::write(&config_path, text).expect("write config");
+        let sandbox = Sandbox::start(dir.path(), Default::default())
+            .await
+            .expect("emulators");
+        let config_path = sandbox.write_config(extra).expect("write config");
+        Self::run(sandbox, config_path, Some(dir)).await
+    }
+
+    /// The service against an already running sandbox (whose directory the
+    /// caller keeps).
+    pub(crate) async fn start_with(sandbox: Sandbox, extra: &str) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let config_path = sandbox.write_config(extra).expect("write config");
+        Self::run(sandbox, config_path, None).await
+    }
+
+    async fn run(sandbox: Sandbox, config_path: PathBuf, dir: Option<tempfile::TempDir>) -> Self {
         let loaded = config::load(&config_path, &ProcessEnv).expect("valid config");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -61,6 +80,7 @@ impl TestApp {
             .build()
             .expect("client");
         Self {
+            sandbox,
             base,
             config_path,
             client,
@@ -70,12 +90,49 @@ impl TestApp {
         }
     }
 
+    /// Stops the service and starts a new one on the same sandbox and config.
+    pub(crate) async fn restart(mut self) -> Self {
+        self.shutdown.cancel();
+        if let Some(h) = self.handle.take() {
+            let r = tokio::time::timeout(Duration::from_secs(20), h).await;
+            assert!(
+                matches!(r, Ok(Ok(Ok(())))),
+                "service did not stop cleanly: {r:?}"
+            );
+        }
+        let Self {
+            sandbox,
+            config_path,
+            _dir,
+            ..
+        } = self;
+        Self::run(sandbox, config_path, _dir).await
+    }
+
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
-    pub(crate) fn rewrite_config(&self, text: &str) {
+    /// Rewrites the config: the sandbox's plus `extra`.
+    pub(crate) fn rewrite_config(&self, extra: &str) {
+        std::fs::write(&self.config_path, self.sandbox.config(extra)).expect("rewrite config");
+    }
+
+    /// Rewrites the config file with exactly `text`.
+    pub(crate) fn rewrite_config_raw(&self, text: &str) {
         std::fs::write(&self.config_path, text).expect("rewrite config");
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub(crate) async fn wait_ready(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            if self.get("/readyz").await.status() == 200 {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "not ready in 15 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub(crate) async fn get(&self, path: &str) -> reqwest::Response {

@@ -1,0 +1,158 @@
+//! The whole pipeline, end to end: the service (in-process, real HTTP, real
+//! gRPC over mutual TLS) against both emulators.
+
+use std::time::Duration;
+
+use teleport_discord::emulators::sandbox::Sandbox;
+
+use crate::support::TestApp;
+
+async fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn status_line(content: &str) -> String {
+    content
+        .lines()
+        .find(|l| l.starts_with("*Status*"))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_is_posted_reviewed_approved_and_expired() {
+    let app = TestApp::start("").await;
+    app.wait_ready().await;
+    let sb = &app.sandbox;
+    let [dev, ops, fallback] = sb.channels.clone();
+    let id = sb
+        .teleport
+        .create_request("alice@example.com", &["dev"], "deploy @everyone <@123>");
+
+    // One message in each of dev's channels, none in the fallback.
+    for ch in [&dev, &ops] {
+        let m = eventually("the post", || sb.discord.messages(ch).into_iter().next()).await;
+        assert!(
+            m.content.starts_with("You have a new Role Request:\n"),
+            "{}",
+            m.content
+        );
+        assert!(m.content.contains(&format!("*ID*: {id}")), "{}", m.content);
+        assert_eq!(status_line(&m.content), "*Status*: ⏳ PENDING");
+        assert!(
+            m.would_mention.is_empty(),
+            "nobody pinged: {:?}",
+            m.would_mention
+        );
+        assert!(m.nonce.is_some(), "creates carry a nonce");
+    }
+    assert!(sb.discord.messages(&fallback).is_empty());
+    let pd = eventually("plugin data", || {
+        sb.teleport
+            .plugin_data(&id, "discord")
+            .filter(|d| d.get("messages").is_some_and(|m| m.contains(',')))
+    })
+    .await;
+    assert_eq!(pd["user"], "alice@example.com");
+
+    // A review edits both messages with an embed.
+    sb.teleport
+        .add_review(&id, "bob@example.com", true, "okay")
+        .expect("review");
+    eventually("the review embed", || {
+        let m = sb.discord.messages(&dev).into_iter().next()?;
+        (m.embeds.as_array().is_some_and(|e| e.len() == 1)).then_some(())
+    })
+    .await;
+    let m = &sb.discord.messages(&ops)[0];
+    let embed = &m.embeds[0];
+    assert_eq!(embed["author"]["name"], "bob@example.com");
+    assert!(
+        embed["title"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("Approved request at "))
+    );
+
+    // Approval: ✅ everywhere, still one message per channel.
+    sb.teleport
+        .resolve(&id, true, "fine by me")
+        .expect("approve");
+    for ch in [&dev, &ops] {
+        eventually("✅", || {
+            let m = sb.discord.messages(ch).into_iter().next()?;
+            (status_line(&m.content) == "*Status*: ✅ APPROVED").then_some(())
+        })
+        .await;
+        assert_eq!(sb.discord.messages(ch).len(), 1);
+    }
+    // Expiry after approval keeps ✅.
+    sb.teleport.delete_request(&id).expect("delete");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        status_line(&sb.discord.messages(&dev)[0].content),
+        "*Status*: ✅ APPROVED"
+    );
+
+    // A pending request that expires shows ⌛ and is denied nowhere.
+    let id2 = sb.teleport.create_request("carol", &["unmapped"], "");
+    let m = eventually("fallback post", || {
+        sb.discord.messages(&fallback).into_iter().next()
+    })
+    .await;
+    assert!(m.content.contains(&id2));
+    sb.teleport.delete_request(&id2).expect("delete");
+    eventually("⌛", || {
+        let m = sb.discord.messages(&fallback).into_iter().next()?;
+        (status_line(&m.content) == "*Status*: ⌛ EXPIRED").then_some(())
+    })
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_made_while_down_are_posted_and_a_restart_posts_nothing_new() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sb = Sandbox::start(dir.path(), Default::default())
+        .await
+        .expect("emulators");
+    let fallback = sb.channels[2].clone();
+    // Created (and one denied) before the service ever ran.
+    let pending = sb
+        .teleport
+        .create_request("dave", &["x"], "while you were away");
+    let app = TestApp::start_with(sb, "").await;
+    let sb = &app.sandbox;
+    let m = eventually("catch-up post", || {
+        sb.discord.messages(&fallback).into_iter().next()
+    })
+    .await;
+    assert!(m.content.contains(&pending), "{}", m.content);
+    eventually("recorded", || {
+        sb.teleport
+            .plugin_data(&pending, "discord")
+            .filter(|d| d.contains_key("discord_rendered"))
+    })
+    .await;
+    let created = sb.discord.stats().messages_created;
+    // A restart: same cluster, same Discord, plugin data in place.
+    let app = app.restart().await;
+    app.wait_ready().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        app.sandbox.discord.stats().messages_created,
+        created,
+        "nothing posted twice"
+    );
+    assert_eq!(app.sandbox.discord.messages(&fallback).len(), 1);
+    app.stop().await;
+}
