@@ -392,8 +392,8 @@ impl RateLimiter {
         }
         let b = st.buckets.entry(key.clone()).or_default();
         b.in_flight = b.in_flight.saturating_sub(1);
-        match info {
-            Some(info) => {
+        if let Some(info) = info {
+            {
                 if let (Some(limit), Some(remaining), Some(reset_after)) =
                     (info.limit, info.remaining, info.reset_after)
                 {
@@ -433,15 +433,12 @@ impl RateLimiter {
                     }
                 }
             }
-            None => {
-                // The request may or may not have counted: keep its slot spent,
-                // and make sure an exhausted bucket refills eventually.
-                if b.limit.is_some() && b.remaining == 0 && b.reset_at.is_none() && b.in_flight == 0
-                {
-                    b.reset_at =
-                        Some(now + b.window_estimate.unwrap_or(Duration::from_secs(5)) + MARGIN);
-                }
-            }
+        }
+        // No answer, or one without rate-limit headers (a 5xx before Discord
+        // counted it): keep the slot spent, and make sure an exhausted bucket
+        // refills eventually instead of waiting for headers that never come.
+        if b.limit.is_some() && b.remaining == 0 && b.reset_at.is_none() && b.in_flight == 0 {
+            b.reset_at = Some(now + b.window_estimate.unwrap_or(Duration::from_secs(5)) + MARGIN);
         }
         drop(st);
         self.changed.notify_waiters();
@@ -576,6 +573,22 @@ mod tests {
             "{:?}",
             start.elapsed()
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn answers_without_headers_never_stall_an_exhausted_bucket() {
+        let rl = RateLimiter::new(50);
+        let p = rl.acquire(key("1")).await;
+        p.complete(Some(&ok(1, 0, 100)));
+        // After the reset, a 500 without rate-limit headers spends the slot...
+        let p = rl.acquire(key("1")).await;
+        p.complete(Some(&ResponseInfo {
+            status: 500,
+            ..ResponseInfo::default()
+        }));
+        // ...and the bucket still refills (it used to wait for headers forever).
+        let next = tokio::time::timeout(Duration::from_secs(30), rl.acquire(key("1"))).await;
+        assert!(next.is_ok(), "the bucket never refilled");
     }
 
     #[tokio::test(start_paused = true)]

@@ -204,15 +204,6 @@ impl Proc {
         }
     }
 
-    fn count(&self, needle: &str) -> usize {
-        self.lines
-            .lock()
-            .expect("lock")
-            .iter()
-            .filter(|l| l.contains(needle))
-            .count()
-    }
-
     fn log(&self) -> String {
         self.lines.lock().expect("lock").join("\n")
     }

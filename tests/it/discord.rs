@@ -69,8 +69,8 @@ fn create(channel: &str, n: usize) -> Op {
 }
 
 #[tokio::test]
-#[ignore = "fails in the full run, cause not found before the deadline; see report"]
 async fn emulator_speaks_discords_rate_limit_headers_and_429_bodies() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let emu = DiscordEmulator::start(EmulatorConfig {
         create_limit: 1,
         create_window: Duration::from_secs(10),
@@ -117,7 +117,7 @@ async fn emulator_speaks_discords_rate_limit_headers_and_429_bodies() {
     let body: serde_json::Value = limited.json().await.expect("json");
     assert_eq!(body["global"], false);
     let retry_after = body["retry_after"].as_f64().expect("float retry_after");
-    assert!(retry_after > 5.0 && retry_after < 10.0, "{body}");
+    assert!(retry_after > 5.0 && retry_after <= 10.0, "{body}");
     assert_eq!(
         retry_header,
         retry_after.ceil(),
