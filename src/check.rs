@@ -30,5 +30,51 @@ pub async fn connectivity(config: &Config) -> Report {
             ));
         }
     }
+    let client = match crate::discord::DiscordClient::new(
+        &config.discord,
+        crate::discord::DiscordMetrics::unregistered(),
+        None,
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            text.push_str(&format!("Discord: FAILED: {e}\n"));
+            return Report { text, ok: false };
+        }
+    };
+    match client.check_token().await {
+        Ok(user) => text.push_str(&format!(
+            "Discord: token accepted (bot {})\n",
+            user.username
+        )),
+        Err(e) => {
+            text.push_str(&format!("Discord: FAILED: {e}\n"));
+            return Report { text, ok: false };
+        }
+    }
+    let mut channels: Vec<&str> = config
+        .role_to_recipients
+        .entries()
+        .values()
+        .flatten()
+        .map(crate::config::Recipient::as_str)
+        .collect();
+    channels.sort_unstable();
+    channels.dedup();
+    for ch in channels {
+        if crate::config::Recipient::new(ch).channel_id().is_none() {
+            text.push_str(&format!("  channel {ch}: skipped (not a channel ID)\n"));
+            continue;
+        }
+        match client.get_channel(ch).await {
+            Ok(c) => text.push_str(&format!(
+                "  channel {ch}: ok ({})\n",
+                c.name.as_deref().unwrap_or("unnamed")
+            )),
+            Err(e) => {
+                ok = false;
+                text.push_str(&format!("  channel {ch}: FAILED: {e}\n"));
+            }
+        }
+    }
     Report { text, ok }
 }

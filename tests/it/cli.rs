@@ -375,46 +375,65 @@ fn a_busy_port_is_a_runtime_failure() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn check_connects_to_teleport() {
-    use teleport_discord::emulators::teleport::{EmulatorOptions, TeleportEmulator};
+async fn check_connects_to_teleport_and_discord() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let emu = TeleportEmulator::start(EmulatorOptions::new(dir.path()))
+    let sandbox = Sandbox::start(dir.path(), Default::default())
         .await
-        .expect("emulator");
-    let path = dir.path().join("c.toml");
-    let cfg = format!(
-        "[teleport]\naddr = \"{}\"\nconnect_via = \"auth\"\nidentity = \"{}\"\n[discord]\ntoken = \"t\"\n[role_to_recipients]\n\"*\" = \"1\"\n",
-        emu.addr(),
-        emu.paths().identity.display()
-    );
-    std::fs::write(&path, &cfg).expect("write");
+        .expect("emulators");
+    let path = sandbox.write_config("").expect("config");
     let p = path.to_str().expect("utf8").to_owned();
     let out = tokio::task::spawn_blocking(move || run(&["check", "-c", &p]))
         .await
         .expect("run");
     let stdout = text(&out.stdout);
-    assert!(
-        stdout.contains("Teleport: connected directly to the Auth Service as access-plugin"),
+    assert_eq!(
+        out.status.code(),
+        Some(0),
         "{stdout}\n{}",
         text(&out.stderr)
     );
+    assert!(
+        stdout.contains("Teleport: connected directly to the Auth Service as access-plugin"),
+        "{stdout}"
+    );
     assert!(stdout.contains("cluster: emulated.example.com"), "{stdout}");
     assert!(stdout.contains("plugin data write: ok"), "{stdout}");
+    assert!(stdout.contains("Discord: token accepted"), "{stdout}");
+    for ch in &sandbox.channels {
+        assert!(stdout.contains(&format!("channel {ch}: ok")), "{stdout}");
+    }
 
-    // Nothing listening: a runtime failure (1), not a config error (64).
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = closed.local_addr().expect("addr");
-    drop(closed);
-    std::fs::write(
-        &path,
-        cfg.replace(&emu.addr().to_string(), &addr.to_string()),
-    )
-    .expect("write");
+    // A channel that does not exist is reported.
+    std::fs::write(&path, sandbox.config("ghost = \"999999999999\"")).expect("write");
     let p = path.to_str().expect("utf8").to_owned();
     let out = tokio::task::spawn_blocking(move || run(&["check", "-c", &p]))
         .await
         .expect("run");
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("channel 999999999999: FAILED"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // Nothing listening for Teleport: a runtime failure (1), not a config error (64).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = closed.local_addr().expect("addr");
+    drop(closed);
+    let cfg = sandbox
+        .config("")
+        .replace(&sandbox.teleport.addr().to_string(), &addr.to_string());
+    std::fs::write(&path, cfg).expect("write");
+    let p = path.to_str().expect("utf8").to_owned();
+    let out = tokio::task::spawn_blocking(move || run(&["check", "-c", &p]))
+        .await
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("Teleport"),
+        "{}",
+        text(&out.stdout)
+    );
     assert!(
         text(&out.stdout).contains("FAILED"),
         "{}",

@@ -156,3 +156,78 @@ async fn requests_made_while_down_are_posted_and_a_restart_posts_nothing_new() {
     assert_eq!(app.sandbox.discord.messages(&fallback).len(), 1);
     app.stop().await;
 }
+
+/// Upstream's `TestMessagePostingWithAMR`, and the two follow-ups: a rule
+/// deleted at run time stops applying; without permission to read rules the
+/// config still routes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_monitoring_rules_route_requests() {
+    let app = TestApp::start("").await;
+    let sb = &app.sandbox;
+    let [dev, ops, fallback] = sb.channels.clone();
+    // The rule sends everything with roles to dev and fallback, overriding the config.
+    sb.teleport.put_rule(
+        "all-to-two",
+        "discord",
+        &[dev.as_str(), fallback.as_str()],
+        "!is_empty(access_request.spec.roles)",
+    );
+    app.wait_ready().await;
+    let id = sb
+        .teleport
+        .create_request("erin", &["ops-role"], "via rule");
+    for ch in [&dev, &fallback] {
+        let m = eventually("rule-routed post", || {
+            sb.discord.messages(ch).into_iter().next()
+        })
+        .await;
+        assert!(m.content.contains(&id), "{}", m.content);
+    }
+    assert!(sb.discord.messages(&ops).is_empty());
+
+    // Deleted at run time: the next request follows role_to_recipients (dev → dev, ops).
+    sb.teleport.delete_rule("all-to-two");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let id2 = sb.teleport.create_request("frank", &["dev"], "via config");
+    let m = eventually("config-routed post", || {
+        sb.discord
+            .messages(&ops)
+            .into_iter()
+            .find(|m| m.content.contains(&id2))
+    })
+    .await;
+    assert!(m.content.contains("frank"));
+    assert!(
+        !sb.discord
+            .messages(&fallback)
+            .iter()
+            .any(|m| m.content.contains(&id2))
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_rule_permissions_the_config_routes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sb = Sandbox::start(dir.path(), Default::default())
+        .await
+        .expect("emulators");
+    sb.teleport
+        .set_permissions(teleport_discord::emulators::teleport::Permissions {
+            write_plugin_data: true,
+            read_access_monitoring_rules: false,
+        });
+    let [_, _, fallback] = sb.channels.clone();
+    sb.teleport
+        .put_rule("unseen", "discord", &["424242"], "true");
+    let app = TestApp::start_with(sb, "").await;
+    app.wait_ready().await;
+    let sb = &app.sandbox;
+    let id = sb.teleport.create_request("gina", &["unmapped"], "");
+    let m = eventually("fallback post", || {
+        sb.discord.messages(&fallback).into_iter().next()
+    })
+    .await;
+    assert!(m.content.contains(&id));
+    app.stop().await;
+}
