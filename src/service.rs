@@ -120,6 +120,17 @@ fn send_error(e: DeliveryError) -> SendError {
     }
 }
 
+impl DiscordMessenger {
+    async fn deliver(&self, op: Op) -> Result<crate::discord::Message, SendError> {
+        let pending = self
+            .delivery
+            .enqueue(op)
+            .await
+            .map_err(|e| SendError::Retryable(e.to_string()))?;
+        pending.wait().await.map_err(send_error)
+    }
+}
+
 impl Messenger for DiscordMessenger {
     async fn create(
         &self,
@@ -132,12 +143,7 @@ impl Messenger for DiscordMessenger {
             nonce: nonce.to_owned(),
             payload: to_payload(body),
         };
-        let pending = self
-            .delivery
-            .enqueue(op)
-            .await
-            .map_err(|e| SendError::Retryable(e.to_string()))?;
-        pending.wait().await.map(|m| m.id).map_err(send_error)
+        self.deliver(op).await.map(|m| m.id)
     }
 
     async fn edit(
@@ -151,12 +157,7 @@ impl Messenger for DiscordMessenger {
             message_id: message.to_owned(),
             payload: to_payload(body),
         };
-        let pending = self
-            .delivery
-            .enqueue(op)
-            .await
-            .map_err(|e| SendError::Retryable(e.to_string()))?;
-        pending.wait().await.map(|_| ()).map_err(send_error)
+        self.deliver(op).await.map(|_| ())
     }
 }
 

@@ -140,19 +140,7 @@ pub struct Outcome {
 
 /// The deterministic create nonce of a request's message in a channel
 /// (≤ 25 characters, as Discord allows).
-pub fn nonce_for(request_id: &str, channel: &str) -> String {
-    let d = ring::digest::digest(
-        &ring::digest::SHA256,
-        format!("{request_id}/{channel}").as_bytes(),
-    );
-    let hex: String = d
-        .as_ref()
-        .iter()
-        .take(12)
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("td{}", &hex[..23])
-}
+pub use crate::discord::nonce_for;
 
 /// Digest of a message body, stored as `discord_rendered`.
 pub fn digest(body: &MessageBody) -> String {
