@@ -17,7 +17,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config, ConfigDiff, ConfigError, Env, Loaded, SharedConfig};
@@ -272,6 +272,9 @@ pub async fn run(
     };
     let local = listener.local_addr().map_err(AppError::Serve)?;
     tracing::info!("HTTP server listening on {local}");
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut TcpStream| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server = axum::serve(listener, crate::http::router(state))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let server = tokio::spawn(async move { server.await });

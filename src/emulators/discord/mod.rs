@@ -378,6 +378,10 @@ impl DiscordEmulator {
         let app = router(shared.clone());
         let stop = cancel.clone();
         tokio::spawn(async move {
+            let listener =
+                axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+                    let _ = tcp.set_nodelay(true);
+                });
             let _ = axum::serve(listener, app)
                 .with_graceful_shutdown(stop.cancelled_owned())
                 .await;

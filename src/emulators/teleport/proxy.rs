@@ -52,6 +52,7 @@ impl EmulatedProxy {
                     () = c.cancelled() => return,
                     a = listener.accept() => match a { Ok((s, _)) => s, Err(_) => continue },
                 };
+                let _ = sock.set_nodelay(true);
                 let (r, f, c, cluster) = (r.clone(), f.clone(), c.clone(), cluster.clone());
                 tokio::spawn(async move {
                     tokio::select! {

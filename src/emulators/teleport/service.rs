@@ -784,6 +784,8 @@ pub(crate) fn serve(
                 () = accept_cancel.cancelled() => return,
                 a = listener.accept() => match a { Ok(x) => x, Err(_) => continue },
             };
+            // As Go's net package (and so Teleport) does for every TCP connection.
+            let _ = sock.set_nodelay(true);
             let (acceptor, tx, shared) = (acceptor.clone(), conn_tx.clone(), accept_shared.clone());
             tokio::spawn(async move {
                 let Ok(Ok(tls)) =
