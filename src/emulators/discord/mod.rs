@@ -864,28 +864,50 @@ async fn create_message(
     finish(post).await
 }
 
-fn create_message_sync(s: &Shared, headers: &HeaderMap, channel: &str, body: &Bytes) -> Post {
-    let now = Instant::now();
-    let mut inner = s.lock();
-    if let Err(r) = admit(&mut inner, headers, now) {
-        return Post::Now(r);
-    }
-    let bucket = match admit_message(&mut inner, channel, RouteKind::Create, now) {
-        Ok(b) => b,
-        Err(r) => return Post::Now(r),
-    };
-    let (fail, latency, drop) = faults(&mut inner);
+/// An admitted write: the bucket state for headers, the injected latency,
+/// whether to drop the connection after processing, and the parsed body.
+type Admitted = ((u32, u32, Duration), Duration, bool, Value);
+
+/// What every message write goes through before it is processed: auth and
+/// global limit, the channel's route limit, injected faults, body validation.
+fn admit_write(
+    inner: &mut Inner,
+    headers: &HeaderMap,
+    channel: &str,
+    body: &Bytes,
+    route: RouteKind,
+    kind: validate::Kind,
+    now: Instant,
+) -> Result<Admitted, Post> {
+    admit(inner, headers, now).map_err(Post::Now)?;
+    let bucket = admit_message(inner, channel, route, now).map_err(Post::Now)?;
+    let (fail, latency, drop) = faults(inner);
     if fail {
         inner.stats.server_errors += 1;
-        return Post::Now(error(
+        return Err(Post::Now(error(
             StatusCode::INTERNAL_SERVER_ERROR,
             0,
             "500: Internal Server Error",
-        ));
+        )));
     }
-    let body = match parse_body(body, validate::Kind::Create) {
-        Ok(b) => b,
-        Err(r) => return Post::Now(with_bucket(r, bucket)),
+    let body = parse_body(body, kind).map_err(|r| Post::Now(with_bucket(r, bucket)))?;
+    Ok((bucket, latency, drop, body))
+}
+
+fn create_message_sync(s: &Shared, headers: &HeaderMap, channel: &str, body: &Bytes) -> Post {
+    let now = Instant::now();
+    let mut inner = s.lock();
+    let (bucket, latency, drop, body) = match admit_write(
+        &mut inner,
+        headers,
+        channel,
+        body,
+        RouteKind::Create,
+        validate::Kind::Create,
+        now,
+    ) {
+        Ok(x) => x,
+        Err(post) => return post,
     };
     if validate::is_empty_message(&body) {
         return Post::Now(with_bucket(
@@ -980,25 +1002,17 @@ fn edit_message_sync(
 ) -> Post {
     let now = Instant::now();
     let mut inner = s.lock();
-    if let Err(r) = admit(&mut inner, headers, now) {
-        return Post::Now(r);
-    }
-    let bucket = match admit_message(&mut inner, channel, RouteKind::Edit, now) {
-        Ok(b) => b,
-        Err(r) => return Post::Now(r),
-    };
-    let (fail, latency, drop) = faults(&mut inner);
-    if fail {
-        inner.stats.server_errors += 1;
-        return Post::Now(error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            0,
-            "500: Internal Server Error",
-        ));
-    }
-    let body = match parse_body(body, validate::Kind::Edit) {
-        Ok(b) => b,
-        Err(r) => return Post::Now(with_bucket(r, bucket)),
+    let (bucket, latency, drop, body) = match admit_write(
+        &mut inner,
+        headers,
+        channel,
+        body,
+        RouteKind::Edit,
+        validate::Kind::Edit,
+        now,
+    ) {
+        Ok(x) => x,
+        Err(post) => return post,
     };
     let bot = inner.bot_json();
     let Some(msg) = inner
