@@ -112,6 +112,8 @@ struct ReloaderInner {
     lock: tokio::sync::Mutex<()>,
     metrics: ReloadMetrics,
     updates: tokio::sync::watch::Sender<Arc<Config>>,
+    /// Set once the pipeline runs: puts Discord and Teleport changes into effect.
+    live: std::sync::OnceLock<crate::service::LiveSettings>,
 }
 
 impl std::fmt::Debug for ReloaderInner {
@@ -140,6 +142,7 @@ impl Reloader {
                 lock: tokio::sync::Mutex::new(()),
                 metrics: ReloadMetrics::register(registry),
                 updates,
+                live: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -157,7 +160,25 @@ impl Reloader {
                     source: std::io::Error::other(e.to_string()),
                 })
             });
-        let result = match loaded {
+        let applied = match loaded {
+            Ok(loaded) => {
+                let old = inner.config.load_full();
+                match inner.live.get() {
+                    Some(live) => live
+                        .apply(&old, &loaded.config)
+                        .await
+                        .map(|()| loaded)
+                        .map_err(|n| ConfigError::NotApplied {
+                            path: inner.path.clone(),
+                            key: n.key,
+                            reason: n.reason,
+                        }),
+                    None => Ok(loaded),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        let result = match applied {
             Ok(loaded) => {
                 for w in &loaded.warnings {
                     tracing::warn!(file = %loaded.path.display(), "config: {w}");
@@ -188,6 +209,12 @@ impl Reloader {
         };
         inner.metrics.reloads.get_or_create(&label).inc();
         result
+    }
+
+    /// From now on, reloads put Discord and Teleport changes into effect
+    /// through `live` (before that, they apply at the pipeline's start).
+    pub fn set_live(&self, live: crate::service::LiveSettings) {
+        let _ = self.inner.live.set(live);
     }
 
     /// Receives every config swapped in by a reload.
@@ -266,7 +293,7 @@ pub async fn run(
         config: config.clone(),
         readiness: readiness.clone(),
         registry: Arc::new(registry),
-        reloader,
+        reloader: reloader.clone(),
         metrics,
         heartbeat,
     };
@@ -295,6 +322,7 @@ pub async fn run(
         None => None,
     };
     if let Some(mut p) = pipeline {
+        reloader.set_live(p.live.clone());
         tokio::select! {
             () = shutdown.cancelled() => {}
             r = &mut p.watch => {

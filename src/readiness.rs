@@ -35,6 +35,16 @@ struct State {
 pub struct Latch {
     name: &'static str,
     readiness: Readiness,
+    gate: Arc<Mutex<Gate>>,
+}
+
+/// Whether a latch's updates reach the component (a stand-by latch's do not
+/// until it takes over), and the state it last asked for.
+#[derive(Debug)]
+struct Gate {
+    active: bool,
+    ready: bool,
+    reason: String,
 }
 
 /// A snapshot, as `/readyz` shows it.
@@ -84,10 +94,16 @@ impl Readiness {
 
     /// Adds a component, not ready, with the reason it is not ready yet.
     pub fn register(&self, name: &'static str, reason: impl Into<String>) -> Latch {
-        self.update(name, false, reason.into());
+        let reason = reason.into();
+        self.update(name, false, reason.clone());
         Latch {
             name,
             readiness: self.clone(),
+            gate: Arc::new(Mutex::new(Gate {
+                active: true,
+                ready: false,
+                reason,
+            })),
         }
     }
 
@@ -143,12 +159,49 @@ impl Readiness {
 impl Latch {
     /// Marks the component ready.
     pub fn set_ready(&self) {
-        self.readiness.update(self.name, true, String::new());
+        self.set(true, String::new());
     }
 
     /// Marks the component not ready, saying why.
     pub fn set_not_ready(&self, reason: impl Into<String>) {
-        self.readiness.update(self.name, false, reason.into());
+        self.set(false, reason.into());
+    }
+
+    fn gate(&self) -> std::sync::MutexGuard<'_, Gate> {
+        self.gate.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn set(&self, ready: bool, reason: String) {
+        let mut gate = self.gate();
+        gate.ready = ready;
+        gate.reason.clone_from(&reason);
+        if gate.active {
+            self.readiness.update(self.name, ready, reason);
+        }
+    }
+
+    /// A latch for the same component whose updates are held back until it
+    /// [takes over](Self::take_over): for a replacement (a new Teleport
+    /// watch) that must not touch readiness unless it is adopted.
+    pub fn standby(&self) -> Latch {
+        Latch {
+            name: self.name,
+            readiness: self.readiness.clone(),
+            gate: Arc::new(Mutex::new(Gate {
+                active: false,
+                ready: false,
+                reason: "starting".to_owned(),
+            })),
+        }
+    }
+
+    /// Silences `old` for good and makes this latch's state the component's.
+    pub fn take_over(&self, old: &Latch) {
+        old.gate().active = false;
+        let mut gate = self.gate();
+        gate.active = true;
+        self.readiness
+            .update(self.name, gate.ready, gate.reason.clone());
     }
 
     /// The component's name.
@@ -202,6 +255,26 @@ mod tests {
         assert_eq!(
             r.report().components["teleport"].reason.as_deref(),
             Some("stream dropped")
+        );
+    }
+
+    #[test]
+    fn a_standby_latch_counts_only_after_taking_over() {
+        let r = Readiness::new();
+        let old = r.register("teleport", "connecting");
+        old.set_ready();
+        let new = old.standby();
+        new.set_not_ready("connecting elsewhere");
+        assert!(r.is_ready(), "a stand-by latch changes nothing");
+        new.set_ready();
+        new.take_over(&old);
+        old.set_not_ready("shutting down");
+        assert!(r.is_ready(), "the replaced latch is silenced");
+        new.set_not_ready("stream lost");
+        assert!(!r.is_ready());
+        assert_eq!(
+            r.report().components["teleport"].reason.as_deref(),
+            Some("stream lost")
         );
     }
 

@@ -282,6 +282,8 @@ pub struct Pipeline {
     pub reconciler: Arc<ServiceReconciler>,
     /// Ends with the watch's fatal error (or `Ok` on shutdown).
     pub watch: JoinHandle<Result<(), TeleportError>>,
+    /// Puts reloaded Discord and Teleport settings into effect.
+    pub live: LiveSettings,
     delivery: Delivery,
     workers: JoinHandle<()>,
 }
@@ -332,12 +334,17 @@ pub async fn start(
             ));
         }
     }
-    let delivery = Delivery::start(client, QueueOptions::default());
+    let delivery = Delivery::start(client.clone(), QueueOptions::default());
 
     tracing::info!("Checking Teleport server version");
     let (tx, rx) = mpsc::channel(1024);
-    let watcher = Watcher::from_config(&snapshot.teleport, teleport_latch, metrics.watch.clone())?;
-    let handle = watcher.start(tx, cancel.clone()).await?;
+    let watcher = Watcher::from_config(
+        &snapshot.teleport,
+        teleport_latch.clone(),
+        metrics.watch.clone(),
+    )?;
+    let watch_cancel = cancel.child_token();
+    let handle = watcher.start(tx.clone(), watch_cancel.clone()).await?;
     let ping = handle.ping().clone();
     tracing::info!(cluster = %ping.cluster_name, version = %ping.server_version, "Connected to Teleport");
     let store = TeleportStore::new(handle.client_cell(), crate::plugindata::PLUGIN_NAME);
@@ -355,13 +362,196 @@ pub async fn start(
     );
     let cell = handle.client_cell();
     tokio::spawn(consume(rx, reconciler.clone(), cell.clone()));
-    tokio::spawn(resync(reconciler.clone(), cell, config, cancel));
+    tokio::spawn(resync(reconciler.clone(), cell, config, cancel.clone()));
+    let (switch_tx, switches) = mpsc::channel(1);
+    let switcher = Switcher {
+        current: handle,
+        current_cancel: watch_cancel,
+        tx,
+        latch: teleport_latch,
+        metrics: metrics.watch.clone(),
+        reconciler: reconciler.clone(),
+        cancel,
+    };
     Ok(Pipeline {
         reconciler,
-        watch: handle.task,
+        watch: tokio::spawn(switcher.run(switches)),
+        live: LiveSettings {
+            discord: client,
+            teleport: switch_tx,
+        },
         delivery,
         workers,
     })
+}
+
+/// How long a reload waits for a new Teleport address to answer.
+pub const SWITCH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Puts reloaded settings into effect that need more than the config swap:
+/// a new Discord token or API URL is checked with Discord (`GET /users/@me`)
+/// and then swapped into the running client; a new Teleport address,
+/// credentials or connection mode get a new watch, which must connect before
+/// the old one stops. A failure refuses the reload and changes nothing.
+#[derive(Debug, Clone)]
+pub struct LiveSettings {
+    discord: DiscordClient,
+    teleport: mpsc::Sender<Switch>,
+}
+
+#[derive(Debug)]
+struct Switch {
+    config: crate::config::TeleportConfig,
+    reply: tokio::sync::oneshot::Sender<Result<(), TeleportError>>,
+}
+
+/// A reloaded setting that could not be put into effect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotApplied {
+    /// The config key.
+    pub key: &'static str,
+    /// Why.
+    pub reason: String,
+}
+
+impl LiveSettings {
+    /// Applies what changed from `old` to `new`; on error nothing changed.
+    pub async fn apply(&self, old: &Config, new: &Config) -> Result<(), NotApplied> {
+        let discord_changed =
+            old.discord.token != new.discord.token || old.discord.api_url != new.discord.api_url;
+        let key = if old.discord.token != new.discord.token {
+            "discord.token"
+        } else {
+            "discord.api_url"
+        };
+        if discord_changed {
+            let probe = DiscordClient::new(&new.discord, DiscordMetrics::unregistered(), None)
+                .map_err(|e| NotApplied {
+                    key,
+                    reason: e.to_string(),
+                })?;
+            match probe.check_token().await {
+                Ok(user) => {
+                    tracing::info!(bot = %user.username, "new Discord settings accepted by Discord")
+                }
+                Err(e @ DiscordError::Unauthorized { .. }) => {
+                    return Err(NotApplied {
+                        key,
+                        reason: format!("Discord rejected the new bot token: {e}"),
+                    });
+                }
+                Err(e) => {
+                    return Err(NotApplied {
+                        key,
+                        reason: format!("cannot check the new settings with Discord: {e}"),
+                    });
+                }
+            }
+        }
+        if old.teleport != new.teleport {
+            let key = if old.teleport.addr != new.teleport.addr {
+                "teleport.addr"
+            } else if old.teleport.credentials != new.teleport.credentials {
+                "teleport.credentials"
+            } else {
+                "teleport.connect_via"
+            };
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            let sent = self
+                .teleport
+                .send(Switch {
+                    config: new.teleport.clone(),
+                    reply,
+                })
+                .await;
+            let result = match sent {
+                Ok(()) => match tokio::time::timeout(SWITCH_TIMEOUT, answer).await {
+                    Ok(Ok(r)) => r.map_err(|e| e.to_string()),
+                    Ok(Err(_)) => Err("the service is shutting down".to_owned()),
+                    Err(_) => Err(format!(
+                        "no answer from Teleport within {}s",
+                        SWITCH_TIMEOUT.as_secs()
+                    )),
+                },
+                Err(_) => Err("the service is shutting down".to_owned()),
+            };
+            result.map_err(|reason| NotApplied {
+                key,
+                reason: format!("cannot connect with the new Teleport settings: {reason}"),
+            })?;
+        }
+        if discord_changed {
+            self.discord
+                .set_credentials(new.discord.api_url.as_str(), &new.discord.token)
+                .map_err(|e| NotApplied {
+                    key,
+                    reason: e.to_string(),
+                })?;
+            // Re-enables sending if the old token had been rejected.
+            if let Err(e) = self.discord.check_token().await {
+                tracing::warn!(error = %e, "Discord token check after the reload failed");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Owns the current watch; replaces it when a reload changes `[teleport]`.
+/// Ends with the current watch's fatal error, or `Ok` on shutdown.
+struct Switcher {
+    current: crate::teleport::WatchHandle,
+    current_cancel: CancellationToken,
+    tx: mpsc::Sender<WatchEvent>,
+    latch: Latch,
+    metrics: WatchMetrics,
+    reconciler: Arc<ServiceReconciler>,
+    cancel: CancellationToken,
+}
+
+impl Switcher {
+    async fn run(mut self, mut switches: mpsc::Receiver<Switch>) -> Result<(), TeleportError> {
+        loop {
+            tokio::select! {
+                r = &mut self.current.task => {
+                    return r.unwrap_or_else(|join| Err(TeleportError::StreamClosed(format!("watch task failed: {join}"))));
+                }
+                Some(sw) = switches.recv() => {
+                    let r = self.switch(sw.config).await;
+                    let _ = sw.reply.send(r);
+                }
+            }
+        }
+    }
+
+    async fn switch(&mut self, config: crate::config::TeleportConfig) -> Result<(), TeleportError> {
+        let latch = self.latch.standby();
+        let watcher = Watcher::from_config(&config, latch.clone(), self.metrics.clone())?;
+        let cancel = self.cancel.child_token();
+        let cell = self.current.client_cell();
+        let handle = match watcher
+            .start_in(Some(cell), self.tx.clone(), cancel.clone())
+            .await
+        {
+            Ok(h) => h,
+            Err(e) => {
+                // The cell was not touched; the old watch goes on.
+                tracing::warn!(error = %e, "the new Teleport settings do not connect; keeping the current connection");
+                return Err(e);
+            }
+        };
+        // The new watch streams (and lists everything again); stop the old one.
+        latch.take_over(&self.latch);
+        self.latch = latch;
+        self.current_cancel.cancel();
+        let old = std::mem::replace(&mut self.current, handle);
+        let _ = old.task.await;
+        self.current.republish();
+        self.current_cancel = cancel;
+        let ping = self.current.ping().clone();
+        self.reconciler.set_cluster(ClusterInfo::from(&ping));
+        tracing::info!(cluster = %ping.cluster_name, version = %ping.server_version, "Watch moved to the new Teleport settings");
+        Ok(())
+    }
 }
 
 async fn recheck_token(client: DiscordClient, latch: Latch, cancel: CancellationToken) {

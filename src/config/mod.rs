@@ -460,6 +460,18 @@ pub enum ConfigError {
         /// Every problem found.
         problems: Vec<Problem>,
     },
+    /// The file is valid, but a changed setting could not be put into effect
+    /// (Discord rejected the new token, the new Teleport address does not
+    /// answer). Only on reload: the running config stays.
+    #[error("config file {}: `{key}` was not applied: {reason}", path.display())]
+    NotApplied {
+        /// The file.
+        path: PathBuf,
+        /// The setting that could not be applied.
+        key: &'static str,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl ConfigError {
@@ -522,26 +534,28 @@ impl ConfigDiff {
             }
         };
         let (ot, nt) = (&old.teleport, &new.teleport);
-        check("teleport.addr", ot.addr != nt.addr, true);
+        // Teleport settings reconnect the watch, Discord's swap the client's
+        // credentials: both take effect on reload (see `service::LiveSettings`).
+        check("teleport.addr", ot.addr != nt.addr, false);
         check(
             "teleport.credentials",
             ot.credentials != nt.credentials,
-            true,
+            false,
         );
         check(
             "teleport.connect_via",
             ot.connect_via != nt.connect_via,
-            true,
+            false,
         );
         check(
             "discord.token",
             old.discord.token != new.discord.token,
-            true,
+            false,
         );
         check(
             "discord.api_url",
             old.discord.api_url != new.discord.api_url,
-            true,
+            false,
         );
         check(
             "discord.global_rate_limit",

@@ -809,7 +809,7 @@ fn diff_names_changed_keys() {
             "http.listen_addr"
         ]
     );
-    assert_eq!(d.restart_required, ["discord.token", "http.listen_addr"]);
+    assert_eq!(d.restart_required, ["http.listen_addr"]);
     assert_eq!(ConfigDiff::between(&a, &a), ConfigDiff::default());
 }
 

@@ -97,11 +97,34 @@ pub struct DiscordClient {
 struct Inner {
     http: reqwest::Client,
     options: ClientOptions,
-    auth: http::HeaderValue,
+    /// Base URL and `Authorization` value; swapped when a reload changes them.
+    endpoint: arc_swap::ArcSwap<Endpoint>,
     limiter: Arc<RateLimiter>,
     metrics: DiscordMetrics,
     latch: Option<Latch>,
     token_rejected: AtomicBool,
+}
+
+#[derive(Debug)]
+struct Endpoint {
+    api_url: String,
+    auth: http::HeaderValue,
+}
+
+impl Endpoint {
+    fn new(api_url: &str, token: &Secret) -> Result<Self, DiscordError> {
+        let mut auth =
+            http::HeaderValue::from_str(&format!("Bot {}", token.expose())).map_err(|_| {
+                DiscordError::Invalid(
+                    "the bot token contains characters not allowed in a header".to_owned(),
+                )
+            })?;
+        auth.set_sensitive(true);
+        Ok(Self {
+            api_url: api_url.trim_end_matches('/').to_owned(),
+            auth,
+        })
+    }
 }
 
 /// A deterministic nonce (25 chars) for the create of `request_id`'s message
@@ -155,24 +178,27 @@ impl DiscordClient {
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| DiscordError::Transport(format!("cannot build the HTTP client: {e}")))?;
-        let mut auth = http::HeaderValue::from_str(&format!("Bot {}", options.token.expose()))
-            .map_err(|_| {
-                DiscordError::Invalid(
-                    "the bot token contains characters not allowed in a header".to_owned(),
-                )
-            })?;
-        auth.set_sensitive(true);
+        let endpoint = Endpoint::new(&options.api_url, &options.token)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 http,
                 limiter: RateLimiter::new(options.global_rate_limit),
                 options,
-                auth,
+                endpoint: arc_swap::ArcSwap::from_pointee(endpoint),
                 metrics,
                 latch,
                 token_rejected: AtomicBool::new(false),
             }),
         })
+    }
+
+    /// Points the client at a new base URL and token (a config reload). Rate
+    /// limit state is kept. Sending resumes only after a successful
+    /// [`Self::check_token`] if the old token had been rejected.
+    pub fn set_credentials(&self, api_url: &str, token: &Secret) -> Result<(), DiscordError> {
+        let endpoint = Endpoint::new(api_url, token)?;
+        self.inner.endpoint.store(Arc::new(endpoint));
+        Ok(())
     }
 
     /// The limiter (tests and diagnostics).
@@ -309,7 +335,8 @@ impl DiscordClient {
     ) -> Result<Vec<u8>, DiscordError> {
         let inner = &self.inner;
         let opts = &inner.options;
-        let url = format!("{}{path}", opts.api_url);
+        let endpoint = inner.endpoint.load_full();
+        let url = format!("{}{path}", endpoint.api_url);
         let mut failures = 0u32;
         let mut limited = 0u32;
         loop {
@@ -337,7 +364,7 @@ impl DiscordClient {
             let mut req = inner
                 .http
                 .request(method.clone(), &url)
-                .header(http::header::AUTHORIZATION, inner.auth.clone());
+                .header(http::header::AUTHORIZATION, endpoint.auth.clone());
             if let Some(b) = body {
                 req = req.json(b);
             }

@@ -99,7 +99,11 @@ pub(super) async fn reload(State(state): State<AppState>) -> Response {
         .into_response(),
         Err(e) => error_response(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "the new config is invalid; the running config is unchanged",
+            if matches!(e, crate::config::ConfigError::NotApplied { .. }) {
+                "the new config could not be put into effect; the running config is unchanged"
+            } else {
+                "the new config is invalid; the running config is unchanged"
+            },
             e.problems(),
         ),
     }

@@ -50,7 +50,10 @@ pub enum StoreError {
     /// `Expect` did not match: someone else wrote first.
     #[error("plugin data changed concurrently")]
     Conflict,
-    /// Anything else (Teleport unreachable, permission denied, ...).
+    /// Teleport refused the call (the plugin's role lacks a permission).
+    #[error("permission denied: {0}")]
+    Forbidden(String),
+    /// Anything else (Teleport unreachable, ...).
     #[error("plugin data: {0}")]
     Other(String),
 }
@@ -69,6 +72,15 @@ pub trait PluginDataStore: Send + Sync + 'static {
         set: BTreeMap<String, String>,
         expect: BTreeMap<String, String>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The logins a role allows (`GetRole`), shown per role in the message.
+    /// Stores that know no roles answer none.
+    fn role_logins(
+        &self,
+        role: &str,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send {
+        let _ = role;
+        std::future::ready(Ok(Vec::new()))
+    }
 }
 
 /// Why a Discord call failed.
@@ -193,7 +205,7 @@ pub struct Reconciler<P, M> {
     store: P,
     messenger: M,
     config: SharedConfig,
-    cluster: ClusterInfo,
+    cluster: arc_swap::ArcSwap<ClusterInfo>,
 }
 
 impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
@@ -207,8 +219,14 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
             store,
             messenger,
             config,
-            cluster,
+            cluster: arc_swap::ArcSwap::from_pointee(cluster),
         }
+    }
+
+    /// Replaces the cluster facts (after a reload connected to another address).
+    /// Messages pick them up on their next change.
+    pub fn set_cluster(&self, cluster: ClusterInfo) {
+        self.cluster.store(Arc::new(cluster));
     }
 
     fn observed(&self) -> std::sync::MutexGuard<'_, HashMap<String, Observed>> {
@@ -432,10 +450,34 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
         out
     }
 
+    /// Upstream's `getLoginsByRole`: each requested role's allowed logins.
+    /// Any failure only leaves the logins out of the message (with a warning);
+    /// it never holds the notification back.
+    async fn logins_by_role(&self, req: &Request) -> BTreeMap<String, Vec<String>> {
+        let mut out = BTreeMap::new();
+        for role in &req.roles {
+            match self.store.role_logins(role).await {
+                Ok(logins) => {
+                    out.insert(role.clone(), logins);
+                }
+                Err(StoreError::Forbidden(e)) => {
+                    tracing::warn!(request_id = %req.id, error = %e, "Missing permissions to get logins by role. Please add role.read to the associated role.");
+                    return BTreeMap::new();
+                }
+                Err(e) => {
+                    tracing::warn!(request_id = %req.id, role = %role, error = %e, "cannot get the role's logins; the message shows the roles without them");
+                    return BTreeMap::new();
+                }
+            }
+        }
+        out
+    }
+
     fn view(&self, req: &Request, status: Status, data: &PluginData) -> RequestView {
+        let cluster = self.cluster.load();
         RequestView {
             id: req.id.clone(),
-            cluster: self.cluster.name.clone(),
+            cluster: cluster.name.clone(),
             user: req.user.clone(),
             roles: req.roles.clone(),
             logins_by_role: data.logins_by_role.clone(),
@@ -456,7 +498,7 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
             needed: req.needed(),
             request_expires_unix: req.expires_unix,
             access_expires_unix: req.access_expires_unix,
-            web_proxy_url: self.cluster.web_proxy_url.clone(),
+            web_proxy_url: cluster.web_proxy_url.clone(),
         }
     }
 
@@ -472,6 +514,7 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
                 resources: req.resources.clone(),
                 request_reason: req.reason.clone(),
                 system_annotations: req.system_annotations.clone(),
+                logins_by_role: self.logins_by_role(req).await,
                 channels: self.recipients(req),
                 ..PluginData::default()
             };

@@ -108,6 +108,7 @@ impl TeleportStore {
 fn store_error(e: TeleportError) -> StoreError {
     match e {
         TeleportError::CompareFailed(_) => StoreError::Conflict,
+        TeleportError::PermissionDenied(m) => StoreError::Forbidden(m),
         other => StoreError::Other(other.to_string()),
     }
 }
@@ -132,6 +133,15 @@ impl PluginDataStore for TeleportStore {
         client
             .update_plugin_data(&self.plugin, request_id, set, expect)
             .await
+            .map_err(store_error)
+    }
+
+    async fn role_logins(&self, role: &str) -> Result<Vec<String>, StoreError> {
+        let client = Client::clone(&self.client.load());
+        client
+            .get_role(role)
+            .await
+            .map(|r| r.logins)
             .map_err(store_error)
     }
 }

@@ -111,6 +111,8 @@ pub struct Role {
     pub suggested_reviewers: Vec<String>,
     /// Roles this role may review.
     pub review_roles: Vec<String>,
+    /// System logins the role allows (`spec.allow.logins`; traits unexpanded).
+    pub logins: Vec<String>,
 }
 
 /// A review to submit.
@@ -444,6 +446,7 @@ impl Client {
             request_roles: request.roles,
             suggested_reviewers: request.suggested_reviewers,
             review_roles: allow.review_requests.map(|r| r.roles).unwrap_or_default(),
+            logins: allow.logins,
         })
     }
 

@@ -181,6 +181,7 @@ impl WatchMetrics {
 #[derive(Debug)]
 pub struct WatchHandle {
     client: Arc<ArcSwap<Client>>,
+    started: Arc<Client>,
     ping: PingInfo,
     /// The supervisor task; it ends with `Ok` on cancellation, else with the fatal error.
     pub task: JoinHandle<Result<(), TeleportError>>,
@@ -198,6 +199,11 @@ impl WatchHandle {
     /// A shared cell always holding the current client.
     pub fn client_cell(&self) -> Arc<ArcSwap<Client>> {
         self.client.clone()
+    }
+    /// Puts the client this watch connected with back in the cell (after the
+    /// watch it replaced has ended, in case that one wrote last).
+    pub fn republish(&self) {
+        self.client.store(self.started.clone());
     }
 }
 
@@ -240,11 +246,30 @@ impl Watcher {
         tx: mpsc::Sender<WatchEvent>,
         cancel: CancellationToken,
     ) -> Result<WatchHandle, TeleportError> {
+        self.start_in(None, tx, cancel).await
+    }
+
+    /// [`Self::start`], publishing the client in an existing cell (when a
+    /// reload replaces the watch, the plugin data store keeps its cell). The
+    /// cell is written only once the new connection answered `Ping`.
+    pub async fn start_in(
+        self,
+        cell: Option<Arc<ArcSwap<Client>>>,
+        tx: mpsc::Sender<WatchEvent>,
+        cancel: CancellationToken,
+    ) -> Result<WatchHandle, TeleportError> {
         let identity = Arc::new(self.source.load()?);
         let fingerprint = self.source.fingerprint()?;
         let client = Client::connect(&self.opts, identity).await?;
         let ping = client.ping().await?;
-        let cell = Arc::new(ArcSwap::from_pointee(client));
+        let started = Arc::new(client);
+        let cell = match cell {
+            Some(cell) => {
+                cell.store(started.clone());
+                cell
+            }
+            None => Arc::new(ArcSwap::new(started.clone())),
+        };
         let sup = Supervisor {
             w: self,
             cell: cell.clone(),
@@ -254,6 +279,7 @@ impl Watcher {
         };
         Ok(WatchHandle {
             client: cell,
+            started,
             ping,
             task: tokio::spawn(sup.run()),
         })
@@ -347,11 +373,19 @@ impl Supervisor {
         }
     }
 
+    /// Makes `client` the one plugin data calls use, unless this watch was
+    /// cancelled (a reload may have handed the cell to a new watch).
+    fn publish(&self, client: Client) {
+        if !self.cancel.is_cancelled() {
+            self.cell.store(Arc::new(client));
+        }
+    }
+
     async fn reload(&mut self) -> Result<(), TeleportError> {
         let fp = self.w.source.fingerprint()?;
         let identity = Arc::new(self.w.source.load()?);
         let client = Client::connect(&self.w.opts, identity).await?;
-        self.cell.store(Arc::new(client));
+        self.publish(client);
         self.fingerprint = fp;
         self.w.metrics.identity_reloads.inc();
         Ok(())
@@ -497,7 +531,7 @@ impl Supervisor {
             }
         }
         *stream = new_stream;
-        self.cell.store(Arc::new(client.clone()));
+        self.publish(client.clone());
         self.fingerprint = fp;
         self.w.metrics.identity_reloads.inc();
         tracing::info!(

@@ -5,29 +5,7 @@ use std::time::Duration;
 
 use teleport_discord::emulators::sandbox::Sandbox;
 
-use crate::support::TestApp;
-
-async fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn status_line(content: &str) -> String {
-    content
-        .lines()
-        .find(|l| l.starts_with("*Status*"))
-        .unwrap_or_default()
-        .to_owned()
-}
+use crate::support::{TestApp, eventually, status_line};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_is_posted_reviewed_approved_and_expired() {
@@ -216,6 +194,7 @@ async fn without_rule_permissions_the_config_routes() {
         .set_permissions(teleport_discord::emulators::teleport::Permissions {
             write_plugin_data: true,
             read_access_monitoring_rules: false,
+            ..Default::default()
         });
     let [_, _, fallback] = sb.channels.clone();
     sb.teleport

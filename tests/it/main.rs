@@ -6,5 +6,6 @@ mod deploy;
 mod discord;
 mod http;
 mod lifecycle;
+mod scenarios;
 mod support;
 mod teleport;

@@ -91,7 +91,12 @@ impl TestApp {
     }
 
     /// Stops the service and starts a new one on the same sandbox and config.
-    pub(crate) async fn restart(mut self) -> Self {
+    pub(crate) async fn restart(self) -> Self {
+        self.stopped().await.start_again().await
+    }
+
+    /// Stops the service; the emulators keep running.
+    pub(crate) async fn stopped(mut self) -> Stopped {
         self.shutdown.cancel();
         if let Some(h) = self.handle.take() {
             let r = tokio::time::timeout(Duration::from_secs(20), h).await;
@@ -106,7 +111,11 @@ impl TestApp {
             _dir,
             ..
         } = self;
-        Self::run(sandbox, config_path, _dir).await
+        Stopped {
+            sandbox,
+            config_path,
+            dir: _dir,
+        }
     }
 
     pub(crate) fn url(&self, path: &str) -> String {
@@ -159,6 +168,20 @@ impl TestApp {
     }
 }
 
+/// The emulators of a stopped [`TestApp`] (what happens while the service is down).
+pub(crate) struct Stopped {
+    pub(crate) sandbox: Sandbox,
+    config_path: PathBuf,
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Stopped {
+    /// Starts the service again on the same sandbox and config.
+    pub(crate) async fn start_again(self) -> TestApp {
+        TestApp::run(self.sandbox, self.config_path, self.dir).await
+    }
+}
+
 /// Runs `promtool check metrics` on `text`. Returns `None` when promtool is
 /// not installed outside CI (CI installs Debian's `prometheus` package and
 /// must run the check).
@@ -191,4 +214,27 @@ pub(crate) fn promtool_check(text: &str) -> Option<std::process::Output> {
         .write_all(text.as_bytes())
         .expect("write to promtool");
     Some(child.wait_with_output().expect("promtool output"))
+}
+
+/// Polls `f` every 20 ms until it gives a value; fails after 15 s naming `what`.
+pub(crate) async fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub(crate) fn status_line(content: &str) -> String {
+    content
+        .lines()
+        .find(|l| l.starts_with("*Status*"))
+        .unwrap_or_default()
+        .to_owned()
 }

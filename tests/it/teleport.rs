@@ -471,6 +471,7 @@ async fn watch_without_rule_permission_is_partial() {
     env.emu.set_permissions(Permissions {
         write_plugin_data: true,
         read_access_monitoring_rules: false,
+        ..Default::default()
     });
     let mut w = start_watch(&env, fast_watch()).await;
     assert_eq!(
@@ -627,6 +628,7 @@ async fn connectivity_check_reports_what_works() {
     env.emu.set_permissions(Permissions {
         write_plugin_data: false,
         read_access_monitoring_rules: false,
+        ..Default::default()
     });
     let r = check_with(&env.opts(), &env.identity())
         .await

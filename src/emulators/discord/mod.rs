@@ -164,6 +164,8 @@ pub struct Stats {
     pub duplicates: u64,
     /// 500s injected.
     pub server_errors: u64,
+    /// Message bodies refused with 400 (invalid JSON or 50035 Invalid Form Body).
+    pub rejected_bodies: u64,
     /// Connections dropped after processing.
     pub dropped: u64,
     /// The `User-Agent` of the last request.
@@ -194,7 +196,8 @@ pub struct StoredMessage {
     pub nonce: Option<String>,
     /// Every body applied, the create first, then each edit.
     pub history: Vec<Value>,
-    /// Who would have been pinged ("user:<id>", "role:<id>", "everyone").
+    /// Who would have been pinged by the create or any edit ("user:<id>",
+    /// "role:<id>", "everyone").
     pub would_mention: Vec<String>,
 }
 
@@ -408,6 +411,12 @@ impl DiscordEmulator {
         self.shared.lock().config.token.clone()
     }
 
+    /// Resets the bot token (as "Reset Token" in the developer portal does):
+    /// from now on only `token` is accepted.
+    pub fn set_token(&self, token: &str) {
+        self.shared.lock().config.token = token.to_owned();
+    }
+
     /// The bot's user ID.
     pub fn bot_id(&self) -> String {
         self.shared.lock().bot_id.clone()
@@ -463,6 +472,27 @@ impl DiscordEmulator {
             .get(channel)
             .map(|c| c.messages.clone())
             .unwrap_or_default()
+    }
+
+    /// Puts a message in a channel as another client posted it earlier (the
+    /// Go plugin, before a migration); returns its ID.
+    pub fn insert_message(&self, channel: &str, content: &str) -> String {
+        let mut inner = self.shared.lock();
+        let id = inner.snowflake();
+        let body = json!({"content": content});
+        if let Some(ch) = inner.channels.get_mut(channel) {
+            ch.messages.push(StoredMessage {
+                id: id.clone(),
+                channel_id: channel.to_owned(),
+                content: content.to_owned(),
+                embeds: json!([]),
+                components: json!([]),
+                nonce: None,
+                would_mention: Vec::new(),
+                history: vec![body],
+            });
+        }
+        id
     }
 
     /// Message counts per channel.
@@ -890,7 +920,10 @@ fn admit_write(
             "500: Internal Server Error",
         )));
     }
-    let body = parse_body(body, kind).map_err(|r| Post::Now(with_bucket(r, bucket)))?;
+    let body = parse_body(body, kind).map_err(|r| {
+        inner.stats.rejected_bodies += 1;
+        Post::Now(with_bucket(r, bucket))
+    })?;
     Ok((bucket, latency, drop, body))
 }
 
@@ -1034,9 +1067,13 @@ fn edit_message_sync(
     if let Some(c) = body.get("components") {
         msg.components = if c.is_null() { json!([]) } else { c.clone() };
     }
-    msg.would_mention = mentions(
-        &json!({"content": msg.content, "allowed_mentions": body.get("allowed_mentions")}),
-    );
+    for m in
+        mentions(&json!({"content": msg.content, "allowed_mentions": body.get("allowed_mentions")}))
+    {
+        if !msg.would_mention.contains(&m) {
+            msg.would_mention.push(m);
+        }
+    }
     msg.history.push(body);
     let resp = msg.to_json(&bot);
     inner.stats.edits += 1;

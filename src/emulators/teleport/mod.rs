@@ -105,6 +105,19 @@ pub struct Permissions {
     pub write_plugin_data: bool,
     /// Read/watch `access_monitoring_rule`.
     pub read_access_monitoring_rules: bool,
+    /// `role` read (`GetRole`, for logins by role).
+    pub read_roles: bool,
+}
+
+impl Default for Permissions {
+    /// Everything the plugin's documented role grants.
+    fn default() -> Self {
+        Self {
+            write_plugin_data: true,
+            read_access_monitoring_rules: true,
+            read_roles: true,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -387,6 +400,18 @@ impl TeleportEmulator {
 
     /// Creates a PENDING request (default threshold: one approval or one denial).
     pub fn create_request(&self, user: &str, roles: &[&str], reason: &str) -> String {
+        self.create_request_with_threshold(user, roles, reason, 1, 1)
+    }
+
+    /// Creates a PENDING request that `approve` approvals or `deny` denials resolve.
+    pub fn create_request_with_threshold(
+        &self,
+        user: &str,
+        roles: &[&str],
+        reason: &str,
+        approve: u32,
+        deny: u32,
+    ) -> String {
         let mut st = self.shared.lock();
         st.next_request += 1;
         let id = format!(
@@ -414,8 +439,8 @@ impl TeleportEmulator {
                 request_reason: reason.into(),
                 thresholds: vec![pb::types::AccessReviewThreshold {
                     name: "default".into(),
-                    approve: 1,
-                    deny: 1,
+                    approve,
+                    deny,
                     ..Default::default()
                 }],
                 ..Default::default()
@@ -481,6 +506,21 @@ impl TeleportEmulator {
         self.shared.lock().requests.get(id).cloned()
     }
 
+    /// Writes plugin data directly, as another plugin version left it (no event).
+    pub fn put_plugin_data(&self, id: &str, plugin: &str, data: &[(&str, &str)]) {
+        self.shared
+            .lock()
+            .plugin_data
+            .entry(id.to_owned())
+            .or_default()
+            .insert(
+                plugin.to_owned(),
+                data.iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            );
+    }
+
     /// Plugin data of one request for one plugin.
     pub fn plugin_data(&self, id: &str, plugin: &str) -> Option<BTreeMap<String, String>> {
         self.shared
@@ -512,12 +552,29 @@ impl TeleportEmulator {
                         ..Default::default()
                     }),
                     review_requests: None,
+                    ..Default::default()
                 }),
                 ..Default::default()
             }),
             ..Default::default()
         };
         self.shared.lock().roles.insert(name.into(), role);
+    }
+
+    /// Sets a role's allowed logins (`spec.allow.logins`), creating the role if needed.
+    pub fn set_role_logins(&self, name: &str, logins: &[&str]) {
+        if !self.shared.lock().roles.contains_key(name) {
+            self.put_role(name, &[], &[]);
+        }
+        let mut st = self.shared.lock();
+        if let Some(allow) = st
+            .roles
+            .get_mut(name)
+            .and_then(|r| r.spec.as_mut())
+            .and_then(|s| s.allow.as_mut())
+        {
+            allow.logins = logins.iter().map(|l| (*l).to_owned()).collect();
+        }
     }
 
     /// Creates or replaces an access monitoring rule notifying `plugin`: PUT event.

@@ -215,10 +215,7 @@ impl State {
     }
 
     fn permissions(&self) -> Permissions {
-        self.permissions.unwrap_or(Permissions {
-            write_plugin_data: true,
-            read_access_monitoring_rules: true,
-        })
+        self.permissions.unwrap_or_default()
     }
 }
 
@@ -651,9 +648,13 @@ impl AuthService for AuthSvc {
         self.enter("GetRole")?;
         caller(&req)?;
         let name = req.into_inner().name;
-        self.shared
-            .lock()
-            .roles
+        let st = self.shared.lock();
+        if !st.permissions().read_roles {
+            return Err(Status::permission_denied(format!(
+                "access denied to perform action \"read\" on \"role\" ({name})"
+            )));
+        }
+        st.roles
             .get(&name)
             .cloned()
             .map(Response::new)
