@@ -35,6 +35,9 @@ pub enum Command {
     /// Run the Teleport and Discord emulators and write a config for `start` (for tests and trying things out).
     #[command(hide = true)]
     Emulators(EmulatorsArgs),
+    /// Run replicas of `start` against the emulators while injecting faults, then check nothing was lost (see RELIABILITY.md).
+    #[command(hide = true)]
+    Chaos(ChaosArgs),
     /// Probe a running instance's /healthz (for container health checks; exits 0 when healthy).
     Healthcheck(HealthcheckArgs),
 }
@@ -48,6 +51,38 @@ pub struct EmulatorsArgs {
     /// Appended to the written config (e.g. an [http] section).
     #[arg(long, default_value = "", value_name = "TOML")]
     pub extra: String,
+}
+
+/// Flags of `chaos`.
+#[derive(Debug, clap::Args)]
+pub struct ChaosArgs {
+    /// Access requests to create.
+    #[arg(long, default_value_t = 200)]
+    pub requests: usize,
+    /// Requests created per second.
+    #[arg(long, default_value_t = 10.0)]
+    pub rate: f64,
+    /// Replicas of `start` running at once.
+    #[arg(long, default_value_t = 3)]
+    pub replicas: usize,
+    /// Recipient channels.
+    #[arg(long, default_value_t = 20)]
+    pub channels: usize,
+    /// Mean milliseconds between two faults.
+    #[arg(long, default_value_t = 2000, value_name = "MS")]
+    pub fault_every_ms: u64,
+    /// Seconds to wait for the final picture once the faults stop.
+    #[arg(long, default_value_t = 180, value_name = "SECONDS")]
+    pub settle_timeout: u64,
+    /// Seed of the random plan.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Keep credentials, config and replica logs here (default: a temporary directory).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Write the report as JSON to this file too.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
 }
 
 /// Flags of `healthcheck`.

@@ -51,6 +51,17 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Chaos(args) => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            match teleport_discord::emulators::chaos::run_cli(args) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => exit(EXIT_FAILURE),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    exit(EXIT_FAILURE)
+                }
+            }
+        }
         Command::Healthcheck(args) => {
             let timeout = std::time::Duration::from_secs(args.timeout.max(1));
             match teleport_discord::healthcheck::probe(args.addr, &args.path, timeout) {

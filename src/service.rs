@@ -109,6 +109,16 @@ pub fn to_payload(body: &MessageBody) -> MessagePayload {
     }
 }
 
+/// Whether a message Discord returned shows `payload` (text and embeds).
+fn shows(m: &crate::discord::Message, payload: &MessagePayload) -> bool {
+    payload.content.as_deref().unwrap_or_default() == m.content
+        && m.embeds.len() == payload.embeds.len()
+        && m.embeds
+            .iter()
+            .zip(&payload.embeds)
+            .all(|(a, b)| a.title == b.title && a.description == b.description)
+}
+
 fn send_error(e: DeliveryError) -> SendError {
     match e {
         // A bad token is fixed by the operator; the message must not be given up.
@@ -138,12 +148,26 @@ impl Messenger for DiscordMessenger {
         nonce: &str,
         body: &MessageBody,
     ) -> Result<String, SendError> {
+        let payload = to_payload(body);
         let op = Op::Create {
             channel_id: channel.to_owned(),
             nonce: nonce.to_owned(),
-            payload: to_payload(body),
+            payload: payload.clone(),
         };
-        self.deliver(op).await.map(|m| m.id)
+        let message = self.deliver(op).await?;
+        // `enforce_nonce` answers a repeated create with the message the first
+        // one made, showing what was true then (a poster that crashed before
+        // recording it): bring it up to date.
+        if !shows(&message, &payload) {
+            tracing::info!(channel_id = %channel, message_id = %message.id, "create answered with an earlier message of this request; updating it");
+            let op = Op::Edit {
+                channel_id: channel.to_owned(),
+                message_id: message.id.clone(),
+                payload,
+            };
+            self.deliver(op).await?;
+        }
+        Ok(message.id)
     }
 
     async fn edit(

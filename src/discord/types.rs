@@ -174,7 +174,7 @@ pub struct AllowedMentions {
 }
 
 /// A message as Discord returns it (the fields we use).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct Message {
     /// Snowflake.
     pub id: String,
@@ -183,6 +183,10 @@ pub struct Message {
     /// Current text.
     #[serde(default)]
     pub content: String,
+    /// Current embeds (title and description are compared after a create
+    /// that `enforce_nonce` answered with an existing message).
+    #[serde(default)]
+    pub embeds: Vec<Embed>,
 }
 
 /// `GET /users/@me`.

@@ -72,6 +72,18 @@ pub trait PluginDataStore: Send + Sync + 'static {
         set: BTreeMap<String, String>,
         expect: BTreeMap<String, String>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The request as Teleport has it now (`None`: deleted). Asked after a
+    /// concurrent writer was detected, when the watch's view may be behind.
+    /// Stores that cannot answer say so, and the watch's view is used.
+    fn current(
+        &self,
+        request_id: &str,
+    ) -> impl Future<Output = Result<Option<Request>, StoreError>> + Send {
+        let _ = request_id;
+        std::future::ready(Err(StoreError::Other(
+            "this store cannot read requests".to_owned(),
+        )))
+    }
     /// The logins a role allows (`GetRole`), shown per role in the message.
     /// Stores that know no roles answer none.
     fn role_logins(
@@ -122,10 +134,22 @@ pub struct ClusterInfo {
 }
 
 /// What the watch last told us about a request.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 enum Observed {
     Present(Box<Request>),
-    Deleted,
+    /// Gone; with the last state seen, which may be a resolution that was
+    /// not shown yet (approved, then deleted before a worker got to it).
+    Deleted(Option<Box<Request>>),
+}
+
+impl Observed {
+    fn deleted(previous: Option<Observed>) -> Self {
+        match previous {
+            Some(Observed::Present(r)) => Observed::Deleted(Some(r)),
+            Some(d @ Observed::Deleted(_)) => d,
+            None => Observed::Deleted(None),
+        }
+    }
 }
 
 /// Why a reconcile did not finish.
@@ -200,6 +224,13 @@ struct Counters {
 pub struct Reconciler<P, M> {
     counters: Counters,
     observed: Mutex<HashMap<String, Observed>>,
+    /// Requests to read again from Teleport before their next reconcile
+    /// (another replica wrote concurrently: our view may be behind).
+    stale: Mutex<std::collections::HashSet<String>>,
+    /// Requests whose messages we may have changed without recording what
+    /// they show (the record failed, or newer news arrived while we were
+    /// sending): their next reconcile edits whatever the record says.
+    unsure: Mutex<std::collections::HashSet<String>>,
     rules: Mutex<RuleSet>,
     queue: WorkQueue<String>,
     store: P,
@@ -214,6 +245,8 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
         Self {
             counters: Counters::default(),
             observed: Mutex::new(HashMap::new()),
+            stale: Mutex::new(std::collections::HashSet::new()),
+            unsure: Mutex::new(std::collections::HashSet::new()),
             rules: Mutex::new(RuleSet::new()),
             queue: WorkQueue::new(),
             store,
@@ -248,7 +281,11 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
 
     /// A request was deleted (expired, or removed by an admin).
     pub fn observe_delete(&self, id: &str) {
-        self.observed().insert(id.to_owned(), Observed::Deleted);
+        {
+            let mut obs = self.observed();
+            let previous = obs.remove(id);
+            obs.insert(id.to_owned(), Observed::deleted(previous));
+        }
         self.queue.add(id.to_owned());
     }
 
@@ -269,7 +306,8 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
                 .map(|(id, _)| id.clone())
                 .collect();
             for id in vanished {
-                obs.insert(id.clone(), Observed::Deleted);
+                let previous = obs.remove(&id);
+                obs.insert(id.clone(), Observed::deleted(previous));
                 ids.push(id);
             }
             for r in requests {
@@ -384,10 +422,19 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
 
     /// Converges Discord and plugin data to the last observed state of `id`.
     pub async fn reconcile(&self, id: &str) -> Result<Outcome, ReconcileError> {
+        let stale = self
+            .stale
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(id);
+        if stale {
+            self.refresh(id).await;
+        }
         let observed = self.observed().get(id).cloned();
         let Some(observed) = observed else {
             return Ok(Outcome::default());
         };
+        let seen = observed.clone();
         let raw = self.store.get(id).await?;
         let (data, problems) = PluginData::decode(&raw);
         for p in problems {
@@ -404,16 +451,75 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
                     Ok(Outcome::default())
                 }
             },
-            Observed::Deleted => self.reconcile_deleted(id, data).await,
+            Observed::Deleted(Some(last))
+                if data.resolution.is_empty()
+                    && matches!(
+                        last.state,
+                        RequestState::Approved | RequestState::Denied | RequestState::Promoted
+                    ) =>
+            {
+                // Resolved, then gone before the resolution was shown: the
+                // resolution is the final word, not "expired".
+                self.reconcile_resolved(&last, data).await
+            }
+            Observed::Deleted(_) => self.reconcile_deleted(id, data).await,
         };
-        if result.is_ok() {
-            // A deleted request that is done needs no memory any more.
+        // News arrived while we were sending: what we sent may already be
+        // stale, and another replica may have recorded the newer picture.
+        if self.observed().get(id) != Some(&seen) {
+            self.unsure_set(id, true);
+        }
+        if result.is_ok() && matches!(seen, Observed::Deleted(_)) {
+            // A deleted request whose deletion was just shown needs no memory
+            // any more (a deletion that arrived during another reconcile is
+            // still to be shown: that entry stays).
             let mut obs = self.observed();
-            if matches!(obs.get(id), Some(Observed::Deleted)) {
+            if obs.get(id) == Some(&seen) {
                 obs.remove(id);
             }
         }
         result
+    }
+
+    fn unsure_set(&self, id: &str, on: bool) {
+        let mut u = self
+            .unsure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if on {
+            u.insert(id.to_owned());
+        } else {
+            u.remove(id);
+        }
+    }
+
+    fn is_unsure(&self, id: &str) -> bool {
+        self.unsure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(id)
+    }
+
+    /// Replaces our view of `id` with Teleport's current one.
+    async fn refresh(&self, id: &str) {
+        match self.store.current(id).await {
+            Ok(Some(req)) => {
+                self.observed()
+                    .insert(id.to_owned(), Observed::Present(Box::new(req)));
+            }
+            Ok(None) => {
+                let mut obs = self.observed();
+                let previous = obs.remove(id);
+                obs.insert(id.to_owned(), Observed::deleted(previous));
+            }
+            Err(e) => {
+                tracing::debug!(request_id = %id, error = %e, "cannot read the request again; using the watch's view");
+            }
+        }
+        self.stale
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(id);
     }
 
     fn recipients(&self, req: &Request) -> Vec<String> {
@@ -579,7 +685,9 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
         id: &str,
         data: PluginData,
     ) -> Result<Outcome, ReconcileError> {
-        if data.messages.is_empty() {
+        // Claimed but not yet recorded counts too: a poster may have died
+        // between the create and the record (the nonce finds its message).
+        if data.messages.is_empty() && data.channels.is_empty() {
             return Ok(Outcome::default());
         }
         if !data.resolution.is_empty() && data.resolution != Status::Expired.tag() {
@@ -629,7 +737,8 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
         let mut created: Vec<MessageRef> = Vec::new();
         let mut dropped: Vec<String> = Vec::new();
         let mut retry: Option<SendError> = None;
-        let up_to_date = data.rendered == digest;
+        let unsure = self.is_unsure(id);
+        let up_to_date = data.rendered == digest && !unsure;
         // Channels whose message is known to show `body` now.
         let mut shown: Vec<String> = Vec::new();
         for channel in &channels {
@@ -674,6 +783,13 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
         }
         let all_current = retry.is_none();
         // Record, merging with whatever another replica wrote meanwhile.
+        let wrote = !created.is_empty() || outcome.edited > 0;
+        if wrote {
+            // Until the record below lands.
+            self.unsure_set(id, true);
+        }
+        let read = data.clone();
+        let mut contended = false;
         let mut current = data;
         let mut foreign;
         loop {
@@ -692,12 +808,15 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
             // The digest is recorded only when every message is known to show this body.
             let every_message = next.channels.iter().all(|c| next.message_for(c).is_some());
             foreign = next.messages.iter().any(|m| !shown.contains(&m.channel));
-            next.rendered = if all_current && every_message && !foreign {
+            next.rendered = if all_current && every_message && !foreign && !contended {
                 digest.clone()
             } else {
                 String::new()
             };
             if next == current {
+                if retry.is_none() && !contended {
+                    self.unsure_set(id, false);
+                }
                 break;
             }
             match self
@@ -705,13 +824,35 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
                 .compare_and_swap(id, next.encode(), current.encode())
                 .await
             {
-                Ok(()) => break,
+                Ok(()) => {
+                    if retry.is_none() {
+                        self.unsure_set(id, false);
+                    }
+                    break;
+                }
                 Err(StoreError::Conflict) => {
                     let (fresh, _) = PluginData::decode(&self.store.get(id).await?);
+                    // Another replica recorded a different picture since we
+                    // read: its edits and ours may have landed in either
+                    // order, so nobody can say what Discord shows now.
+                    if wrote
+                        && (fresh.resolution != read.resolution
+                            || (fresh.rendered != read.rendered && fresh.rendered != digest))
+                    {
+                        contended = true;
+                    }
                     current = fresh;
                 }
                 Err(e) => return Err(e.into()),
             }
+        }
+        if contended {
+            // Look again with Teleport's current view of the request.
+            self.stale
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(id.to_owned());
+            return Err(StoreError::Conflict.into());
         }
         match retry {
             Some(e) => Err(ReconcileError::Discord(e)),

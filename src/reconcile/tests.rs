@@ -113,6 +113,14 @@ impl Messenger for Discord {
         // Check and record the nonce atomically, as Discord does.
         let mut nonces = self.nonces.lock().unwrap();
         if let Some(id) = nonces.get(&key) {
+            // The real messenger brings a de-duplicated create's message up
+            // to date with an edit (`service::DiscordMessenger`).
+            if let Some(m) = self.messages.lock().unwrap().get_mut(id)
+                && m.body != *body
+            {
+                m.body = body.clone();
+                m.edits += 1;
+            }
             return Ok(id.clone());
         }
         let id = {
@@ -506,6 +514,95 @@ async fn a_crash_after_posting_is_repaired_without_a_duplicate() {
         "the nonce returned the same message"
     );
     assert_eq!(stored(&store, "r1").messages.len(), 2);
+}
+
+#[tokio::test]
+async fn a_request_deleted_after_an_unrecorded_post_still_shows_expired() {
+    let (store, discord) = (Store::default(), Discord::default());
+    let r = reconciler(&store, &discord);
+    r.observe_put(request("r1"));
+    r.reconcile("r1").await.expect("post");
+    // Posted, then the poster died before recording the messages.
+    {
+        let mut all = store.data.lock().unwrap();
+        let e = all.get_mut("r1").expect("data");
+        e.remove("messages");
+        e.remove("discord_rendered");
+    }
+    let r2 = reconciler(&store, &discord);
+    r2.observe_delete("r1");
+    r2.reconcile("r1").await.expect("expire");
+    for ch in ["1001", "1002"] {
+        let msgs = discord.in_channel(ch);
+        assert_eq!(msgs.len(), 1, "no second message in {ch}");
+        assert!(
+            msgs[0].body.content.contains("*Status*: ⌛ EXPIRED"),
+            "{}",
+            msgs[0].body.content
+        );
+    }
+    let d = stored(&store, "r1");
+    assert_eq!(d.messages.len(), 2);
+    assert_eq!(d.resolution, "EXPIRED");
+}
+
+#[tokio::test]
+async fn approved_then_deleted_before_a_worker_ran_shows_approved() {
+    let (store, discord) = (Store::default(), Discord::default());
+    let r = reconciler(&store, &discord);
+    r.observe_put(request("r1"));
+    r.reconcile("r1").await.expect("post");
+    // Both events arrive before a worker looks again (coalesced).
+    let mut approved = request("r1");
+    approved.state = RequestState::Approved;
+    approved.resolve_reason = "fine".into();
+    r.observe_put(approved.clone());
+    r.observe_delete("r1");
+    r.reconcile("r1").await.expect("resolve");
+    let m = &discord.in_channel("1001")[0];
+    assert!(
+        m.body.content.contains("*Status*: ✅ APPROVED"),
+        "{}",
+        m.body.content
+    );
+    assert_eq!(stored(&store, "r1").resolution, "APPROVED");
+    // The same when the deletion is noticed by a listing that lacks it.
+    let (store, discord) = (Store::default(), Discord::default());
+    let r = reconciler(&store, &discord);
+    let mut pending = approved.clone();
+    pending.state = RequestState::Pending;
+    r.observe_put(pending);
+    r.reconcile("r1").await.expect("post");
+    r.observe_put(approved);
+    r.observe_list(Vec::new());
+    r.reconcile("r1").await.expect("resolve");
+    assert_eq!(stored(&store, "r1").resolution, "APPROVED");
+    assert_eq!(r.tracked(), 0, "a deleted request is forgotten once shown");
+}
+
+#[tokio::test]
+async fn a_deletion_during_the_first_post_is_still_shown() {
+    let (store, discord) = (Store::default(), Discord::default());
+    let r = Arc::new(reconciler(&store, &discord));
+    r.observe_put(request("r1"));
+    // The deletion arrives while the post is on its way.
+    let worker = {
+        let r = r.clone();
+        tokio::spawn(async move { r.reconcile("r1").await })
+    };
+    tokio::task::yield_now().await;
+    r.observe_delete("r1");
+    worker.await.expect("join").expect("post");
+    r.reconcile("r1").await.expect("expire");
+    for ch in ["1001", "1002"] {
+        let m = &discord.in_channel(ch)[0];
+        assert!(
+            m.body.content.contains("*Status*: ⌛ EXPIRED"),
+            "{}",
+            m.body.content
+        );
+    }
+    assert_eq!(r.tracked(), 0);
 }
 
 #[tokio::test]

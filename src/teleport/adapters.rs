@@ -138,10 +138,20 @@ impl PluginDataStore for TeleportStore {
 
     async fn role_logins(&self, role: &str) -> Result<Vec<String>, StoreError> {
         let client = Client::clone(&self.client.load());
+        match client.get_role(role).await {
+            Ok(r) => Ok(r.logins),
+            // A requested role that does not exist (any more) allows no login.
+            Err(TeleportError::NotFound(_)) => Ok(Vec::new()),
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    async fn current(&self, request_id: &str) -> Result<Option<reconcile::Request>, StoreError> {
+        let client = Client::clone(&self.client.load());
         client
-            .get_role(role)
+            .get_access_request(request_id)
             .await
-            .map(|r| r.logins)
+            .map(|r| r.map(Into::into))
             .map_err(store_error)
     }
 }

@@ -306,6 +306,29 @@ impl Client {
             state: state.map_or(0, |s| s.to_pb() as i32),
             ..Default::default()
         };
+        self.list_filtered(filter).await
+    }
+
+    /// One access request by ID, as Teleport has it now; `None` when it is gone.
+    pub async fn get_access_request(
+        &self,
+        id: &str,
+    ) -> Result<Option<AccessRequest>, TeleportError> {
+        let filter = pb::types::AccessRequestFilter {
+            id: id.to_owned(),
+            ..Default::default()
+        };
+        Ok(self
+            .list_filtered(filter)
+            .await?
+            .into_iter()
+            .find(|r| r.id == id))
+    }
+
+    async fn list_filtered(
+        &self,
+        filter: pb::types::AccessRequestFilter,
+    ) -> Result<Vec<AccessRequest>, TeleportError> {
         let mut out = Vec::new();
         let mut start_key = String::new();
         loop {

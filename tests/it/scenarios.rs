@@ -269,7 +269,12 @@ async fn many_requests_racing() {
             assert!(status_line(&mine[0].content).contains(want));
         }
     }
-    assert_eq!(app.sandbox.discord.stats().rate_limited(), 0, "{:?}", app.sandbox.discord.stats());
+    assert_eq!(
+        app.sandbox.discord.stats().rate_limited(),
+        0,
+        "{:?}",
+        app.sandbox.discord.stats()
+    );
     app.stop().await;
 }
 

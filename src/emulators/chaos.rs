@@ -1,0 +1,803 @@
+//! The chaos runner behind the hidden `chaos` verb and the end-to-end
+//! reliability tests: real `teleport-discord start` processes (replicas)
+//! against both emulators, a stream of access requests going through their
+//! lifecycle, and faults injected at random — replicas killed with SIGKILL and
+//! restarted, Teleport watch streams dropped, Teleport outages, the identity
+//! rotated on disk, Discord 5xx, dropped connections, latency and forced 429s,
+//! config reloads by SIGHUP. At the end the faults stop and the runner waits
+//! until every request shows its final state in exactly one message per
+//! recipient channel, then reports what it did and what it found.
+//!
+//! The oracle follows upstream's rules: a request is announced when it is
+//! seen pending, so the runner reviews, resolves or deletes a request only
+//! once its messages exist (as people do: they act on the message).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+use super::discord::{EmulatorConfig, Faults, Scope};
+use super::sandbox::Sandbox;
+
+/// Faults a run may inject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Fault {
+    /// SIGKILL a replica, restart it a little later.
+    KillReplica,
+    /// End every Teleport watch stream (with an error or a clean EOF).
+    DropStreams,
+    /// Teleport answers nothing but `Unavailable` for a few seconds.
+    TeleportOutage,
+    /// A new client certificate is written to the identity file; the old one
+    /// is refused on new connections.
+    RotateIdentity,
+    /// Discord answers 500 to a share of message requests, drops some
+    /// connections after processing, and answers slowly, for a few seconds.
+    DiscordErrors,
+    /// Discord answers 429 (a channel's bucket, or global).
+    Discord429,
+    /// SIGHUP a replica (the config is rewritten with another log level).
+    Reload,
+}
+
+impl Fault {
+    /// Every fault.
+    pub const ALL: [Fault; 7] = [
+        Fault::KillReplica,
+        Fault::DropStreams,
+        Fault::TeleportOutage,
+        Fault::RotateIdentity,
+        Fault::DiscordErrors,
+        Fault::Discord429,
+        Fault::Reload,
+    ];
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct ChaosOptions {
+    /// The `teleport-discord` binary to start as replicas.
+    pub binary: PathBuf,
+    /// Where the emulators' credentials, the config and the replicas' logs go.
+    pub dir: PathBuf,
+    /// Access requests to create.
+    pub requests: usize,
+    /// Requests created per second.
+    pub rate: f64,
+    /// Replicas running at once.
+    pub replicas: usize,
+    /// Recipient channels (one role each, plus a `"*"` fallback).
+    pub channels: usize,
+    /// Faults to draw from (empty: none).
+    pub faults: Vec<Fault>,
+    /// Mean time between two faults.
+    pub fault_every: Duration,
+    /// How long to wait, after the last request and the last fault, for
+    /// everything to show its final state.
+    pub settle_timeout: Duration,
+    /// Seed of the pseudo-random choices (same seed, same plan).
+    pub seed: u64,
+    /// Discord's limits in the emulator (Discord's defaults unless changed).
+    pub discord: EmulatorConfig,
+    /// Log level of the replicas (`RUST_LOG`-style severity for `[log]`).
+    pub severity: String,
+}
+
+impl ChaosOptions {
+    /// Defaults: 3 replicas, 20 channels, every fault, Discord's limits.
+    pub fn new(binary: impl Into<PathBuf>, dir: impl Into<PathBuf>) -> Self {
+        Self {
+            binary: binary.into(),
+            dir: dir.into(),
+            requests: 200,
+            rate: 10.0,
+            replicas: 3,
+            channels: 20,
+            faults: Fault::ALL.to_vec(),
+            fault_every: Duration::from_secs(2),
+            settle_timeout: Duration::from_secs(120),
+            seed: 1,
+            discord: EmulatorConfig::default(),
+            severity: "info".to_owned(),
+        }
+    }
+}
+
+/// What a run did and found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ChaosReport {
+    /// Requests created.
+    pub requests: usize,
+    /// Requests that ended approved / denied / expired / still pending.
+    pub final_states: BTreeMap<&'static str, usize>,
+    /// Messages expected (one per request and recipient channel).
+    pub expected_messages: usize,
+    /// Messages found showing the expected final state.
+    pub correct_messages: usize,
+    /// (request, channel) pairs with no message.
+    pub missing: usize,
+    /// Extra messages for a (request, channel) pair.
+    pub duplicated: usize,
+    /// Messages whose status line is not the request's final state.
+    pub wrong_state: usize,
+    /// Messages with someone who would have been pinged.
+    pub pinged: usize,
+    /// Faults injected, by kind.
+    pub faults: BTreeMap<String, u64>,
+    /// Replica exits we did not cause (crashes).
+    pub unexpected_exits: u64,
+    /// Discord emulator: messages created, edits, 429s served, 500s
+    /// injected, connections dropped, creates de-duplicated by nonce,
+    /// messages whose nonce was used before (duplicates).
+    pub discord: BTreeMap<&'static str, u64>,
+    /// Time from the first request to the last fault.
+    pub chaos_seconds: f64,
+    /// Time from the end of the faults until everything was correct (or the timeout).
+    pub settle_seconds: f64,
+    /// The first few problems, for a human.
+    pub examples: Vec<String>,
+}
+
+impl ChaosReport {
+    /// Nothing lost, duplicated, stale or pinged, and no replica crashed.
+    pub fn ok(&self) -> bool {
+        self.missing == 0
+            && self.duplicated == 0
+            && self.wrong_state == 0
+            && self.pinged == 0
+            && self.unexpected_exits == 0
+            && self.correct_messages == self.expected_messages
+    }
+
+    /// A short human summary.
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "requests {} ({:?}); messages expected {}, correct {}, missing {}, duplicated {}, wrong state {}, pinged {}",
+            self.requests,
+            self.final_states,
+            self.expected_messages,
+            self.correct_messages,
+            self.missing,
+            self.duplicated,
+            self.wrong_state,
+            self.pinged
+        );
+        let _ = writeln!(
+            s,
+            "faults {:?}; unexpected replica exits {}",
+            self.faults, self.unexpected_exits
+        );
+        let _ = writeln!(s, "discord {:?}", self.discord);
+        let _ = write!(
+            s,
+            "chaos {:.1} s, settled in {:.1} s: {}",
+            self.chaos_seconds,
+            self.settle_seconds,
+            if self.ok() { "OK" } else { "FAILED" }
+        );
+        for e in &self.examples {
+            let _ = write!(s, "\n  {e}");
+        }
+        s
+    }
+}
+
+/// Why a run could not be carried out (a finding is a report, not an error).
+#[derive(Debug, thiserror::Error)]
+pub enum ChaosError {
+    /// Files, processes or the emulators.
+    #[error("chaos run: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// splitmix64: small, seedable, good enough to pick faults.
+#[derive(Debug, Clone)]
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+    fn chance(&mut self, p: f64) -> bool {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p
+    }
+    fn millis(&mut self, lo: u64, hi: u64) -> Duration {
+        Duration::from_millis(lo + self.next() % (hi - lo).max(1))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Final {
+    Pending,
+    Approved,
+    Denied,
+    Expired,
+}
+
+impl Final {
+    fn status(self) -> &'static str {
+        match self {
+            Final::Pending => "*Status*: ⏳ PENDING",
+            Final::Approved => "*Status*: ✅ APPROVED",
+            Final::Denied => "*Status*: ❌ DENIED",
+            Final::Expired => "*Status*: ⌛ EXPIRED",
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            Final::Pending => "pending",
+            Final::Approved => "approved",
+            Final::Denied => "denied",
+            Final::Expired => "expired",
+        }
+    }
+}
+
+/// What the runner will do to a request once it is posted.
+#[derive(Debug, Clone, Copy)]
+enum Plan {
+    Leave,
+    Review,
+    Resolve { approve: bool, then_delete: bool },
+    Delete,
+}
+
+#[derive(Debug)]
+struct Tracked {
+    id: String,
+    channels: Vec<String>,
+    plan: Plan,
+    done: bool,
+    end: Final,
+}
+
+struct Replica {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+struct Run {
+    opts: ChaosOptions,
+    sandbox: Sandbox,
+    config: PathBuf,
+    /// Fallback first, then role1..=roleN's.
+    channels: Vec<String>,
+    replicas: Vec<Replica>,
+    rng: Rng,
+    report: ChaosReport,
+    reloads: u64,
+}
+
+fn config_text(sb: &Sandbox, channels: &[String], severity: &str) -> String {
+    let mut roles = String::new();
+    for (i, ch) in channels.iter().enumerate().skip(1) {
+        let _ = writeln!(roles, "\"role{i}\" = \"{ch}\"");
+    }
+    format!(
+        "[teleport]\naddr = \"{}\"\nconnect_via = \"auth\"\nidentity = \"{}\"\nrefresh_identity = true\n\n\
+         [discord]\ntoken = \"{}\"\napi_url = \"{}\"\n\n\
+         [role_to_recipients]\n\"*\" = \"{}\"\n{roles}\n\
+         [http]\nlisten_addr = \"127.0.0.1:0\"\n\n[log]\nseverity = \"{severity}\"\n\n\
+         [reconcile]\nresync_interval = \"20s\"\n",
+        sb.teleport.addr(),
+        sb.teleport.paths().identity.display(),
+        sb.discord.token(),
+        sb.discord.api_url(),
+        channels[0],
+    )
+}
+
+impl Run {
+    fn spawn(&mut self, i: usize) -> std::io::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.replicas[i].log)?;
+        let child = Command::new(&self.opts.binary)
+            .arg("start")
+            .arg("--config")
+            .arg(&self.config)
+            .env_remove("TELEPORT_PLUGIN_FAIL_FAST")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()?;
+        self.replicas[i].child = Some(child);
+        Ok(())
+    }
+
+    fn count(&mut self, f: &str) {
+        *self.report.faults.entry(f.to_owned()).or_default() += 1;
+    }
+
+    /// Notices replicas that exited on their own, and starts them again.
+    fn reap(&mut self) -> std::io::Result<()> {
+        for i in 0..self.replicas.len() {
+            let exited = match self.replicas[i].child.as_mut() {
+                Some(c) => c.try_wait()?.is_some(),
+                None => false,
+            };
+            if exited {
+                self.report.unexpected_exits += 1;
+                self.replicas[i].child = None;
+                self.spawn(i)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn inject(&mut self, fault: Fault, pending: &mut Vec<(Instant, usize)>) {
+        match fault {
+            Fault::KillReplica => {
+                let i = self.rng.below(self.replicas.len());
+                if let Some(mut c) = self.replicas[i].child.take() {
+                    let _ = c.start_kill();
+                    let _ = c.wait().await;
+                    self.count("kill_replica");
+                    let back = Instant::now() + self.rng.millis(300, 3000);
+                    pending.push((back, i));
+                }
+            }
+            Fault::DropStreams => {
+                let with_error = self.rng.chance(0.5);
+                self.sandbox.teleport.drop_watch_streams(with_error);
+                self.count("drop_streams");
+            }
+            Fault::TeleportOutage => {
+                let d = self.rng.millis(1000, 4000);
+                self.sandbox.teleport.go_unavailable(d);
+                self.count("teleport_outage");
+            }
+            Fault::RotateIdentity => {
+                if self.sandbox.teleport.rotate_client_cert().is_ok() {
+                    self.count("rotate_identity");
+                }
+            }
+            Fault::DiscordErrors => {
+                self.sandbox.discord.set_faults(Faults {
+                    server_error_rate: 0.3,
+                    drop_rate: 0.05,
+                    latency: self.rng.millis(0, 200),
+                    ..Faults::default()
+                });
+                self.count("discord_errors");
+            }
+            Fault::Discord429 => {
+                let global = self.rng.chance(0.3);
+                let retry = self.rng.millis(500, 2500);
+                if global {
+                    self.sandbox.discord.force_429(None, Scope::Global, retry);
+                    self.count("discord_429_global");
+                } else {
+                    self.sandbox.discord.force_429(None, Scope::User, retry);
+                    self.count("discord_429_route");
+                }
+            }
+            Fault::Reload => {
+                let i = self.rng.below(self.replicas.len());
+                self.reloads += 1;
+                let severity = if self.reloads % 2 == 0 {
+                    self.opts.severity.clone()
+                } else {
+                    "debug".to_owned()
+                };
+                let _ = std::fs::write(
+                    &self.config,
+                    config_text(&self.sandbox, &self.channels, &severity),
+                );
+                if let Some(pid) = self.replicas[i].child.as_ref().and_then(Child::id) {
+                    let _ = Command::new("kill")
+                        .args(["-HUP", &pid.to_string()])
+                        .status()
+                        .await;
+                    self.count("reload");
+                }
+            }
+        }
+    }
+}
+
+/// Runs a chaos session; the report says whether anything was lost.
+pub async fn run(opts: ChaosOptions) -> Result<ChaosReport, ChaosError> {
+    std::fs::create_dir_all(&opts.dir)?;
+    let sandbox = Sandbox::start(&opts.dir, opts.discord.clone()).await?;
+    // Channel 0 is the fallback; channels 1..=n belong to role1..=roleN.
+    let mut channels = vec![sandbox.channels[2].clone()];
+    for i in 1..=opts.channels {
+        channels.push(sandbox.discord.add_channel(&format!("team-{i}")));
+    }
+    let config = opts.dir.join("chaos.toml");
+    std::fs::write(&config, config_text(&sandbox, &channels, &opts.severity))?;
+    let mut run = Run {
+        replicas: (0..opts.replicas.max(1))
+            .map(|i| Replica {
+                child: None,
+                log: opts.dir.join(format!("replica-{i}.log")),
+            })
+            .collect(),
+        rng: Rng(opts.seed),
+        config,
+        sandbox,
+        channels: channels.clone(),
+        opts,
+        report: ChaosReport::default(),
+        reloads: 0,
+    };
+    for i in 0..run.replicas.len() {
+        run.spawn(i)?;
+    }
+
+    let started = Instant::now();
+    let mut tracked: Vec<Tracked> = Vec::new();
+    let mut restarts: Vec<(Instant, usize)> = Vec::new();
+    let create_every = Duration::from_secs_f64(1.0 / run.opts.rate.max(0.1));
+    let mut next_create = Instant::now();
+    let mut next_fault = Instant::now() + run.opts.fault_every;
+    let mut next_check = Instant::now();
+    // Chaos phase: until every request is created and acted upon (or the
+    // settle timeout passes without progress).
+    let mut last_progress = Instant::now();
+    loop {
+        let now = Instant::now();
+        if tracked.len() < run.opts.requests && now >= next_create {
+            tracked.push(new_request(&mut run, &channels));
+            next_create += create_every;
+            last_progress = now;
+        }
+        if !run.opts.faults.is_empty() && now >= next_fault {
+            let f = run.opts.faults[run.rng.below(run.opts.faults.len())];
+            run.inject(f, &mut restarts).await;
+            let mean = run.opts.fault_every.as_millis() as u64;
+            next_fault = now + run.rng.millis(mean / 2, mean * 3 / 2 + 1);
+            // Discord errors last a few seconds.
+            if f == Fault::DiscordErrors {
+                let d = run.rng.millis(1000, 4000);
+                restarts.push((now + d, usize::MAX));
+            }
+        }
+        restarts.retain(|(at, i)| {
+            if *at > now {
+                return true;
+            }
+            if *i == usize::MAX {
+                run.sandbox.discord.set_faults(Faults::default());
+            } else if run.replicas[*i].child.is_none() {
+                let _ = run.spawn(*i);
+            }
+            false
+        });
+        if now >= next_check {
+            next_check = now + Duration::from_millis(200);
+            run.reap()?;
+            if act_on_posted(&mut run, &mut tracked) {
+                last_progress = now;
+            }
+            let all_acted = tracked.len() == run.opts.requests && tracked.iter().all(|t| t.done);
+            if all_acted || now.duration_since(last_progress) > run.opts.settle_timeout {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    run.report.chaos_seconds = started.elapsed().as_secs_f64();
+
+    // Settle: faults off, every replica up, wait for the final picture.
+    run.sandbox.discord.set_faults(Faults::default());
+    for (_, i) in restarts.drain(..) {
+        if i != usize::MAX && run.replicas[i].child.is_none() {
+            run.spawn(i)?;
+        }
+    }
+    let settle = Instant::now();
+    loop {
+        run.reap()?;
+        let report = judge(&run, &tracked);
+        if report.ok() || settle.elapsed() > run.opts.settle_timeout {
+            let (faults, exits) = (run.report.faults.clone(), run.report.unexpected_exits);
+            run.report = report;
+            run.report.faults = faults;
+            run.report.unexpected_exits = exits;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    run.report.chaos_seconds = settle.duration_since(started).as_secs_f64();
+    run.report.settle_seconds = settle.elapsed().as_secs_f64();
+    let st = run.sandbox.discord.stats();
+    run.report.discord = BTreeMap::from([
+        ("messages_created", st.messages_created),
+        ("edits", st.edits),
+        ("rate_limited_429", st.rate_limited()),
+        ("server_errors_500", st.server_errors),
+        ("connections_dropped", st.dropped),
+        ("nonce_deduplicated", st.nonce_deduplicated),
+        ("duplicates", st.duplicates),
+        ("rejected_bodies", st.rejected_bodies),
+    ]);
+    for r in &mut run.replicas {
+        if let Some(c) = r.child.as_mut() {
+            let _ = c.start_kill();
+            let _ = c.wait().await;
+        }
+    }
+    Ok(run.report)
+}
+
+fn new_request(run: &mut Run, channels: &[String]) -> Tracked {
+    // One or two roles; a role with no mapping goes to the fallback.
+    let n = run.opts.channels;
+    let a = 1 + run.rng.below(n + 1);
+    let mut roles = vec![format!("role{a}")];
+    if run.rng.chance(0.2) {
+        roles.push(format!("role{}", 1 + run.rng.below(n)));
+    }
+    let mut chans: Vec<String> = Vec::new();
+    for r in &roles {
+        let i: usize = r[4..].parse().unwrap_or(0);
+        let ch = if (1..=n).contains(&i) {
+            channels[i].clone()
+        } else {
+            channels[0].clone()
+        };
+        if !chans.contains(&ch) {
+            chans.push(ch);
+        }
+    }
+    let plan = match run.rng.below(100) {
+        0..=14 => Plan::Leave,
+        15..=24 => Plan::Review,
+        25..=64 => Plan::Resolve {
+            approve: true,
+            then_delete: run.rng.chance(0.2),
+        },
+        65..=84 => Plan::Resolve {
+            approve: false,
+            then_delete: false,
+        },
+        _ => Plan::Delete,
+    };
+    let role_refs: Vec<&str> = roles.iter().map(String::as_str).collect();
+    let user = format!("user{}", run.rng.below(1000));
+    let id = run.sandbox.teleport.create_request_with_threshold(
+        &user,
+        &role_refs,
+        "chaos @everyone <@1>",
+        2,
+        2,
+    );
+    Tracked {
+        id,
+        channels: chans,
+        plan,
+        done: false,
+        end: Final::Pending,
+    }
+}
+
+/// Acts on requests whose messages all exist. True when something happened.
+fn act_on_posted(run: &mut Run, tracked: &mut [Tracked]) -> bool {
+    let index = message_index(&run.sandbox, tracked);
+    let mut progress = false;
+    for t in tracked.iter_mut().filter(|t| !t.done) {
+        let posted = t.channels.iter().all(|c| {
+            index
+                .get(&(t.id.clone(), c.clone()))
+                .is_some_and(|v| !v.is_empty())
+        });
+        if !posted {
+            continue;
+        }
+        let tp = &run.sandbox.teleport;
+        t.end = match t.plan {
+            Plan::Leave => Final::Pending,
+            Plan::Review => {
+                let _ = tp.add_review(&t.id, "reviewer-a", true, "looks fine");
+                Final::Pending
+            }
+            Plan::Resolve {
+                approve,
+                then_delete,
+            } => {
+                let _ = tp.resolve(&t.id, approve, "decided");
+                if then_delete {
+                    let _ = tp.delete_request(&t.id);
+                }
+                if approve {
+                    Final::Approved
+                } else {
+                    Final::Denied
+                }
+            }
+            Plan::Delete => {
+                let _ = tp.delete_request(&t.id);
+                Final::Expired
+            }
+        };
+        t.done = true;
+        progress = true;
+    }
+    progress
+}
+
+type Index = BTreeMap<(String, String), Vec<(String, bool)>>;
+
+/// (request, channel) → [(status line, pinged)] from the Discord emulator.
+fn message_index(sb: &Sandbox, tracked: &[Tracked]) -> Index {
+    let mut channels: Vec<&String> = tracked.iter().flat_map(|t| &t.channels).collect();
+    channels.sort();
+    channels.dedup();
+    let mut index = Index::new();
+    for ch in channels {
+        for m in sb.discord.messages(ch) {
+            let Some(id) = m
+                .content
+                .lines()
+                .find_map(|l| l.strip_prefix("*ID*: "))
+                .map(str::to_owned)
+            else {
+                continue;
+            };
+            let status = m
+                .content
+                .lines()
+                .find(|l| l.starts_with("*Status*"))
+                .unwrap_or_default()
+                .to_owned();
+            index
+                .entry((id, ch.clone()))
+                .or_default()
+                .push((status, !m.would_mention.is_empty()));
+        }
+    }
+    index
+}
+
+fn judge(run: &Run, tracked: &[Tracked]) -> ChaosReport {
+    let index = message_index(&run.sandbox, tracked);
+    let mut r = ChaosReport {
+        requests: tracked.len(),
+        ..ChaosReport::default()
+    };
+    for t in tracked {
+        *r.final_states.entry(t.end.name()).or_default() += 1;
+        for ch in &t.channels {
+            r.expected_messages += 1;
+            let found = index
+                .get(&(t.id.clone(), ch.clone()))
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let mut problem = None;
+            match found {
+                [] => {
+                    r.missing += 1;
+                    problem = Some("missing");
+                }
+                [(status, pinged)] => {
+                    if *pinged {
+                        r.pinged += 1;
+                        problem = Some("pinged someone");
+                    } else if status == t.end.status() {
+                        r.correct_messages += 1;
+                    } else {
+                        r.wrong_state += 1;
+                        problem = Some("wrong state");
+                    }
+                }
+                _ => {
+                    r.duplicated += found.len() - 1;
+                    problem = Some("duplicated");
+                }
+            }
+            if let Some(p) = problem
+                && r.examples.len() < 10
+            {
+                let data = run.sandbox.teleport.plugin_data(&t.id, "discord");
+                let state = run
+                    .sandbox
+                    .teleport
+                    .request(&t.id)
+                    .and_then(|r| r.spec)
+                    .map(|s| s.state);
+                r.examples.push(format!(
+                    "{p}: request {} in channel {ch}: want {:?}, found {found:?}; Teleport state {state:?}, plugin data {data:?}",
+                    t.id,
+                    t.end.status()
+                ));
+            }
+        }
+    }
+    r
+}
+
+/// The `chaos` verb: runs, prints the report, returns whether it was clean.
+pub fn run_cli(args: crate::cli::ChaosArgs) -> Result<bool, ChaosError> {
+    let binary = std::env::current_exe()?;
+    let tmp;
+    let dir = match &args.dir {
+        Some(d) => d.clone(),
+        None => {
+            tmp = TempDir::new()?;
+            tmp.0.clone()
+        }
+    };
+    let opts = ChaosOptions {
+        requests: args.requests,
+        rate: args.rate,
+        replicas: args.replicas,
+        channels: args.channels.max(1),
+        fault_every: Duration::from_millis(args.fault_every_ms.max(50)),
+        settle_timeout: Duration::from_secs(args.settle_timeout),
+        seed: args.seed,
+        ..ChaosOptions::new(binary, &dir)
+    };
+    println!(
+        "chaos: {} requests at {}/s, {} replicas, {} channels, a fault every ~{} ms, seed {}; files in {}",
+        opts.requests,
+        opts.rate,
+        opts.replicas,
+        opts.channels,
+        opts.fault_every.as_millis(),
+        opts.seed,
+        dir.display()
+    );
+    let rt = tokio::runtime::Runtime::new()?;
+    let report = rt.block_on(run(opts))?;
+    println!("{}", report.summary());
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&report).map_err(std::io::Error::other)?;
+        std::fs::write(path, json)?;
+    }
+    Ok(report.ok())
+}
+
+/// A directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> std::io::Result<Self> {
+        let mut rnd = [0u8; 8];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut rnd)
+            .map_err(|_| std::io::Error::other("no randomness"))?;
+        let dir = std::env::temp_dir().join(format!("teleport-discord-chaos-{}", hex::encode(rnd)));
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Reads a chaos run's replica logs (for tests that scan them).
+pub fn replica_logs(dir: &Path) -> std::io::Result<String> {
+    let mut all = String::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("replica-") && n.ends_with(".log"))
+        {
+            all.push_str(&std::fs::read_to_string(&path)?);
+        }
+    }
+    Ok(all)
+}
