@@ -387,6 +387,19 @@ impl TeleportEmulator {
 
     /// Creates a PENDING request (default threshold: one approval or one denial).
     pub fn create_request(&self, user: &str, roles: &[&str], reason: &str) -> String {
+        self.create_request_with_threshold(user, roles, reason, 1, 1)
+    }
+
+    /// Creates a PENDING request that `approve` approvals resolve as APPROVED
+    /// and `deny` denials as DENIED (a role's `thresholds`; 0 counts as 1).
+    pub fn create_request_with_threshold(
+        &self,
+        user: &str,
+        roles: &[&str],
+        reason: &str,
+        approve: u32,
+        deny: u32,
+    ) -> String {
         let mut st = self.shared.lock();
         st.next_request += 1;
         let id = format!(
@@ -414,8 +427,8 @@ impl TeleportEmulator {
                 request_reason: reason.into(),
                 thresholds: vec![pb::types::AccessReviewThreshold {
                     name: "default".into(),
-                    approve: 1,
-                    deny: 1,
+                    approve: approve.max(1),
+                    deny: deny.max(1),
                     ..Default::default()
                 }],
                 ..Default::default()
