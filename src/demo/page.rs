@@ -240,6 +240,32 @@ fn history_html(m: &StoredMessage, out: &mut String) {
     out.push_str("</ol></details>");
 }
 
+/// Marks the status in rendered content, so it reads at a glance (and
+/// without an emoji font).
+fn status_pill(html: &str) -> String {
+    const STATES: [(&str, &str); 4] = [
+        ("⏳ PENDING", "pending"),
+        ("✅ APPROVED", "approved"),
+        ("❌ DENIED", "denied"),
+        ("⌛ EXPIRED", "expired"),
+    ];
+    let marker = "<em>Status</em>: ";
+    let Some(at) = html.find(marker) else {
+        return html.to_owned();
+    };
+    let rest = &html[at + marker.len()..];
+    for (text, class) in STATES {
+        if rest.starts_with(text) {
+            return format!(
+                "{}{marker}<span class=\"status {class}\">{text}</span>{}",
+                &html[..at],
+                &rest[text.len()..]
+            );
+        }
+    }
+    html.to_owned()
+}
+
 fn message_html(m: &StoredMessage, bot: &str, out: &mut String) {
     let edited = if m.history.len() > 1 {
         "<span class=\"edited\">(edited)</span>"
@@ -254,7 +280,7 @@ fn message_html(m: &StoredMessage, bot: &str, out: &mut String) {
         id = escape(&m.id),
         bot = escape(bot),
         ts = time_of(&m.id),
-        content = markdown(&m.content),
+        content = status_pill(&markdown(&m.content)),
     );
     embeds_html(&m.embeds, out);
     buttons_html(&m.components, out);
@@ -329,6 +355,9 @@ pre code{padding:0;background:none}
 .embed-author{font-size:13px;font-weight:600;color:#f2f3f5}.embed-title{font-weight:600;color:#f2f3f5;margin-top:2px}
 .embed-desc{font-size:14px;margin-top:4px}
 .buttons{margin-top:6px}.button{display:inline-block;background:#4e5058;color:#fff;border-radius:3px;padding:4px 14px;font-size:14px;text-decoration:none}
+.status{border-radius:10px;padding:0 8px;font-weight:600;font-size:13px}
+.status.pending{background:#4e5058;color:#f2f3f5}.status.approved{background:#238823;color:#fff}
+.status.denied{background:#d2222d;color:#fff}.status.expired{background:#80848e;color:#fff}
 .history{margin-top:6px;font-size:12px;color:#949ba4}.history summary{cursor:pointer}
 .history ol{margin:4px 0;padding-left:20px}.history pre{font-size:12px;color:#b5bac1}
 ";
@@ -361,6 +390,20 @@ mod tests {
             "<em>User</em>: a_b &lt;script&gt;<br><em>Reason</em>: <pre><code>&lt;b&gt;hi&lt;/b&gt;</code></pre><em>Status</em>: ok"
         );
         assert!(!markdown("`<img src=x>`").contains("<img"));
+    }
+
+    #[test]
+    fn the_status_is_marked() {
+        let html = status_pill(&markdown(
+            "*ID*: x\n*Status*: ✅ APPROVED\n*Resolution reason*: ok",
+        ));
+        assert!(
+            html.contains(
+                "<em>Status</em>: <span class=\"status approved\">✅ APPROVED</span><br>"
+            ),
+            "{html}"
+        );
+        assert_eq!(status_pill("no status"), "no status");
     }
 
     #[test]

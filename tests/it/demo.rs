@@ -120,15 +120,30 @@ fn assert_story(t: &str) {
     };
     for ch in ["#dev", "#ops"] {
         assert!(
-            has(&[ch, "📨 posted", "⏳ PENDING", "alice@example.com", "[Review request]"]),
+            has(&[
+                ch,
+                "📨 posted",
+                "⏳ PENDING",
+                "alice@example.com",
+                "[Review request]"
+            ]),
             "alice posted in {ch}:\n{t}"
         );
         assert!(
-            has(&[ch, "✏️", "+review 🟢 bob@example.com approved", "⏳ PENDING"]),
+            has(&[
+                ch,
+                "✏️",
+                "+review 🟢 bob@example.com approved",
+                "⏳ PENDING"
+            ]),
             "bob's review in {ch}:\n{t}"
         );
         assert!(
-            has(&[ch, "✅ APPROVED (was ⏳ PENDING)", "carol@example.com approved"]),
+            has(&[
+                ch,
+                "✅ APPROVED (was ⏳ PENDING)",
+                "carol@example.com approved"
+            ]),
             "approval in {ch}:\n{t}"
         );
         assert!(
@@ -137,7 +152,11 @@ fn assert_story(t: &str) {
         );
     }
     assert!(
-        has(&["#fallback", "❌ DENIED (was ⏳ PENDING)", "🔴 erin@example.com denied"]),
+        has(&[
+            "#fallback",
+            "❌ DENIED (was ⏳ PENDING)",
+            "🔴 erin@example.com denied"
+        ]),
         "denial:\n{t}"
     );
     assert!(
@@ -148,7 +167,11 @@ fn assert_story(t: &str) {
         "burst:\n{t}"
     );
     assert!(
-        has(&["✔ story complete", "0 duplicates", "every expected state was seen"]),
+        has(&[
+            "✔ story complete",
+            "0 duplicates",
+            "every expected state was seen"
+        ]),
         "{t}"
     );
     assert!(!t.contains('✗'), "{t}");
@@ -246,7 +269,10 @@ async fn demo_keeps_running_serves_the_page_takes_requests_and_cleans_up_on_sigt
         if html.contains(&id) {
             break html;
         }
-        assert!(Instant::now() < deadline, "the new request is not on the page");
+        assert!(
+            Instant::now() < deadline,
+            "the new request is not on the page"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(html.contains("&lt;b&gt;newcomer&lt;/b&gt;"), "{html}");
