@@ -255,11 +255,10 @@ fn status_pill(html: &str) -> String {
     };
     let rest = &html[at + marker.len()..];
     for (text, class) in STATES {
-        if rest.starts_with(text) {
+        if let Some(after) = rest.strip_prefix(text) {
             return format!(
-                "{}{marker}<span class=\"status {class}\">{text}</span>{}",
+                "{}{marker}<span class=\"status {class}\">{text}</span>{after}",
                 &html[..at],
-                &rest[text.len()..]
             );
         }
     }
