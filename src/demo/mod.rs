@@ -236,11 +236,13 @@ struct Running {
     stop_demo: CancellationToken,
 }
 
+/// [`DEFAULT_LISTEN`] as an address.
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
 async fn bind_page(listen: Option<SocketAddr>) -> Result<TcpListener, DemoError> {
-    let default: SocketAddr = DEFAULT_LISTEN
-        .parse()
-        .map_err(|e| DemoError::Log(format!("{e}")))?;
-    let addr = listen.unwrap_or(default);
+    let addr = listen.unwrap_or_else(default_listen);
     match TcpListener::bind(addr).await {
         Ok(l) => Ok(l),
         Err(e) if listen.is_none() && e.kind() == std::io::ErrorKind::AddrInUse => {
@@ -517,5 +519,33 @@ async fn signalled() {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_listen_is_the_documented_one() {
+        assert_eq!(
+            DEFAULT_LISTEN.parse::<SocketAddr>().ok(),
+            Some(default_listen())
+        );
+    }
+
+    #[test]
+    fn the_temp_dir_is_private_and_removed() {
+        let dir = TempDir::create().expect("temp dir");
+        let path = dir.path().to_owned();
+        std::fs::write(path.join("identity"), "x").expect("write");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+            assert_eq!(mode & 0o777, 0o700);
+        }
+        drop(dir);
+        assert!(!path.exists());
     }
 }
