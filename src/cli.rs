@@ -40,6 +40,28 @@ pub enum Command {
     Chaos(ChaosArgs),
     /// Probe a running instance's /healthz (for container health checks; exits 0 when healthy).
     Healthcheck(HealthcheckArgs),
+    /// Try it without Teleport or Discord: run the service against built-in emulators, play a short story, show each channel.
+    Demo(DemoArgs),
+}
+
+/// Flags of `demo`.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// After the story, keep everything running and print how to create, review and resolve requests (Ctrl-C exits).
+    #[arg(long)]
+    pub keep_running: bool,
+    /// A short run without pauses (tests, CI); exits non-zero unless every expected message state was seen.
+    #[arg(long)]
+    pub fast: bool,
+    /// Address of the demo page and the emulator control API [default: 127.0.0.1:8080, or a free port if taken].
+    #[arg(long, value_name = "IP:PORT")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Requests in the rate-limit burst [default: 12, 7 with --fast].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=50))]
+    pub burst: Option<u32>,
+    /// Also write the service's log to stderr.
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
 }
 
 /// Flags of `emulators`.

@@ -17,6 +17,7 @@
 //! - [`service`]: the pipeline: Teleport watch → reconciler → Discord delivery.
 //! - [`app`]: the long-running service (`start`): listener, signals, reload, shutdown.
 //! - [`check`]: the connectivity part of `teleport-discord check`.
+//! - [`demo`]: `teleport-discord demo`: the service against both emulators, a scripted story, a page.
 //! - [`cli`]: command-line definitions shared by `main.rs` and tests.
 //! - [`version`]: build identification.
 //! - [`discord`]: the Discord REST client, rate limiter and delivery queue.
@@ -29,6 +30,7 @@ pub mod backoff;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod discord;
 pub mod emulators;
 pub mod healthcheck;

@@ -62,6 +62,23 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Demo(args) => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return exit(EXIT_FAILURE);
+                }
+            };
+            match rt.block_on(teleport_discord::demo::run((&args).into())) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    exit(e.exit_code())
+                }
+            }
+        }
         Command::Healthcheck(args) => {
             let timeout = std::time::Duration::from_secs(args.timeout.max(1));
             match teleport_discord::healthcheck::probe(args.addr, &args.path, timeout) {

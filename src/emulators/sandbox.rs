@@ -52,6 +52,12 @@ impl Sandbox {
         )
     }
 
+    /// The emulators and channel IDs, for a caller that shares them (as
+    /// `demo` does with its page and the control API).
+    pub fn into_parts(self) -> (TeleportEmulator, DiscordEmulator, [String; 3]) {
+        (self.teleport, self.discord, self.channels)
+    }
+
     /// Writes [`Self::config`] to `teleport-discord.toml` in the sandbox directory.
     pub fn write_config(&self, extra: &str) -> std::io::Result<PathBuf> {
         let path = self.dir.join("teleport-discord.toml");

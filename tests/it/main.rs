@@ -2,6 +2,7 @@
 //! clients, the real binary for process tests.
 
 mod cli;
+mod demo;
 mod deploy;
 mod discord;
 mod http;

@@ -4,7 +4,7 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /requests` | all requests (id, user, roles, state, reasons) |
-//! | `POST /requests` `{"user","roles","reason"}` | create a PENDING request → `{"id"}` |
+//! | `POST /requests` `{"user","roles","reason","approvals"}` | create a PENDING request (`approvals` needed to approve, default 1) → `{"id"}` |
 //! | `POST /requests/{id}/reviews` `{"author","approve","reason"}` | add a review |
 //! | `POST /requests/{id}/resolve` `{"approve","reason"}` | set the state directly |
 //! | `DELETE /requests/{id}` | delete (DELETE event) |
@@ -32,6 +32,8 @@ struct CreateBody {
     roles: Vec<String>,
     #[serde(default)]
     reason: String,
+    #[serde(default)]
+    approvals: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -117,7 +119,8 @@ async fn list(State(emu): State<Arc<TeleportEmulator>>) -> Reply {
 
 async fn create(State(emu): State<Arc<TeleportEmulator>>, Json(b): Json<CreateBody>) -> Reply {
     let roles: Vec<&str> = b.roles.iter().map(String::as_str).collect();
-    let id = emu.create_request(&b.user, &roles, &b.reason);
+    let approvals = b.approvals.unwrap_or(1).clamp(1, 10);
+    let id = emu.create_request_with_threshold(&b.user, &roles, &b.reason, approvals, 1);
     (StatusCode::CREATED, Json(serde_json::json!({ "id": id })))
 }
 

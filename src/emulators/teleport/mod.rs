@@ -403,7 +403,8 @@ impl TeleportEmulator {
         self.create_request_with_threshold(user, roles, reason, 1, 1)
     }
 
-    /// Creates a PENDING request that `approve` approvals or `deny` denials resolve.
+    /// Creates a PENDING request that `approve` approvals resolve as APPROVED
+    /// and `deny` denials as DENIED (a role's `thresholds`; 0 counts as 1).
     pub fn create_request_with_threshold(
         &self,
         user: &str,
@@ -439,8 +440,8 @@ impl TeleportEmulator {
                 request_reason: reason.into(),
                 thresholds: vec![pb::types::AccessReviewThreshold {
                     name: "default".into(),
-                    approve,
-                    deny,
+                    approve: approve.max(1),
+                    deny: deny.max(1),
                     ..Default::default()
                 }],
                 ..Default::default()

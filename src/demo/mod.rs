@@ -1,0 +1,551 @@
+//! `teleport-discord demo`: the service, unchanged, against the built-in
+//! Teleport and Discord emulators, playing a short scripted story.
+//!
+//! What runs:
+//! - the Teleport emulator over real mutual TLS, its identity file written to
+//!   a fresh temporary directory (removed on exit);
+//! - the Discord emulator with Discord's rate limits (5 new messages per 5 s
+//!   per channel), channels `#dev`, `#ops` and `#fallback`;
+//! - the service through [`crate::app::run`], the same code as
+//!   `teleport-discord start`, with its HTTP surface on a loopback port;
+//! - a small read-only web page of the emulated channels ([`page`]) and the
+//!   Teleport emulator's control API under `/teleport/` on the demo port.
+//!
+//! The [`transcript`] polls the Discord emulator and prints every new message
+//! and edit; the [`story`] drives Teleport and waits, step by step, until the
+//! transcript has shown the state it expects, so a run that exits 0 has seen
+//! every expected message state (which makes `demo --fast` a smoke test).
+
+mod page;
+mod story;
+mod transcript;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{self, AppError, RunOptions};
+use crate::config::{self, ConfigError};
+use crate::emulators::discord::{DiscordEmulator, EmulatorConfig};
+use crate::emulators::sandbox::Sandbox;
+use crate::emulators::teleport::TeleportEmulator;
+use crate::logging::LogHandle;
+
+/// Where the demo page listens unless told otherwise (a free port when taken).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// Requests in the rate-limit burst (with `--fast`: [`FAST_BURST`]).
+pub const DEFAULT_BURST: u32 = 12;
+/// Requests in the burst of a `--fast` run: still more than one window of 5.
+pub const FAST_BURST: u32 = 7;
+
+/// Appended to the emulators' config: any free port, so a second replica
+/// started by hand with the same file does not collide.
+const CONFIG_EXTRA: &str = "\n[http]\nlisten_addr = \"127.0.0.1:0\"\n";
+
+/// How `demo` runs.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Leave everything up after the story, until Ctrl-C or SIGTERM.
+    pub keep_running: bool,
+    /// No pauses between steps and a smaller burst (tests, CI).
+    pub fast: bool,
+    /// The demo page's address; `None`: [`DEFAULT_LISTEN`], or any free port if taken.
+    pub listen: Option<SocketAddr>,
+    /// Requests in the burst; `None`: [`DEFAULT_BURST`] ([`FAST_BURST`] with `fast`).
+    pub burst: Option<u32>,
+    /// Also write the service's log to stderr.
+    pub verbose: bool,
+}
+
+impl From<&crate::cli::DemoArgs> for Options {
+    fn from(a: &crate::cli::DemoArgs) -> Self {
+        Self {
+            keep_running: a.keep_running,
+            fast: a.fast,
+            listen: a.listen,
+            burst: a.burst,
+            verbose: a.verbose,
+        }
+    }
+}
+
+/// Why the demo did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// The temporary directory.
+    #[error("cannot create a temporary directory: {0}")]
+    TempDir(std::io::Error),
+    /// An emulator did not start.
+    #[error("cannot start the emulators: {0}")]
+    Emulators(std::io::Error),
+    /// A listener.
+    #[error("cannot listen on {addr}: {source} (pick another address with --listen)")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The generated config was refused (a bug).
+    #[error("the demo's config does not load: {0}")]
+    Config(#[from] ConfigError),
+    /// Logging could not be set up.
+    #[error("logging: {0}")]
+    Log(String),
+    /// The service failed.
+    #[error("the service stopped: {0}")]
+    Service(#[from] AppError),
+    /// The service ended while it should have been running.
+    #[error("the service stopped unexpectedly")]
+    ServiceEnded,
+    /// The service never answered `/readyz` with 200.
+    #[error("the service was not ready within {0} s")]
+    NotReady(u64),
+    /// An emulator call was refused.
+    #[error("the Teleport emulator refused a call: {0}")]
+    Teleport(#[from] crate::emulators::teleport::EmulatorError),
+    /// A step's expected state was not seen in time, or the final check failed.
+    #[error("the story did not complete: {0}")]
+    Story(String),
+    /// Ctrl-C or SIGTERM before the story completed.
+    #[error("interrupted before the story completed")]
+    Interrupted,
+}
+
+impl DemoError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::Interrupted => 130,
+            _ => crate::cli::EXIT_FAILURE,
+        }
+    }
+}
+
+/// The terminal transcript: lines to stdout, flushed at once, with the time
+/// since the demo started on event lines.
+#[derive(Clone)]
+pub(crate) struct Out {
+    start: Instant,
+    sink: Arc<Mutex<Box<dyn Write + Send>>>,
+}
+
+impl std::fmt::Debug for Out {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Out").finish_non_exhaustive()
+    }
+}
+
+impl Out {
+    fn stdout() -> Self {
+        Self {
+            start: Instant::now(),
+            sink: Arc::new(Mutex::new(Box::new(std::io::stdout()))),
+        }
+    }
+
+    /// A plain line.
+    pub(crate) fn line(&self, text: &str) {
+        let mut w = self.sink.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = writeln!(w, "{text}");
+        let _ = w.flush();
+    }
+
+    /// A line prefixed with the seconds since the start.
+    pub(crate) fn event(&self, text: &str) {
+        let t = self.start.elapsed().as_secs_f64();
+        self.line(&format!("{t:>7.2}s  {text}"));
+    }
+}
+
+/// A directory under the system temp dir, removed with everything in it on drop.
+#[derive(Debug)]
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn create() -> std::io::Result<Self> {
+        let base = std::env::temp_dir();
+        let mut last = None;
+        for attempt in 0..32u32 {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            let path = base.join(format!(
+                "teleport-discord-demo-{}-{:08x}",
+                std::process::id(),
+                nanos.wrapping_add(attempt)
+            ));
+            match std::fs::create_dir(&path) {
+                Ok(()) => {
+                    #[cfg(unix)]
+                    {
+                        use std::os::unix::fs::PermissionsExt;
+                        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))?;
+                    }
+                    return Ok(Self(path));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| std::io::Error::other("no free name")))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs the demo: the story, then (with `keep_running`) until Ctrl-C or
+/// SIGTERM. Everything it wrote is removed before it returns.
+pub async fn run(options: Options) -> Result<(), DemoError> {
+    let out = Out::stdout();
+    let dir = TempDir::create().map_err(DemoError::TempDir)?;
+    let result = run_in(&options, dir.path(), &out).await;
+    let shown = dir.path().display().to_string();
+    drop(dir);
+    out.line(&format!("removed {shown}"));
+    result
+}
+
+/// Everything that runs, for the story and for shutdown.
+struct Running {
+    teleport: Arc<TeleportEmulator>,
+    discord: Arc<DiscordEmulator>,
+    channels: Vec<(String, String)>,
+    service: tokio::task::JoinHandle<Result<(), AppError>>,
+    service_addr: SocketAddr,
+    page_addr: SocketAddr,
+    config_path: PathBuf,
+    snapshots: tokio::sync::watch::Receiver<Arc<transcript::Snapshot>>,
+    stop_service: CancellationToken,
+    stop_demo: CancellationToken,
+}
+
+/// [`DEFAULT_LISTEN`] as an address.
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+async fn bind_page(listen: Option<SocketAddr>) -> Result<TcpListener, DemoError> {
+    let addr = listen.unwrap_or_else(default_listen);
+    match TcpListener::bind(addr).await {
+        Ok(l) => Ok(l),
+        Err(e) if listen.is_none() && e.kind() == std::io::ErrorKind::AddrInUse => {
+            let any = SocketAddr::new(addr.ip(), 0);
+            TcpListener::bind(any)
+                .await
+                .map_err(|source| DemoError::Listen { addr: any, source })
+        }
+        Err(source) => Err(DemoError::Listen { addr, source }),
+    }
+}
+
+async fn start(options: &Options, dir: &Path, out: &Out) -> Result<Running, DemoError> {
+    let sandbox = Sandbox::start(dir, EmulatorConfig::default())
+        .await
+        .map_err(DemoError::Emulators)?;
+    let config_path = sandbox
+        .write_config(CONFIG_EXTRA)
+        .map_err(DemoError::Emulators)?;
+    let (teleport, discord, ids) = sandbox.into_parts();
+    let (teleport, discord) = (Arc::new(teleport), Arc::new(discord));
+    let names = ["dev", "ops", "fallback"];
+    let channels: Vec<(String, String)> = names
+        .iter()
+        .zip(ids)
+        .map(|(n, id)| ((*n).to_owned(), id))
+        .collect();
+
+    // No environment overrides: a TELEPORT_DISCORD_TOKEN meant for a real
+    // deployment must not leak into the demo.
+    let no_env = BTreeMap::<String, String>::new();
+    let loaded = config::load(&config_path, &no_env)?;
+    let log = if options.verbose {
+        crate::logging::init(&loaded.config.log, false)
+            .map_err(|e| DemoError::Log(e.to_string()))?
+    } else {
+        LogHandle::noop()
+    };
+
+    let stop_demo = CancellationToken::new();
+    let snapshots = transcript::spawn(
+        discord.clone(),
+        channels.clone(),
+        out.clone(),
+        stop_demo.clone(),
+    );
+
+    let page_listener = bind_page(options.listen).await?;
+    let page_addr = page_listener
+        .local_addr()
+        .map_err(|source| DemoError::Listen {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            source,
+        })?;
+    let service_any = SocketAddr::from(([127, 0, 0, 1], 0));
+    let service_listener =
+        TcpListener::bind(service_any)
+            .await
+            .map_err(|source| DemoError::Listen {
+                addr: service_any,
+                source,
+            })?;
+    let service_addr = service_listener
+        .local_addr()
+        .map_err(|source| DemoError::Listen {
+            addr: service_any,
+            source,
+        })?;
+
+    let info = page::PageInfo {
+        service: format!("http://{service_addr}"),
+        bot_name: EmulatorConfig::default().bot_name,
+    };
+    let router = page::router(snapshots.clone(), info).nest(
+        "/teleport",
+        crate::emulators::teleport::control::router(teleport.clone()),
+    );
+    let stop = stop_demo.clone();
+    tokio::spawn(async move {
+        let _ = axum::serve(page_listener, router)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await;
+    });
+
+    let stop_service = CancellationToken::new();
+    let run_options = RunOptions {
+        env: Arc::new(no_env),
+        log,
+        handle_signals: false,
+    };
+    let service = tokio::spawn(app::run(
+        loaded,
+        service_listener,
+        stop_service.clone(),
+        run_options,
+    ));
+    Ok(Running {
+        teleport,
+        discord,
+        channels,
+        service,
+        service_addr,
+        page_addr,
+        config_path,
+        snapshots,
+        stop_service,
+        stop_demo,
+    })
+}
+
+async fn run_in(options: &Options, dir: &Path, out: &Out) -> Result<(), DemoError> {
+    let mut r = start(options, dir, out).await?;
+    intro(&r, dir, out);
+    let burst = options.burst.unwrap_or(if options.fast {
+        FAST_BURST
+    } else {
+        DEFAULT_BURST
+    });
+    let story = story::Story {
+        teleport: &r.teleport,
+        discord: &r.discord,
+        snapshots: r.snapshots.clone(),
+        out,
+        pause: if options.fast {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(1500)
+        },
+        burst,
+        service: format!("http://{}", r.service_addr),
+    };
+    let mut service_done = false;
+    let outcome = tokio::select! {
+        o = story.play() => o,
+        () = signalled() => Err(DemoError::Interrupted),
+        res = &mut r.service => {
+            service_done = true;
+            Err(service_ended(res))
+        }
+    };
+    let outcome = match outcome {
+        Ok(()) if options.keep_running => {
+            play_instructions(&r, dir, out);
+            tokio::select! {
+                () = signalled() => Ok(()),
+                res = &mut r.service => {
+                    service_done = true;
+                    Err(service_ended(res))
+                }
+            }
+        }
+        other => other,
+    };
+    if let Err(e) = &outcome {
+        out.line(&format!("✗ {e}"));
+    }
+    out.line("stopping: the service drains its Discord queue, then the emulators stop");
+    r.stop_service.cancel();
+    let mut result = outcome;
+    if !service_done {
+        let grace = app::SHUTDOWN_GRACE + Duration::from_secs(5);
+        let stopped = match tokio::time::timeout(grace, &mut r.service).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(DemoError::Service(e)),
+            Ok(Err(_)) | Err(_) => Err(DemoError::ServiceEnded),
+        };
+        if result.is_ok() {
+            result = stopped;
+        }
+    }
+    r.stop_demo.cancel();
+    result
+}
+
+fn service_ended(res: Result<Result<(), AppError>, tokio::task::JoinError>) -> DemoError {
+    match res {
+        Ok(Err(e)) => DemoError::Service(e),
+        _ => DemoError::ServiceEnded,
+    }
+}
+
+fn intro(r: &Running, dir: &Path, out: &Out) {
+    let names: Vec<String> = r.channels.iter().map(|(n, _)| format!("#{n}")).collect();
+    out.line("teleport-discord demo: the service against built-in Teleport and Discord emulators");
+    out.line(&format!(
+        "  Teleport emulator  {} (gRPC, mutual TLS; identity file {})",
+        r.teleport.addr(),
+        r.teleport.paths().identity.display()
+    ));
+    out.line(&format!(
+        "  Discord emulator   {} (channels {}; 5 new messages per 5 s per channel)",
+        r.discord.api_url(),
+        names.join(", ")
+    ));
+    out.line(&format!(
+        "  service            http://{} (/healthz, /readyz, /metrics): the same code as `teleport-discord start`",
+        r.service_addr
+    ));
+    out.line(&format!("  config             {}", r.config_path.display()));
+    out.line(&format!(
+        "  temp dir           {} (removed on exit)",
+        dir.display()
+    ));
+    out.line("  routing            role `dev` → #dev and #ops; any other role (\"*\") → #fallback");
+    out.line(&format!(
+        "  page               http://{}/  ← the channels as a web page",
+        r.page_addr
+    ));
+    out.line("");
+}
+
+fn play_instructions(r: &Running, dir: &Path, out: &Out) {
+    let base = format!("http://{}/teleport", r.page_addr);
+    let json = "-H 'content-type: application/json'";
+    for l in [
+        String::new(),
+        format!(
+            "Everything keeps running; the page updates itself: http://{}/",
+            r.page_addr
+        ),
+        "Play with it (each change shows up below and on the page):".to_owned(),
+        "  # create a request (role dev → #dev and #ops; other roles → #fallback); prints its id"
+            .to_owned(),
+        format!(
+            "  curl -s -X POST {base}/requests {json} -d '{{\"user\":\"you@example.com\",\"roles\":[\"dev\"],\"reason\":\"trying it out\",\"approvals\":2}}'"
+        ),
+        "  # review it (two approvals resolve it, one denial denies it)".to_owned(),
+        format!(
+            "  curl -s -X POST {base}/requests/ID/reviews {json} -d '{{\"author\":\"bob@example.com\",\"approve\":true,\"reason\":\"ok\"}}'"
+        ),
+        "  # or approve/deny it directly, like `tctl request approve/deny`".to_owned(),
+        format!(
+            "  curl -s -X POST {base}/requests/ID/resolve {json} -d '{{\"approve\":false,\"reason\":\"not today\"}}'"
+        ),
+        "  # let it expire (Teleport deletes it)".to_owned(),
+        format!("  curl -s -X DELETE {base}/requests/ID"),
+        "  # list the requests".to_owned(),
+        format!("  curl -s {base}/requests"),
+        "  # the service's metrics".to_owned(),
+        format!(
+            "  curl -s http://{}/metrics | grep -E '^(teleport_discord_messages|discord_operations)'",
+            r.service_addr
+        ),
+        "  # a second replica on the same config: nothing is posted twice".to_owned(),
+        format!("  teleport-discord start -c {}", r.config_path.display()),
+        format!("Ctrl-C stops everything and removes {}.", dir.display()),
+        String::new(),
+    ] {
+        out.line(&l);
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn signalled() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    r = tokio::signal::ctrl_c() => if r.is_err() { std::future::pending::<()>().await },
+                }
+            }
+            Err(_) => {
+                if tokio::signal::ctrl_c().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_listen_is_the_documented_one() {
+        assert_eq!(
+            DEFAULT_LISTEN.parse::<SocketAddr>().ok(),
+            Some(default_listen())
+        );
+    }
+
+    #[test]
+    fn the_temp_dir_is_private_and_removed() {
+        let dir = TempDir::create().expect("temp dir");
+        let path = dir.path().to_owned();
+        std::fs::write(path.join("identity"), "x").expect("write");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+            assert_eq!(mode & 0o777, 0o700);
+        }
+        drop(dir);
+        assert!(!path.exists());
+    }
+}

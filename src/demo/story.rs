@@ -1,0 +1,385 @@
+//! The scripted story: Teleport-side actions, each followed by a wait until
+//! the transcript has shown the Discord state it should cause.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::transcript::{Snapshot, summarize};
+use super::{DemoError, Out};
+use crate::emulators::discord::{DiscordEmulator, StoredMessage};
+use crate::emulators::teleport::TeleportEmulator;
+
+const DEV: usize = 0;
+const OPS: usize = 1;
+const FALLBACK: usize = 2;
+
+const PENDING: &str = "⏳ PENDING";
+const APPROVED: &str = "✅ APPROVED";
+const DENIED: &str = "❌ DENIED";
+const EXPIRED: &str = "⌛ EXPIRED";
+
+/// How long one step may take to show up in Discord.
+const STEP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Everything the story needs.
+pub(crate) struct Story<'a> {
+    pub(crate) teleport: &'a TeleportEmulator,
+    pub(crate) discord: &'a DiscordEmulator,
+    pub(crate) snapshots: watch::Receiver<std::sync::Arc<Snapshot>>,
+    pub(crate) out: &'a Out,
+    pub(crate) pause: Duration,
+    pub(crate) burst: u32,
+    pub(crate) service: String,
+}
+
+/// The messages of `channel` for request `id`.
+fn messages_for<'s>(s: &'s Snapshot, channel: usize, id: &str) -> Vec<&'s StoredMessage> {
+    s.get(channel)
+        .map(|c| {
+            c.messages
+                .iter()
+                .filter(|m| summarize(m).request == id)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Exactly one message for `id` in each of `channels`, each passing `check`.
+fn one_each(
+    s: &Snapshot,
+    channels: &[usize],
+    id: &str,
+    check: impl Fn(&super::transcript::Summary) -> bool,
+) -> bool {
+    channels.iter().all(|&c| {
+        let found = messages_for(s, c, id);
+        found.len() == 1 && check(&summarize(found[0]))
+    })
+}
+
+impl Story<'_> {
+    fn step(&self, n: u32, text: &str) {
+        self.out.line("");
+        self.out.line(&format!("▶ {n}/6  {text}"));
+    }
+
+    async fn expect(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Snapshot) -> bool,
+    ) -> Result<(), DemoError> {
+        let seen = tokio::time::timeout(timeout, self.snapshots.wait_for(|s| pred(s)))
+            .await
+            .map(|r| r.is_ok())
+            .unwrap_or(false);
+        if seen {
+            self.out.line(&format!("          ✔ {what}"));
+            Ok(())
+        } else {
+            Err(DemoError::Story(format!(
+                "not seen within {} s: {what}",
+                timeout.as_secs()
+            )))
+        }
+    }
+
+    /// Waits until the service has recorded `n` messages for `id` in the
+    /// request's plugin data (what a restart or another replica reads).
+    async fn recorded(&self, id: &str, n: usize) -> Result<(), DemoError> {
+        let plugin = crate::plugindata::PLUGIN_NAME;
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        loop {
+            let messages = self
+                .teleport
+                .plugin_data(id, plugin)
+                .and_then(|d| d.get("messages").cloned())
+                .unwrap_or_default();
+            if messages.split(',').filter(|m| !m.is_empty()).count() >= n {
+                self.out.line(&format!(
+                    "          ✔ recorded in the request's plugin data ({plugin}): messages = {messages}"
+                ));
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(DemoError::Story(format!(
+                    "not seen within {} s: {n} messages in the plugin data of {id}",
+                    STEP_TIMEOUT.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn breathe(&self) {
+        if !self.pause.is_zero() {
+            tokio::time::sleep(self.pause).await;
+        }
+    }
+
+    async fn wait_ready(&self) -> Result<(), DemoError> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .map_err(|e| DemoError::Story(format!("HTTP client: {e}")))?;
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        let url = format!("{}/readyz", self.service);
+        loop {
+            if let Ok(r) = client.get(&url).send().await
+                && r.status().is_success()
+            {
+                self.out.event(&format!(
+                    "service ready: GET {url} → 200 (Teleport watch connected, Discord token accepted)"
+                ));
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(DemoError::NotReady(STEP_TIMEOUT.as_secs()));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Plays the story; `Ok` when every expected state was seen and the
+    /// final check passed.
+    pub(crate) async fn play(mut self) -> Result<(), DemoError> {
+        self.wait_ready().await?;
+        let tp = self.teleport;
+
+        self.step(
+            1,
+            "alice@example.com asks for role `dev` (two approvals needed); `dev` goes to #dev and #ops",
+        );
+        let alice = tp.create_request_with_threshold(
+            "alice@example.com",
+            &["dev"],
+            "Deploy the hotfix for INC-1234",
+            2,
+            1,
+        );
+        self.expect(
+            "posted once in #dev and once in #ops: ⏳ PENDING, with a Review request button",
+            STEP_TIMEOUT,
+            |s| {
+                one_each(s, &[DEV, OPS], &alice, |m| {
+                    m.status == PENDING && !m.buttons.is_empty()
+                })
+            },
+        )
+        .await?;
+        self.breathe().await;
+
+        self.step(
+            2,
+            "bob@example.com approves; Teleport still waits for a second approval",
+        );
+        tp.add_review(&alice, "bob@example.com", true, "Looks good, go ahead")?;
+        self.expect(
+            "both messages edited: bob's review as a green embed, still ⏳ PENDING",
+            STEP_TIMEOUT,
+            |s| {
+                one_each(s, &[DEV, OPS], &alice, |m| {
+                    m.status == PENDING && m.reviews.len() == 1 && m.reviews[0].approved
+                })
+            },
+        )
+        .await?;
+        self.breathe().await;
+
+        self.step(
+            3,
+            "carol@example.com approves too: the threshold is met, Teleport approves",
+        );
+        tp.add_review(
+            &alice,
+            "carol@example.com",
+            true,
+            "Approved for the incident",
+        )?;
+        self.expect(
+            "both messages edited: ✅ APPROVED, two review embeds, button gone",
+            STEP_TIMEOUT,
+            |s| {
+                one_each(s, &[DEV, OPS], &alice, |m| {
+                    m.status == APPROVED && m.reviews.len() == 2 && m.buttons.is_empty()
+                })
+            },
+        )
+        .await?;
+        self.breathe().await;
+
+        self.step(
+            4,
+            "dave@example.com asks for `db-admin` (not mapped: \"*\" → #fallback); erin@example.com denies it",
+        );
+        let dave = tp.create_request(
+            "dave@example.com",
+            &["db-admin"],
+            "Drop the old audit tables",
+        );
+        self.expect("posted in #fallback: ⏳ PENDING", STEP_TIMEOUT, |s| {
+            one_each(s, &[FALLBACK], &dave, |m| m.status == PENDING)
+        })
+        .await?;
+        tp.add_review(
+            &dave,
+            "erin@example.com",
+            false,
+            "Not during the change freeze",
+        )?;
+        self.expect(
+            "edited: ❌ DENIED with erin's review as a red embed",
+            STEP_TIMEOUT,
+            |s| {
+                one_each(s, &[FALLBACK], &dave, |m| {
+                    m.status == DENIED && m.reviews.len() == 1 && !m.reviews[0].approved
+                })
+            },
+        )
+        .await?;
+        self.breathe().await;
+
+        self.step(
+            5,
+            "grace@example.com asks for `dev`; nobody answers and the request expires (Teleport deletes it)",
+        );
+        let grace = tp.create_request("grace@example.com", &["dev"], "Read the staging logs");
+        self.expect("posted in #dev and #ops: ⏳ PENDING", STEP_TIMEOUT, |s| {
+            one_each(s, &[DEV, OPS], &grace, |m| m.status == PENDING)
+        })
+        .await?;
+        self.recorded(&grace, 2).await?;
+        tp.delete_request(&grace)?;
+        self.expect("both edited: ⌛ EXPIRED", STEP_TIMEOUT, |s| {
+            one_each(s, &[DEV, OPS], &grace, |m| m.status == EXPIRED)
+        })
+        .await?;
+        self.breathe().await;
+
+        let n = self.burst;
+        self.step(
+            6,
+            &format!(
+                "a burst: {n} requests for `batch` at once, all for #fallback; Discord allows 5 new messages per 5 s in a channel"
+            ),
+        );
+        let before = self.discord.stats();
+        let started = Instant::now();
+        let burst: Vec<String> = (1..=n)
+            .map(|i| {
+                tp.create_request(
+                    &format!("ci-runner-{i:02}@example.com"),
+                    &["batch"],
+                    "Nightly batch job",
+                )
+            })
+            .collect();
+        let windows = u64::from(n / 5 + 2);
+        self.expect(
+            &format!("all {n} posted in #fallback, one message each"),
+            STEP_TIMEOUT + Duration::from_secs(5 * windows),
+            |s| {
+                burst
+                    .iter()
+                    .all(|id| one_each(s, &[FALLBACK], id, |m| m.status == PENDING))
+            },
+        )
+        .await?;
+        let took = started.elapsed().as_secs_f64();
+        let after = self.discord.stats();
+        let limited = after.rate_limited() - before.rate_limited();
+        self.out.line(&format!(
+            "          ✔ burst done: {n} messages in #fallback in {took:.1} s, {limited} rate-limited answers (429) from Discord"
+        ));
+        if n > 5 {
+            self.out.line(
+                "            (the service read Discord's X-RateLimit headers and waited for the bucket to reset instead of being refused)",
+            );
+        }
+
+        self.final_check(
+            &[
+                (alice.as_str(), &[DEV, OPS][..], APPROVED),
+                (dave.as_str(), &[FALLBACK][..], DENIED),
+                (grace.as_str(), &[DEV, OPS][..], EXPIRED),
+            ],
+            &burst,
+        )?;
+        self.show_metrics().await;
+        Ok(())
+    }
+
+    fn final_check(
+        &self,
+        expected: &[(&str, &[usize], &str)],
+        burst: &[String],
+    ) -> Result<(), DemoError> {
+        let s = self.snapshots.borrow().clone();
+        let mut problems = Vec::new();
+        for (id, channels, status) in expected {
+            if !one_each(&s, channels, id, |m| m.status == *status) {
+                problems.push(format!(
+                    "request {id} is not {status} exactly once per channel"
+                ));
+            }
+        }
+        for id in burst {
+            if !one_each(&s, &[FALLBACK], id, |m| m.status == PENDING) {
+                problems.push(format!("burst request {id} is not ⏳ PENDING exactly once"));
+            }
+        }
+        let total: usize = s.iter().map(|c| c.messages.len()).sum();
+        let want = 5 + burst.len();
+        if total != want {
+            problems.push(format!("{total} messages, expected {want}"));
+        }
+        let stats = self.discord.stats();
+        if stats.duplicates > 0 {
+            problems.push(format!("{} duplicate messages", stats.duplicates));
+        }
+        if stats.rate_limited() > 0 {
+            problems.push(format!(
+                "{} rate-limited answers (429) from Discord",
+                stats.rate_limited()
+            ));
+        }
+        if !problems.is_empty() {
+            return Err(DemoError::Story(problems.join("; ")));
+        }
+        self.out.line("");
+        self.out.line(&format!(
+            "✔ story complete: {total} messages, {} edits, {} duplicates, {} rate-limited answers; every expected state was seen",
+            stats.edits,
+            stats.duplicates,
+            stats.rate_limited()
+        ));
+        Ok(())
+    }
+
+    /// A few lines of the service's own `/metrics`, to show where to look in production.
+    async fn show_metrics(&self) {
+        let Ok(client) = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+        else {
+            return;
+        };
+        let url = format!("{}/metrics", self.service);
+        let Ok(resp) = client.get(&url).send().await else {
+            return;
+        };
+        let Ok(text) = resp.text().await else {
+            return;
+        };
+        self.out.line(&format!("  the service's GET {url} says:"));
+        for l in text.lines().filter(|l| {
+            l.starts_with("teleport_discord_messages_total")
+                || l.starts_with("discord_operations_total")
+                || l.starts_with("discord_rate_limited_total")
+        }) {
+            self.out.line(&format!("    {l}"));
+        }
+    }
+}

@@ -1,0 +1,328 @@
+//! The terminal view of the emulated Discord: polls the Discord emulator,
+//! prints each new message and each edit as one line, and publishes what it
+//! has shown as a [`Snapshot`] (the story waits on it; the page renders it).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::Out;
+use crate::emulators::discord::{DiscordEmulator, StoredMessage};
+
+/// How often the Discord emulator is read.
+const POLL: Duration = Duration::from_millis(25);
+
+/// One channel as last shown.
+#[derive(Debug, Clone)]
+pub(crate) struct ChannelView {
+    /// Name without `#`.
+    pub(crate) name: String,
+    /// Snowflake.
+    pub(crate) id: String,
+    /// Messages, oldest first.
+    pub(crate) messages: Vec<StoredMessage>,
+}
+
+/// Every channel as last shown, in a fixed order.
+pub(crate) type Snapshot = Vec<ChannelView>;
+
+/// A review embed, read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Review {
+    /// Title says "Approved".
+    pub(crate) approved: bool,
+    /// Embed author.
+    pub(crate) author: String,
+    /// The reason, without its code block.
+    pub(crate) reason: String,
+}
+
+/// What a person reads in a message.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Summary {
+    /// `*ID*`.
+    pub(crate) request: String,
+    /// `*Status*`, with its emoji.
+    pub(crate) status: String,
+    /// `*User*`.
+    pub(crate) user: String,
+    /// `*Role(s)*`.
+    pub(crate) roles: String,
+    /// `*Reason*`.
+    pub(crate) reason: String,
+    /// `*Reviews*` (how many more are needed).
+    pub(crate) needed: String,
+    /// Review embeds.
+    pub(crate) reviews: Vec<Review>,
+    /// Button labels.
+    pub(crate) buttons: Vec<String>,
+}
+
+/// Removes the markdown escaping and invisible guards `render` adds.
+pub(crate) fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek().is_some_and(|n| !n.is_alphanumeric()) => {
+                if let Some(n) = chars.next() {
+                    out.push(n);
+                }
+            }
+            '\u{200B}' | '\u{FEFF}' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn field<'a>(content: &'a str, name: &str) -> Option<&'a str> {
+    let prefix = format!("*{name}*: ");
+    content
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+}
+
+/// The text inside the first code block after `*{name}*: `.
+fn block_field(content: &str, name: &str) -> Option<String> {
+    let start = content.find(&format!("*{name}*: ```\n"))? + name.len() + 8;
+    let rest = &content[start..];
+    let end = rest.find("```").unwrap_or(rest.len());
+    Some(unescape(&rest[..end]))
+}
+
+fn embed_reason(description: &str) -> String {
+    description
+        .strip_prefix("Reason: ```\n")
+        .map(|r| r.split("```").next().unwrap_or_default())
+        .map(unescape)
+        .unwrap_or_default()
+}
+
+/// Reads a message the way a person would.
+pub(crate) fn summarize(m: &StoredMessage) -> Summary {
+    summarize_parts(&m.content, &m.embeds, &m.components)
+}
+
+/// Like [`summarize`] for one body (a create or an edit in the history).
+pub(crate) fn summarize_parts(content: &str, embeds: &Value, components: &Value) -> Summary {
+    let reviews = embeds
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| Review {
+                    approved: e["title"]
+                        .as_str()
+                        .is_some_and(|t| t.starts_with("Approved")),
+                    author: e["author"]["name"].as_str().unwrap_or_default().to_owned(),
+                    reason: embed_reason(e["description"].as_str().unwrap_or_default()),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let buttons = components
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|row| row["components"].as_array().cloned().unwrap_or_default())
+        .filter_map(|b| b["label"].as_str().map(str::to_owned))
+        .collect();
+    Summary {
+        request: field(content, "ID").map(unescape).unwrap_or_default(),
+        status: field(content, "Status")
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
+        user: field(content, "User").map(unescape).unwrap_or_default(),
+        roles: field(content, "Role(s)")
+            .map(|r| unescape(r).replace('`', ""))
+            .unwrap_or_default(),
+        reason: block_field(content, "Reason").unwrap_or_default(),
+        needed: field(content, "Reviews").unwrap_or_default().to_owned(),
+        reviews,
+        buttons,
+    }
+}
+
+fn short(s: &str, max: usize) -> String {
+    let s = s.replace('\n', " ");
+    if s.chars().count() <= max {
+        s
+    } else {
+        let cut: String = s.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    }
+}
+
+fn short_id(id: &str) -> String {
+    let tail: String = id
+        .chars()
+        .rev()
+        .take(6)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    format!("…{tail}")
+}
+
+fn review_text(r: &Review) -> String {
+    let (mark, verb) = if r.approved {
+        ("🟢", "approved")
+    } else {
+        ("🔴", "denied")
+    };
+    if r.reason.is_empty() {
+        format!("{mark} {} {verb}", r.author)
+    } else {
+        format!("{mark} {} {verb}: \"{}\"", r.author, short(&r.reason, 40))
+    }
+}
+
+fn posted_line(channel: &str, m: &StoredMessage) -> String {
+    let s = summarize(m);
+    let mut parts = vec![s.status.clone()];
+    parts.push(format!("{} wants `{}`", s.user, s.roles));
+    if !s.reason.is_empty() {
+        parts.push(format!("\"{}\"", short(&s.reason, 40)));
+    }
+    if !s.needed.is_empty() {
+        parts.push(s.needed.clone());
+    }
+    for b in &s.buttons {
+        parts.push(format!("[{b}]"));
+    }
+    format!(
+        "#{channel:<9} 📨 posted  msg {}  {}",
+        short_id(&m.id),
+        parts.join(" · ")
+    )
+}
+
+fn edited_line(channel: &str, before: &StoredMessage, after: &StoredMessage) -> String {
+    let (b, a) = (summarize(before), summarize(after));
+    let mut parts = Vec::new();
+    if a.status == b.status {
+        parts.push(a.status.clone());
+    } else {
+        parts.push(format!("{} (was {})", a.status, b.status));
+    }
+    for r in a.reviews.iter().skip(b.reviews.len()) {
+        parts.push(format!("+review {}", review_text(r)));
+    }
+    if a.needed != b.needed && !a.needed.is_empty() {
+        parts.push(a.needed.clone());
+    }
+    if a.buttons != b.buttons {
+        if a.buttons.is_empty() {
+            parts.push("button removed".to_owned());
+        } else {
+            parts.push(format!("buttons: {}", a.buttons.join(", ")));
+        }
+    }
+    let edits = after.history.len().saturating_sub(before.history.len());
+    let times = if edits > 1 {
+        format!(" ×{edits}")
+    } else {
+        String::new()
+    };
+    format!(
+        "#{channel:<9} ✏️  edited{times}  msg {}  {}",
+        short_id(&after.id),
+        parts.join(" · ")
+    )
+}
+
+fn take(discord: &DiscordEmulator, channels: &[(String, String)]) -> Snapshot {
+    channels
+        .iter()
+        .map(|(name, id)| ChannelView {
+            name: name.clone(),
+            id: id.clone(),
+            messages: discord.messages(id),
+        })
+        .collect()
+}
+
+/// Starts polling; the receiver always holds what the transcript has printed.
+pub(crate) fn spawn(
+    discord: Arc<DiscordEmulator>,
+    channels: Vec<(String, String)>,
+    out: Out,
+    stop: CancellationToken,
+) -> watch::Receiver<Arc<Snapshot>> {
+    let empty: Snapshot = channels
+        .iter()
+        .map(|(name, id)| ChannelView {
+            name: name.clone(),
+            id: id.clone(),
+            messages: Vec::new(),
+        })
+        .collect();
+    let (tx, rx) = watch::channel(Arc::new(empty));
+    tokio::spawn(async move {
+        let mut seen: HashMap<String, StoredMessage> = HashMap::new();
+        let mut tick = tokio::time::interval(POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = stop.cancelled() => return,
+            }
+            let snapshot = take(&discord, &channels);
+            for ch in &snapshot {
+                for m in &ch.messages {
+                    match seen.get(&m.id) {
+                        None => out.event(&posted_line(&ch.name, m)),
+                        Some(prev) if prev.history.len() != m.history.len() => {
+                            out.event(&edited_line(&ch.name, prev, m));
+                        }
+                        Some(_) => continue,
+                    }
+                    seen.insert(m.id.clone(), m.clone());
+                }
+            }
+            tx.send_replace(Arc::new(snapshot));
+        }
+    });
+    rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reads_a_rendered_message_back() {
+        let content = "You have a new Role Request:\n*ID*: abc\\-1\n*Cluster*: c\n*User*: al\\_ice\n*Role(s)*: `dev,ops`\n*Reason*: ```\nship it```\n*Reviews*: 1 more approval(s) or 1 more denial(s) needed\n*Status*: ⏳ PENDING";
+        let embeds = json!([{"title": "Denied request at Mon", "description": "Reason: ```\nno```", "color": 13771309, "author": {"name": "bob"}}]);
+        let components = json!([{"type": 1, "components": [{"type": 2, "style": 5, "label": "Review request", "url": "https://x"}]}]);
+        let s = summarize_parts(content, &embeds, &components);
+        assert_eq!(s.request, "abc-1");
+        assert_eq!(s.user, "al_ice");
+        assert_eq!(s.roles, "dev,ops");
+        assert_eq!(s.reason, "ship it");
+        assert_eq!(s.status, "⏳ PENDING");
+        assert_eq!(s.needed, "1 more approval(s) or 1 more denial(s) needed");
+        assert_eq!(
+            s.reviews,
+            vec![Review {
+                approved: false,
+                author: "bob".into(),
+                reason: "no".into()
+            }]
+        );
+        assert_eq!(s.buttons, vec!["Review request"]);
+    }
+
+    #[test]
+    fn short_cuts_on_characters() {
+        assert_eq!(short("héllo wörld", 6), "héllo…");
+        assert_eq!(short_id("1234567890"), "…567890");
+    }
+}
