@@ -105,6 +105,12 @@ pub struct ChaosArgs {
     /// Write the report as JSON to this file too.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Inject no faults (a soak: a steady rate, resources sampled).
+    #[arg(long)]
+    pub no_faults: bool,
+    /// Seconds between samples of the replicas' memory and file descriptors.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub sample_every: u64,
 }
 
 /// Flags of `healthcheck`.

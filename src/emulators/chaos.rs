@@ -87,6 +87,8 @@ pub struct ChaosOptions {
     pub discord: EmulatorConfig,
     /// Log level of the replicas (`RUST_LOG`-style severity for `[log]`).
     pub severity: String,
+    /// How often to sample the replicas' memory and file descriptors.
+    pub sample_every: Duration,
 }
 
 impl ChaosOptions {
@@ -105,6 +107,7 @@ impl ChaosOptions {
             seed: 1,
             discord: EmulatorConfig::default(),
             severity: "info".to_owned(),
+            sample_every: Duration::from_secs(30),
         }
     }
 }
@@ -142,6 +145,35 @@ pub struct ChaosReport {
     pub settle_seconds: f64,
     /// The first few problems, for a human.
     pub examples: Vec<String>,
+    /// Resident memory and open file descriptors of each running replica,
+    /// sampled every [`ChaosOptions::sample_every`] (Linux `/proc`).
+    pub samples: Vec<Sample>,
+}
+
+/// One replica's resources at one moment.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sample {
+    /// Seconds since the run started.
+    pub at_seconds: f64,
+    /// Replica index.
+    pub replica: usize,
+    /// Process ID.
+    pub pid: u32,
+    /// `VmRSS`, KiB.
+    pub rss_kib: u64,
+    /// Entries in `/proc/<pid>/fd`.
+    pub fds: u64,
+}
+
+fn sample(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())?;
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64;
+    Some((rss, fds))
 }
 
 impl ChaosReport {
@@ -176,6 +208,19 @@ impl ChaosReport {
             self.faults, self.unexpected_exits
         );
         let _ = writeln!(s, "discord {:?}", self.discord);
+        if let (Some(first), Some(last)) = (self.samples.first(), self.samples.last()) {
+            let _ = writeln!(
+                s,
+                "replica resources: first sample {} KiB RSS / {} fds (t={:.0}s), last {} KiB / {} fds (t={:.0}s), {} samples",
+                first.rss_kib,
+                first.fds,
+                first.at_seconds,
+                last.rss_kib,
+                last.fds,
+                last.at_seconds,
+                self.samples.len()
+            );
+        }
         let _ = write!(
             s,
             "chaos {:.1} s, settled in {:.1} s: {}",
@@ -450,6 +495,8 @@ pub async fn run(opts: ChaosOptions) -> Result<ChaosReport, ChaosError> {
     let mut next_create = Instant::now();
     let mut next_fault = Instant::now() + run.opts.fault_every;
     let mut next_check = Instant::now();
+    let mut next_sample = Instant::now() + Duration::from_secs(5);
+    let mut samples = Vec::new();
     // Chaos phase: until every request is created and acted upon (or the
     // settle timeout passes without progress).
     let mut last_progress = Instant::now();
@@ -482,6 +529,22 @@ pub async fn run(opts: ChaosOptions) -> Result<ChaosReport, ChaosError> {
             }
             false
         });
+        if now >= next_sample {
+            next_sample = now + run.opts.sample_every;
+            for (i, rep) in run.replicas.iter().enumerate() {
+                if let Some(pid) = rep.child.as_ref().and_then(Child::id)
+                    && let Some((rss_kib, fds)) = sample(pid)
+                {
+                    samples.push(Sample {
+                        at_seconds: started.elapsed().as_secs_f64(),
+                        replica: i,
+                        pid,
+                        rss_kib,
+                        fds,
+                    });
+                }
+            }
+        }
         if now >= next_check {
             next_check = now + Duration::from_millis(200);
             run.reap()?;
@@ -518,12 +581,14 @@ pub async fn run(opts: ChaosOptions) -> Result<ChaosReport, ChaosError> {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     run.report.chaos_seconds = settle.duration_since(started).as_secs_f64();
+    run.report.samples = samples;
     run.report.settle_seconds = settle.elapsed().as_secs_f64();
     let st = run.sandbox.discord.stats();
     run.report.discord = BTreeMap::from([
         ("messages_created", st.messages_created),
         ("edits", st.edits),
-        ("rate_limited_429", st.rate_limited()),
+        ("forced_429", st.forced_429),
+        ("earned_429", st.rate_limited().saturating_sub(st.forced_429)),
         ("server_errors_500", st.server_errors),
         ("connections_dropped", st.dropped),
         ("nonce_deduplicated", st.nonce_deduplicated),
@@ -744,6 +809,12 @@ pub fn run_cli(args: crate::cli::ChaosArgs) -> Result<bool, ChaosError> {
         fault_every: Duration::from_millis(args.fault_every_ms.max(50)),
         settle_timeout: Duration::from_secs(args.settle_timeout),
         seed: args.seed,
+        faults: if args.no_faults {
+            Vec::new()
+        } else {
+            Fault::ALL.to_vec()
+        },
+        sample_every: Duration::from_secs(args.sample_every.max(1)),
         ..ChaosOptions::new(binary, &dir)
     };
     println!(

@@ -7,6 +7,7 @@ mod deploy;
 mod discord;
 mod http;
 mod lifecycle;
+mod reliability;
 mod scenarios;
 mod support;
 mod teleport;

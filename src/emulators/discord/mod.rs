@@ -164,6 +164,9 @@ pub struct Stats {
     pub duplicates: u64,
     /// 500s injected.
     pub server_errors: u64,
+    /// 429s served because of [`DiscordEmulator::force_429`] (the rest were
+    /// earned by exceeding a limit).
+    pub forced_429: u64,
     /// Message bodies refused with 400 (invalid JSON or 50035 Invalid Form Body).
     pub rejected_bodies: u64,
     /// Connections dropped after processing.
@@ -637,6 +640,7 @@ fn admit(inner: &mut Inner, headers: &HeaderMap, now: Instant) -> Result<(), Res
     {
         let retry = b.until - now;
         inner.stats.rate_limited_global += 1;
+        inner.stats.forced_429 += 1;
         inner.invalid(now);
         return Err(too_many(Scope::Global, retry, None));
     }
@@ -683,6 +687,7 @@ fn admit_message(
         if scope == Scope::Global {
             inner.global_blocked = Some(blocked);
             inner.stats.rate_limited_global += 1;
+            inner.stats.forced_429 += 1;
             inner.invalid(now);
             return Err(too_many(Scope::Global, retry, None));
         }
@@ -692,6 +697,7 @@ fn admit_message(
         && b.until > now
     {
         let (scope, retry) = (b.scope, b.until - now);
+        inner.stats.forced_429 += 1;
         let window = inner.routes.entry(key).or_default();
         let remaining = if scope == Scope::Shared {
             limit.saturating_sub(window.count)
