@@ -639,6 +639,13 @@ async fn consume(
                 reconciler.observe_rule_delete(&name);
                 tracing::info!(rule = %name, "access monitoring rule deleted");
             }
+            WatchEvent::Snapshot(list) => {
+                let listed: std::collections::HashSet<String> =
+                    list.iter().map(|r| r.id.clone()).collect();
+                feed(&reconciler, WatchEvent::Snapshot(list));
+                let r = reconciler.clone();
+                tokio::spawn(async move { r.sweep(&listed).await });
+            }
             other => {
                 feed(&reconciler, other);
             }
@@ -672,7 +679,10 @@ async fn resync(
         match c.list_access_requests(None).await {
             Ok(list) => {
                 tracing::debug!(requests = list.len(), "periodic resync");
+                let listed: std::collections::HashSet<String> =
+                    list.iter().map(|r| r.id.clone()).collect();
                 reconciler.observe_list(list.into_iter().map(Into::into).collect());
+                reconciler.sweep(&listed).await;
             }
             Err(e) => tracing::warn!(error = %e, "periodic resync could not list access requests"),
         }

@@ -84,6 +84,11 @@ pub trait PluginDataStore: Send + Sync + 'static {
             "this store cannot read requests".to_owned(),
         )))
     }
+    /// IDs of requests whose plugin data shows messages (or a claim) and no
+    /// resolution. Stores that cannot list answer none.
+    fn unresolved(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send {
+        std::future::ready(Ok(Vec::new()))
+    }
     /// The logins a role allows (`GetRole`), shown per role in the message.
     /// Stores that know no roles answer none.
     fn role_logins(
@@ -318,6 +323,32 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
         for id in ids {
             self.queue.add(id);
         }
+    }
+
+    /// After a full listing: requests we announced and never resolved that
+    /// are neither listed nor known here were deleted while every replica
+    /// that knew them was down. Each is confirmed gone with Teleport, then
+    /// shown expired. Returns how many were found.
+    pub async fn sweep(&self, listed: &std::collections::HashSet<String>) -> usize {
+        let ids = match self.store.unresolved().await {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot list plugin data; no sweep this time");
+                return 0;
+            }
+        };
+        let mut found = 0;
+        for id in ids {
+            if listed.contains(&id) || self.observed().contains_key(&id) {
+                continue;
+            }
+            if let Ok(None) = self.store.current(&id).await {
+                tracing::info!(request_id = %id, "request deleted while unwatched; showing it expired");
+                self.observe_delete(&id);
+                found += 1;
+            }
+        }
+        found
     }
 
     fn rule_set(&self) -> std::sync::MutexGuard<'_, RuleSet> {

@@ -146,6 +146,22 @@ impl PluginDataStore for TeleportStore {
         }
     }
 
+    async fn unresolved(&self) -> Result<Vec<String>, StoreError> {
+        let client = Client::clone(&self.client.load());
+        let all = client
+            .list_plugin_data(&self.plugin)
+            .await
+            .map_err(store_error)?;
+        Ok(all
+            .into_iter()
+            .filter(|(_, d)| {
+                let has = |k: &str| d.get(k).is_some_and(|v| !v.is_empty());
+                (has("messages") || has("discord_channels")) && !has("resolution")
+            })
+            .map(|(id, _)| id)
+            .collect())
+    }
+
     async fn current(&self, request_id: &str) -> Result<Option<reconcile::Request>, StoreError> {
         let client = Client::clone(&self.client.load());
         client

@@ -403,6 +403,33 @@ impl Client {
             .map(|e| e.data.into_iter().collect()))
     }
 
+    /// This plugin's data on every access request that has some, by request ID.
+    pub async fn list_plugin_data(
+        &self,
+        plugin: &str,
+    ) -> Result<Vec<(String, BTreeMap<String, String>)>, TeleportError> {
+        let seq = self
+            .auth
+            .clone()
+            .get_plugin_data(self.req(pb::types::PluginDataFilter {
+                kind: KIND_ACCESS_REQUEST.into(),
+                resource: String::new(),
+                plugin: plugin.into(),
+            }))
+            .await
+            .map_err(|s| rpc_error("GetPluginData", &s))?
+            .into_inner();
+        Ok(seq
+            .plugin_data
+            .into_iter()
+            .filter_map(|pd| {
+                let resource = pd.metadata.map(|m| m.name)?;
+                let data = pd.spec.and_then(|mut s| s.entries.remove(plugin))?;
+                Some((resource, data.data.into_iter().collect()))
+            })
+            .collect())
+    }
+
     /// Compare-and-swap update of this plugin's data on an access request.
     /// `expect` values must match (`""` = absent); `set` values of `""` delete keys.
     /// A failed expectation is [`TeleportError::CompareFailed`].
