@@ -17,10 +17,11 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use tokio::time::Instant;
 
 use super::DiscordError;
 use super::metrics::DiscordMetrics;
-use super::ratelimit::{BucketKey, Priority, RateLimiter, ResponseInfo, Scope};
+use super::ratelimit::{BucketKey, RateLimiter, ResponseInfo, Scope};
 use super::types::{BotUser, Channel, Message, MessagePayload};
 use crate::backoff::{Backoff, random_jitter};
 use crate::config::DiscordConfig;
@@ -265,6 +266,18 @@ impl DiscordClient {
         nonce: &str,
         payload: &MessagePayload,
     ) -> Result<Message, DiscordError> {
+        self.create_message_ranked(channel_id, nonce, payload, Instant::now())
+            .await
+    }
+
+    /// [`Self::create_message`] ranked for global tokens by `rank` (older first).
+    pub async fn create_message_ranked(
+        &self,
+        channel_id: &str,
+        nonce: &str,
+        payload: &MessagePayload,
+        rank: Instant,
+    ) -> Result<Message, DiscordError> {
         check_snowflake(channel_id)?;
         if nonce.is_empty() || nonce.chars().count() > 25 {
             return Err(DiscordError::Invalid(
@@ -278,12 +291,13 @@ impl DiscordClient {
             map.insert("enforce_nonce".to_owned(), Value::Bool(true));
         }
         let key = BucketKey::new(routes::CREATE_MESSAGE, channel_id);
-        self.request_json(
+        self.request_json_ranked(
             reqwest::Method::POST,
             format!("/channels/{channel_id}/messages"),
             key,
             Some(body),
             false,
+            rank,
         )
         .await
     }
@@ -295,17 +309,30 @@ impl DiscordClient {
         message_id: &str,
         payload: &MessagePayload,
     ) -> Result<Message, DiscordError> {
+        self.edit_message_ranked(channel_id, message_id, payload, Instant::now())
+            .await
+    }
+
+    /// [`Self::edit_message`] ranked for global tokens by `rank` (older first).
+    pub async fn edit_message_ranked(
+        &self,
+        channel_id: &str,
+        message_id: &str,
+        payload: &MessagePayload,
+        rank: Instant,
+    ) -> Result<Message, DiscordError> {
         check_snowflake(channel_id)?;
         check_snowflake(message_id)?;
         let body =
             serde_json::to_value(payload).map_err(|e| DiscordError::Invalid(e.to_string()))?;
         let key = BucketKey::new(routes::EDIT_MESSAGE, channel_id);
-        self.request_json(
+        self.request_json_ranked(
             reqwest::Method::PATCH,
             format!("/channels/{channel_id}/messages/{message_id}"),
             key,
             Some(body),
             false,
+            rank,
         )
         .await
     }
@@ -318,13 +345,27 @@ impl DiscordClient {
         body: Option<Value>,
         token_check: bool,
     ) -> Result<T, DiscordError> {
+        self.request_json_ranked(method, path, key, body, token_check, Instant::now())
+            .await
+    }
+
+    async fn request_json_ranked<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: String,
+        key: BucketKey,
+        body: Option<Value>,
+        token_check: bool,
+        rank: Instant,
+    ) -> Result<T, DiscordError> {
         let bytes = self
-            .request(method, &path, key, body.as_ref(), token_check)
+            .request(method, &path, key, body.as_ref(), token_check, rank)
             .await?;
         serde_json::from_slice(&bytes).map_err(|e| DiscordError::Decode(e.to_string()))
     }
 
-    /// One logical request with rate limiting and retries.
+    /// One logical request with rate limiting and retries; `rank` orders it
+    /// for global tokens (oldest first, see [`RateLimiter::acquire_ranked`]).
     async fn request(
         &self,
         method: reqwest::Method,
@@ -332,6 +373,7 @@ impl DiscordClient {
         key: BucketKey,
         body: Option<&Value>,
         token_check: bool,
+        rank: Instant,
     ) -> Result<Vec<u8>, DiscordError> {
         let inner = &self.inner;
         let opts = &inner.options;
@@ -355,12 +397,7 @@ impl DiscordClient {
                     limit: opts.invalid_request_guard,
                 });
             }
-            let priority = if key.route == routes::EDIT_MESSAGE {
-                Priority::High
-            } else {
-                Priority::Normal
-            };
-            let permit = inner.limiter.acquire_with(key.clone(), priority).await;
+            let permit = inner.limiter.acquire_ranked(key.clone(), rank).await;
             let mut req = inner
                 .http
                 .request(method.clone(), &url)

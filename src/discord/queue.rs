@@ -13,8 +13,15 @@
 //!   replaces that edit's payload; one request carries the newest content and
 //!   every waiter gets its answer.
 //! - **Fair**: lanes with work are served round-robin, and a lane goes to the
-//!   back after each operation, so a busy channel never starves the others
-//!   (the limiter's global FIFO does the same for rate-limit waits).
+//!   back after each operation, so a busy channel never starves the others.
+//! - **Oldest work first**: every operation carries a *rank* for the
+//!   limiter's global tokens ([`super::ratelimit`]): a create its enqueue
+//!   time, an edit the enqueue time of its message's create (remembered for
+//!   [`RANK_TTL`] after the create's answer; after that, or for a message
+//!   this queue did not create, the edit's own enqueue time). So the edits
+//!   of message 1 go before the create of message 9 enqueued with it, every
+//!   channel's edit windows open early, and no request waits behind
+//!   younger work.
 //! - **Answers are never dropped**: every enqueued operation resolves its
 //!   [`Pending`] with the message, a [`DiscordError`] (retryable ones are the
 //!   owner's to requeue) or [`DeliveryError::ShutDown`].
@@ -172,9 +179,14 @@ struct Waiter {
     superseded: bool,
 }
 
+/// How long a created message's rank is remembered for its edits.
+pub const RANK_TTL: Duration = Duration::from_secs(600);
+
 #[derive(Debug)]
 struct Job {
     op: Op,
+    /// Rank for global tokens (older first): see the module docs.
+    rank: Instant,
     waiters: Vec<Waiter>,
     /// Queue capacity held while waiting; released when dispatched.
     slot: Option<OwnedSemaphorePermit>,
@@ -206,9 +218,45 @@ impl Lane {
     }
 }
 
+/// Ranks of created messages, for their edits; entries expire after [`RANK_TTL`].
+#[derive(Debug, Default)]
+struct Ranks {
+    by_message: HashMap<String, Instant>,
+    /// (recorded at, message), oldest first.
+    expiry: VecDeque<(Instant, String)>,
+}
+
+impl Ranks {
+    fn record(&mut self, message_id: &str, rank: Instant, now: Instant) {
+        self.expire(now);
+        self.by_message.insert(message_id.to_owned(), rank);
+        self.expiry.push_back((now, message_id.to_owned()));
+    }
+
+    /// The rank of an edit of `message_id` enqueued at `now`.
+    fn for_edit(&mut self, message_id: &str, now: Instant) -> Instant {
+        self.expire(now);
+        self.by_message
+            .get(message_id)
+            .map_or(now, |r| (*r).min(now))
+    }
+
+    fn expire(&mut self, now: Instant) {
+        while let Some((at, _)) = self.expiry.front() {
+            if now.duration_since(*at) < RANK_TTL {
+                break;
+            }
+            if let Some((_, m)) = self.expiry.pop_front() {
+                self.by_message.remove(&m);
+            }
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
     max_edits: usize,
+    ranks: Ranks,
     lanes: HashMap<LaneKey, Lane>,
     ready: VecDeque<LaneKey>,
     queued: usize,
@@ -289,15 +337,20 @@ impl Delivery {
 
     fn push(&self, op: Op, slot: OwnedSemaphorePermit) -> Result<Pending, Rejected> {
         let (tx, rx) = oneshot::channel();
+        let now = Instant::now();
         let waiter = Waiter {
             tx,
-            enqueued: Instant::now(),
+            enqueued: now,
             superseded: false,
         };
         let mut st = self.shared.lock();
         if st.closed {
             return Err(Rejected::Closed(Box::new(op)));
         }
+        let rank = match op.message_id() {
+            Some(m) => st.ranks.for_edit(m, now),
+            None => now,
+        };
         let key: LaneKey = (op.channel().to_owned(), op.lane());
         let lane = st.lanes.entry(key.clone()).or_default();
         if let Op::Edit {
@@ -324,6 +377,7 @@ impl Delivery {
         }
         lane.jobs.push_back(Job {
             op,
+            rank,
             waiters: vec![waiter],
             slot: Some(slot),
         });
@@ -474,12 +528,20 @@ async fn run(shared: &Arc<Shared>, key: LaneKey, job: Job) {
                 channel_id,
                 nonce,
                 payload,
-            } => client.create_message(channel_id, nonce, payload).await,
+            } => {
+                client
+                    .create_message_ranked(channel_id, nonce, payload, job.rank)
+                    .await
+            }
             Op::Edit {
                 channel_id,
                 message_id,
                 payload,
-            } => client.edit_message(channel_id, message_id, payload).await,
+            } => {
+                client
+                    .edit_message_ranked(channel_id, message_id, payload, job.rank)
+                    .await
+            }
         }
     };
     let result = tokio::select! {
@@ -487,7 +549,16 @@ async fn run(shared: &Arc<Shared>, key: LaneKey, job: Job) {
         () = shared.cancel.cancelled() => Err(DeliveryError::ShutDown),
     };
     metrics.in_flight_dec();
-    let Job { op, waiters, .. } = job;
+    let Job {
+        op, waiters, rank, ..
+    } = job;
+    if let (Op::Create { .. }, Ok(message)) = (&op, &result) {
+        // Record before answering: the owner's first edit must find it.
+        shared
+            .lock()
+            .ranks
+            .record(&message.id, rank, Instant::now());
+    }
     answer(shared, op.kind(), waiters, result);
     let mut st = shared.lock();
     st.in_flight -= 1;
@@ -504,4 +575,27 @@ async fn run(shared: &Arc<Shared>, key: LaneKey, job: Job) {
     }
     drop(st);
     shared.changed.notify_waiters();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn edits_inherit_their_creates_rank_until_it_expires() {
+        let mut ranks = Ranks::default();
+        let created = Instant::now();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        ranks.record("111", created, Instant::now());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = Instant::now();
+        // The edit of a created message ranks with its create; others by their own time.
+        assert_eq!(ranks.for_edit("111", now), created);
+        assert_eq!(ranks.for_edit("222", now), now);
+        // Forgotten after RANK_TTL (counted from the create's answer).
+        tokio::time::sleep(RANK_TTL).await;
+        let later = Instant::now();
+        assert_eq!(ranks.for_edit("111", later), later);
+        assert!(ranks.by_message.is_empty() && ranks.expiry.is_empty());
+    }
 }

@@ -22,13 +22,21 @@
 //!   A 2xx answer with no bucket headers marks the route as unlimited.
 //! - **Global**: a sliding window of `global_limit` sends per second (plus a
 //!   small margin), so any 1-second window — however the server aligns it —
-//!   holds at most `global_limit` requests. Global tokens are handed out in
-//!   FIFO order of the requests whose bucket was ready, so no channel can be
-//!   starved after a global reset. [`Priority::High`] requests (message
-//!   edits) go first, but at most [`HIGH_STREAK`] in a row while normal ones
-//!   wait: an edit's bucket is the long chain in a create+edit workload
-//!   (edits only exist after creates, and each channel's edit counter needs
-//!   its windows opened early), while creates are never starved.
+//!   holds at most `global_limit` requests. Tokens are also *paced*: after
+//!   a burst of a tenth of the limit, one per `1 s / global_limit` (20 ms at
+//!   50/s; a GCRA schedule), so a second's tokens are not
+//!   all spent in its first milliseconds on whatever was waiting then: a
+//!   request that becomes ready later in the second (an edit whose create
+//!   was just answered, a create whose previous one was) still finds a
+//!   token soon, and a dependency chain advances many steps per second
+//!   instead of one. The rate is the same; only bursts are smoothed.
+//! - **Who gets a global token**: the waiting request with the oldest
+//!   *rank* ([`RateLimiter::acquire_ranked`]; ties by arrival). The queue
+//!   ranks an operation by the enqueue time of the work it belongs to: a
+//!   create by its own, an edit by its message's create, so work started
+//!   earlier finishes first (an edit of message 1 before the create of
+//!   message 9), rather than every create before every edit or the reverse.
+//!   Nothing starves: a new request always ranks after one already waiting.
 //! - **429**: scope `global` pauses every request; `user` (or none) pauses
 //!   and empties that bucket; `shared` pauses that bucket and does not count
 //!   as an invalid request.
@@ -211,42 +219,61 @@ impl Bucket {
 struct State {
     buckets: HashMap<BucketKey, Bucket>,
     global_sent: VecDeque<Instant>,
+    /// Pacing: theoretical arrival time of the next grant (GCRA).
+    pace_at: Option<Instant>,
     global_paused_until: Option<Instant>,
-    /// Waiting for a global token: (ticket, priority), in arrival order.
-    global_queue: VecDeque<(u64, Priority)>,
+    /// Waiting for a global token: (rank, ticket); see [`next_global`].
+    global_queue: Vec<(Instant, u64)>,
     next_ticket: u64,
-    /// Consecutive high-priority grants while normal ones waited.
-    high_streak: u32,
     invalid: VecDeque<Instant>,
 }
 
-/// How a request competes for global tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Priority {
-    /// Served first, but at most [`HIGH_STREAK`] in a row while normal requests wait.
-    High,
-    /// First come, first served.
-    Normal,
+/// The ticket that gets the next global token: the oldest rank, then the
+/// earliest arrival (tickets grow with arrival).
+fn next_global(queue: &[(Instant, u64)]) -> Option<u64> {
+    queue.iter().min().map(|(_, t)| *t)
 }
 
-/// High-priority grants in a row before a waiting normal request gets one.
-pub const HIGH_STREAK: u32 = 3;
+/// The pacing interval: one global token per `window / limit` (20 ms for
+/// Discord's 50 per second).
+fn pace_interval(limit: u32, window: Duration) -> Duration {
+    window / limit.max(1)
+}
 
-impl State {
-    /// The ticket that gets the next global token.
-    fn next_global(&self) -> Option<u64> {
-        let first = |p: Priority| {
-            self.global_queue
-                .iter()
-                .find(|(_, q)| *q == p)
-                .map(|(t, _)| *t)
-        };
-        if self.high_streak >= HIGH_STREAK {
-            first(Priority::Normal).or_else(|| first(Priority::High))
-        } else {
-            first(Priority::High).or_else(|| first(Priority::Normal))
-        }
+/// Grants that may go at once before pacing applies: a tenth of the limit
+/// (5 at 50/s), at least 1.
+fn pace_burst(limit: u32) -> u32 {
+    limit.div_ceil(10).max(1)
+}
+
+/// When the next global token is free (None: now). `sent` holds the grant
+/// times (oldest first, at most `limit`): at most `limit` in any `window`
+/// (+ [`MARGIN`]). `pace_at` is the pacing schedule's theoretical arrival
+/// time (GCRA, [`pace_next`]): a grant is allowed once
+/// `pace_at - (burst - 1) · interval` has passed, so [`pace_burst`] requests
+/// go at once and after that one per [`pace_interval`].
+fn global_free_at(
+    sent: &VecDeque<Instant>,
+    pace_at: Option<Instant>,
+    limit: u32,
+    window: Duration,
+    now: Instant,
+) -> Option<Instant> {
+    let interval = pace_interval(limit, window);
+    let tolerance = interval * (pace_burst(limit) - 1);
+    let mut free_at = pace_at.map(|t| t.checked_sub(tolerance).unwrap_or(t));
+    if sent.len() >= limit as usize
+        && let Some(oldest) = sent.front()
+    {
+        let at = *oldest + window + MARGIN;
+        free_at = Some(free_at.map_or(at, |f| f.max(at)));
     }
+    free_at.filter(|f| *f > now)
+}
+
+/// The pacing schedule after a grant at `now`.
+fn pace_next(pace_at: Option<Instant>, limit: u32, window: Duration, now: Instant) -> Instant {
+    pace_at.map_or(now, |t| t.max(now)) + pace_interval(limit, window)
 }
 
 /// The limiter, shared by every request of one bot token.
@@ -281,11 +308,12 @@ impl RateLimiter {
 
     /// Waits until `key`'s bucket and the global limit allow one more request.
     pub async fn acquire(self: &Arc<Self>, key: BucketKey) -> Permit {
-        self.acquire_with(key, Priority::Normal).await
+        self.acquire_ranked(key, Instant::now()).await
     }
 
-    /// [`Self::acquire`] with a priority for the global token.
-    pub async fn acquire_with(self: &Arc<Self>, key: BucketKey, priority: Priority) -> Permit {
+    /// [`Self::acquire`] competing for the global token with `rank`: the
+    /// oldest rank waiting goes first (see the module docs).
+    pub async fn acquire_ranked(self: &Arc<Self>, key: BucketKey, rank: Instant) -> Permit {
         // Phase 1: a slot in the bucket.
         let epoch = loop {
             let notified = self.changed.notified();
@@ -311,12 +339,12 @@ impl RateLimiter {
             epoch,
             done: false,
         };
-        // Phase 2: a global token, first come first served.
+        // Phase 2: a global token, oldest rank first.
         let ticket = {
             let mut st = self.lock();
             let t = st.next_ticket;
             st.next_ticket += 1;
-            st.global_queue.push_back((t, priority));
+            st.global_queue.push((rank, t));
             t
         };
         let mut guard = TicketGuard {
@@ -333,15 +361,15 @@ impl RateLimiter {
                 let now = Instant::now();
                 match self.global_wait(&mut st, now) {
                     Some(at) => Some(at),
-                    None if st.next_global() == Some(ticket) => {
-                        st.global_queue.retain(|(t, _)| *t != ticket);
-                        let normal_waiting =
-                            st.global_queue.iter().any(|(_, p)| *p == Priority::Normal);
-                        st.high_streak = match priority {
-                            Priority::High if normal_waiting => st.high_streak + 1,
-                            _ => 0,
-                        };
+                    None if next_global(&st.global_queue) == Some(ticket) => {
+                        st.global_queue.retain(|(_, t)| *t != ticket);
                         st.global_sent.push_back(now);
+                        st.pace_at = Some(pace_next(
+                            st.pace_at,
+                            self.global_limit,
+                            self.global_window,
+                            now,
+                        ));
                         while st.global_sent.len() > self.global_limit as usize {
                             st.global_sent.pop_front();
                         }
@@ -367,12 +395,13 @@ impl RateLimiter {
             }
             st.global_paused_until = None;
         }
-        if st.global_sent.len() < self.global_limit as usize {
-            return None;
-        }
-        let oldest = *st.global_sent.front()?;
-        let free_at = oldest + self.global_window + MARGIN;
-        (free_at > now).then_some(free_at)
+        global_free_at(
+            &st.global_sent,
+            st.pace_at,
+            self.global_limit,
+            self.global_window,
+            now,
+        )
     }
 
     fn complete(&self, key: &BucketKey, epoch: u64, info: Option<&ResponseInfo>) {
@@ -494,7 +523,7 @@ impl Drop for TicketGuard<'_> {
     fn drop(&mut self) {
         if !self.granted {
             let mut st = self.limiter.lock();
-            st.global_queue.retain(|(t, _)| *t != self.ticket);
+            st.global_queue.retain(|(_, t)| *t != self.ticket);
             drop(st);
             self.limiter.changed.notify_waiters();
         }
@@ -609,7 +638,13 @@ mod tests {
         for w in times.windows(6) {
             assert!(w[5] - w[0] >= Duration::from_secs(1), "{times:?}");
         }
-        assert!(times[11] < Duration::from_millis(2_100), "{times:?}");
+        for w in times.windows(2) {
+            assert!(
+                w[1] - w[0] >= Duration::from_millis(200),
+                "paced: {times:?}"
+            );
+        }
+        assert!(times[11] < Duration::from_millis(2_300), "{times:?}");
     }
 
     #[tokio::test(start_paused = true)]
@@ -636,7 +671,8 @@ mod tests {
         }));
         let start = Instant::now();
         let other = rl.acquire(key("2")).await;
-        assert!(start.elapsed() < Duration::from_millis(10));
+        // Only the pacing interval (20 ms at 50/s), not the 3 s pause.
+        assert!(start.elapsed() <= Duration::from_millis(20));
         drop(other);
         let _same = rl.acquire(key("1")).await;
         assert!(start.elapsed() >= Duration::from_secs(3));
@@ -730,34 +766,27 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn high_priority_goes_first_but_never_starves_normal() {
+    async fn the_oldest_rank_goes_first_then_arrival_order() {
         let rl = RateLimiter::new(1);
         let first = rl.acquire(BucketKey::new("GET /x", "")).await;
         first.complete(Some(&ResponseInfo {
             status: 200,
             ..ResponseInfo::default()
         }));
+        let base = Instant::now();
         let order = Arc::new(Mutex::new(Vec::new()));
         let mut tasks = Vec::new();
-        for (i, p) in [
-            Priority::Normal,
-            Priority::Normal,
-            Priority::High,
-            Priority::High,
-            Priority::High,
-            Priority::High,
-            Priority::High,
-        ]
-        .into_iter()
-        .enumerate()
-        {
+        // Arrival order 0..5; ranks: 3 and 4 are older than everything, 1 and 2 tie.
+        let ranks = [30, 20, 20, 5, 10];
+        for (i, r) in ranks.into_iter().enumerate() {
             let (rl, order) = (rl.clone(), order.clone());
             tasks.push(tokio::spawn(async move {
-                let permit = rl
-                    .acquire_with(BucketKey::new("GET /x", i.to_string()), p)
+                let rank = base - Duration::from_millis(r);
+                let p = rl
+                    .acquire_ranked(BucketKey::new("GET /x", i.to_string()), rank)
                     .await;
                 order.lock().unwrap_or_else(PoisonError::into_inner).push(i);
-                permit.complete(Some(&ResponseInfo {
+                p.complete(Some(&ResponseInfo {
                     status: 200,
                     ..ResponseInfo::default()
                 }));
@@ -767,10 +796,51 @@ mod tests {
         for t in tasks {
             t.await.expect("task");
         }
-        // Three edits, one create, the other two edits, the last create.
         assert_eq!(
             *order.lock().unwrap_or_else(PoisonError::into_inner),
-            vec![2, 3, 4, 0, 5, 6, 1]
+            vec![0, 1, 2, 4, 3]
         );
+    }
+
+    #[test]
+    fn next_global_is_oldest_rank_then_ticket() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        assert_eq!(next_global(&[]), None);
+        assert_eq!(next_global(&[(t0 + ms(5), 1), (t0, 7), (t0, 3)]), Some(3));
+    }
+
+    #[test]
+    fn global_tokens_are_paced_within_the_second() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let sec = Duration::from_secs(1);
+        assert_eq!(pace_interval(50, sec), ms(20));
+        assert_eq!(pace_interval(0, sec), sec);
+        assert_eq!((pace_burst(50), pace_burst(5)), (5, 1));
+        // A burst of 5 goes at once, then one per 20 ms.
+        let (mut sent, mut pace) = (VecDeque::new(), None);
+        for _ in 0..5 {
+            assert_eq!(global_free_at(&sent, pace, 50, sec, t0), None);
+            sent.push_back(t0);
+            pace = Some(pace_next(pace, 50, sec, t0));
+        }
+        assert_eq!(global_free_at(&sent, pace, 50, sec, t0), Some(t0 + ms(20)));
+        sent.push_back(t0 + ms(20));
+        pace = Some(pace_next(pace, 50, sec, t0 + ms(20)));
+        assert_eq!(
+            global_free_at(&sent, pace, 50, sec, t0 + ms(20)),
+            Some(t0 + ms(40))
+        );
+        // 50 in the last second: the per-second limit (with margin) decides.
+        let sent: VecDeque<Instant> = (0..50).map(|i| t0 + ms(i * 20)).collect();
+        let pace = Some(pace_next(Some(t0 + ms(980)), 50, sec, t0 + ms(980)));
+        assert_eq!(
+            global_free_at(&sent, pace, 50, sec, t0 + ms(1_000)),
+            Some(t0 + sec + MARGIN)
+        );
+        // Idle for a while: the burst is available again.
+        let later = t0 + ms(5_000);
+        assert_eq!(global_free_at(&VecDeque::new(), pace, 50, sec, later), None);
     }
 }
