@@ -721,8 +721,11 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
         if data.messages.is_empty() && data.channels.is_empty() {
             return Ok(Outcome::default());
         }
-        if !data.resolution.is_empty() && data.resolution != Status::Expired.tag() {
-            // Resolved before it went away: keep showing the resolution.
+        let resolved = [Status::Approved, Status::Denied, Status::Promoted]
+            .into_iter()
+            .find(|s| s.tag() == data.resolution);
+        if resolved.is_some() && !data.rendered.is_empty() && !self.is_unsure(id) {
+            // Resolved before it went away, and shown: keep it.
             return Ok(Outcome::default());
         }
         // Rebuild what we can from plugin data; existing review embeds stay.
@@ -732,7 +735,11 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
             roles: data.roles.clone(),
             state: RequestState::Pending,
             reason: data.request_reason.clone(),
-            resolve_reason: String::new(),
+            resolve_reason: if resolved.is_some() {
+                data.resolve_reason.clone()
+            } else {
+                String::new()
+            },
             reviews: Vec::new(),
             suggested_reviewers: Vec::new(),
             resources: data.resources.clone(),
@@ -742,9 +749,13 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
             expires_unix: None,
             access_expires_unix: None,
         };
-        let body = render::render(&self.view(&req, Status::Expired, &data), false);
-        self.converge(id, data, &body, |d| {
-            d.resolution = Status::Expired.tag().to_owned()
+        // A resolution that is recorded but maybe not shown (a concurrent
+        // stale edit, or a record from before the edit) is shown again from
+        // plugin data; otherwise the request expired.
+        let status = resolved.unwrap_or(Status::Expired);
+        let body = render::render(&self.view(&req, status, &data), false);
+        self.converge(id, data, &body, move |d| {
+            d.resolution = status.tag().to_owned()
         })
         .await
     }
