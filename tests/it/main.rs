@@ -6,5 +6,6 @@ mod deploy;
 mod discord;
 mod http;
 mod lifecycle;
+mod security;
 mod support;
 mod teleport;
