@@ -137,7 +137,11 @@ impl ResponseInfo {
         }
         Self {
             status,
-            limit: text("x-ratelimit-limit").and_then(|s| s.parse().ok()),
+            // A limit of 0 would leave the bucket empty after every reset,
+            // waiting forever for a refill: no window allows fewer than one.
+            limit: text("x-ratelimit-limit")
+                .and_then(|s| s.parse().ok())
+                .map(|l: u32| l.max(1)),
             remaining: text("x-ratelimit-remaining").and_then(|s| s.parse().ok()),
             reset_after: float("x-ratelimit-reset-after"),
             bucket: text("x-ratelimit-bucket").map(str::to_owned),

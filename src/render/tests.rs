@@ -480,3 +480,28 @@ proptest::proptest! {
         }
     }
 }
+
+/// Found by the `render` fuzz target: an author name whose ends were
+/// zero-width or control characters kept the whitespace behind them once
+/// those were removed, and that whitespace counts toward Discord's 6000
+/// character embed total (counted untrimmed here); nine such reviewers put a
+/// message over it. The name is trimmed after sanitising now.
+#[test]
+fn author_names_have_no_edge_whitespace_after_sanitising() {
+    let mut v = view();
+    v.reviews = (0..12)
+        .map(|i| {
+            review(
+                &format!("\u{200b}{}{i}{}\u{200b}", " ".repeat(300), " ".repeat(300)),
+                i % 2 == 0,
+                &"é ".repeat(400),
+            )
+        })
+        .collect();
+    let b = render(&v, true);
+    assert_fits(&b);
+    assert_payload_fits(&b, &v.id);
+    for e in b.embeds.iter().flatten() {
+        assert_eq!(e.author.name, e.author.name.trim(), "{:?}", e.author.name);
+    }
+}

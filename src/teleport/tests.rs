@@ -949,3 +949,64 @@ proptest::proptest! {
         }
     }
 }
+
+/// Found by the `identity` fuzz target: a `-----BEGIN` line that runs on into
+/// other text (an identity file whose line breaks were lost, e.g. pasted
+/// into a secret store) was quoted whole in the error, so the base64 private
+/// key reached error messages and logs. Only a plausible label is quoted now.
+#[test]
+fn errors_never_quote_a_run_on_begin_line() {
+    let mut p = pki();
+    let c = valid(&mut p);
+    let key_body: Vec<&str> = c
+        .key_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let one_line_key = format!(
+        "-----BEGIN PRIVATE KEY-----{}-----END PRIVATE KEY-----",
+        key_body.concat()
+    );
+    let cases = [
+        // The whole key on one line.
+        format!("{one_line_key}\n{}{}", c.cert_pem, p.ca_pem()),
+        // The same, unterminated.
+        format!("-----BEGIN PRIVATE KEY-----{}\n", key_body.concat()),
+        // A key block whose BEGIN line was glued to the key.
+        format!(
+            "-----BEGIN {}\n{}\n-----END PRIVATE KEY-----\n{}{}",
+            key_body[0],
+            key_body[1..].join("\n"),
+            c.cert_pem,
+            p.ca_pem()
+        ),
+        // A valid key block, then a certificate "block" that is the key again.
+        format!("{}{one_line_key}\n{}", c.key_pem, p.ca_pem()),
+        // A stray BEGIN line with key material inside the key block.
+        format!(
+            "-----BEGIN PRIVATE KEY-----\n-----BEGIN {}\n-----END PRIVATE KEY-----\n{}{}",
+            key_body.concat(),
+            c.cert_pem,
+            p.ca_pem()
+        ),
+    ];
+    for text in &cases {
+        let e =
+            parse_identity_file(text, Path::new(PATH), SystemTime::now()).expect_err("malformed");
+        let m = e.to_string();
+        assert!(m.contains(PATH), "{m}");
+        for line in &key_body {
+            assert!(
+                !m.contains(&line[..line.len().min(24)]),
+                "key material in: {m}"
+            );
+        }
+    }
+    let e = parse_identity_file(
+        "-----BEGIN FOO BAR-----\nx\n-----END FOO BAR-----\n",
+        Path::new(PATH),
+        SystemTime::now(),
+    )
+    .expect_err("not a key");
+    assert!(e.to_string().contains("found \"FOO BAR\""), "{e}");
+}

@@ -120,3 +120,25 @@ proptest::proptest! {
         proptest::prop_assert!(waited <= MAX_WAIT + Duration::from_secs(2), "{:?} after {:?}", waited, info);
     }
 }
+
+/// Found by the `ratelimit_headers` fuzz target (a libFuzzer timeout):
+/// `X-RateLimit-Limit: 0` left the bucket empty after its reset with no
+/// timer to wake it, so every later request on the route waited forever.
+/// A limit is now at least 1.
+#[tokio::test(start_paused = true)]
+async fn a_zero_limit_does_not_stall_the_bucket() {
+    let info = ResponseInfo::from_parts(
+        200,
+        &headers(&[
+            ("x-ratelimit-limit", "0"),
+            ("x-ratelimit-remaining", "0"),
+            ("x-ratelimit-reset-after", "1"),
+        ]),
+        b"",
+    );
+    assert_eq!(info.limit, Some(1));
+    let waited = tokio::time::timeout(Duration::from_secs(7200), wait_after(&info))
+        .await
+        .expect("the bucket stalled");
+    assert!(waited <= Duration::from_secs(2), "{waited:?}");
+}
