@@ -588,7 +588,12 @@ fn review_embed(r: &ReviewView, reason_limit: usize) -> Embed {
             DENIED_COLOR
         },
         author: EmbedAuthor {
-            name: truncate_marked(&sanitize(r.author.trim()), EMBED_AUTHOR_LIMIT, "…"),
+            // Trimmed again after sanitising: removing a zero-width or
+            // control character can leave whitespace at either end, which
+            // counts toward Discord's embed total.
+            name: truncate_marked(sanitize(r.author.trim()).trim(), EMBED_AUTHOR_LIMIT, "…")
+                .trim()
+                .to_owned(),
         },
     }
 }

@@ -840,3 +840,132 @@ proptest::proptest! {
         let _ = parse(&text, Path::new("fuzz.toml"), &no_env());
     }
 }
+
+/// What `fuzz/fuzz_targets/config.rs` checks: every outcome names a key and a
+/// line inside the text (or, for TOML syntax, a line and column).
+fn check_outcome(text: &str) -> Result<(), proptest::test_runner::TestCaseError> {
+    use proptest::prop_assert;
+    let lines = text.split('\n').count();
+    match parse(text, Path::new("fuzz.toml"), &no_env()) {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                prop_assert!(!w.key.is_empty(), "warning without a key: {}", w);
+                prop_assert!(w.line.is_none_or(|l| (1..=lines).contains(&l)), "{}", w);
+            }
+        }
+        Err(ConfigError::Syntax { message, .. }) => {
+            prop_assert!(message.contains("line "), "no line: {}", message);
+        }
+        Err(ConfigError::Invalid { problems, .. }) => {
+            prop_assert!(!problems.is_empty());
+            for p in &problems {
+                prop_assert!(!p.key.is_empty() && !p.message.is_empty(), "{:?}", p);
+                prop_assert!(p.line.is_none_or(|l| (1..=lines).contains(&l)), "{}", p);
+            }
+        }
+        Err(e @ ConfigError::Read { .. }) => prop_assert!(false, "parse read a file: {}", e),
+    }
+    Ok(())
+}
+
+fn toml_line() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    let section = proptest::sample::select(vec![
+        "[teleport]",
+        "[discord]",
+        "[role_to_recipients]",
+        "[log]",
+        "[http]",
+        "[reconcile]",
+        "[[teleport]]",
+        "[discord.x]",
+        "[x]",
+        "[log",
+        "",
+    ]);
+    let key = proptest::sample::select(vec![
+        "addr",
+        "auth_server",
+        "identity",
+        "refresh_identity",
+        "refresh_identity_interval",
+        "client_key",
+        "client_crt",
+        "root_cas",
+        "connect_via",
+        "token",
+        "Token",
+        "APIURL",
+        "api_url",
+        "global_rate_limit",
+        "\"*\"",
+        "dev",
+        "output",
+        "severity",
+        "format",
+        "listen_addr",
+        "admin_token",
+        "resync_interval",
+        "workers",
+        "teleport.addr",
+        "discord.token",
+        "refresh_identiy",
+        "\"\"",
+        "'a b'",
+    ]);
+    let value = proptest::sample::select(vec![
+        "1",
+        "0",
+        "-1",
+        "99999999999999999999",
+        "\"\"",
+        "\"/\"",
+        "\"/nonexistent\"",
+        "true",
+        "[]",
+        "[1, \"a\"]",
+        "[\"1\", \"2\"]",
+        "{a = 1}",
+        "1.5",
+        "nan",
+        "1979-05-27",
+        "\"a:1\"",
+        "\"127.0.0.1:0\"",
+        "\"[::1]:99999\"",
+        "\"1h30m\"",
+        "\"0s\"",
+        "\"-5s\"",
+        "\"9999999999h\"",
+        "\"trace\"",
+        "\"json\"",
+        "\"stdout\"",
+        "\"0123456789abcdef\"",
+        "\"1111111111\"",
+        "\"\\u0000\"",
+        "'''\nx'''",
+        "\"🙂\"",
+    ]);
+    prop_oneof![
+        section.prop_map(str::to_owned),
+        (key, value).prop_map(|(k, v)| format!("{k} = {v}")),
+        "\\PC{0,30}",
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn any_text_names_a_key_and_a_line(text in "\\PC{0,300}") {
+        check_outcome(&text)?;
+    }
+
+    #[test]
+    fn tomlish_text_names_a_key_and_a_line(
+        lines in proptest::collection::vec(toml_line(), 0..24),
+        base in proptest::bool::ANY,
+    ) {
+        let text = format!("{}\n{}", if base { MINIMAL } else { "" }, lines.join("\n"));
+        check_outcome(&text)?;
+    }
+}

@@ -117,7 +117,7 @@ impl ResponseInfo {
         let float = |name: &str| {
             text(name)
                 .and_then(|s| s.trim().parse::<f64>().ok())
-                .filter(|f| f.is_finite() && *f >= 0.0)
+                .and_then(wait_from_secs)
         };
         let mut scope = match text("x-ratelimit-scope") {
             Some("global") => Some(Scope::Global),
@@ -128,16 +128,16 @@ impl ResponseInfo {
         if text("x-ratelimit-global").is_some_and(|g| g.eq_ignore_ascii_case("true")) {
             scope = Some(Scope::Global);
         }
-        let mut retry_after = float("retry-after").map(Duration::from_secs_f64);
+        let mut retry_after = float("retry-after");
         if status == 429
             && let Ok(v) = serde_json::from_slice::<serde_json::Value>(body)
         {
             if let Some(r) = v
                 .get("retry_after")
                 .and_then(serde_json::Value::as_f64)
-                .filter(|f| f.is_finite() && *f >= 0.0)
+                .and_then(wait_from_secs)
             {
-                retry_after = Some(Duration::from_secs_f64(r));
+                retry_after = Some(r);
             }
             if v.get("global").and_then(serde_json::Value::as_bool) == Some(true) {
                 scope = Some(Scope::Global);
@@ -145,14 +145,29 @@ impl ResponseInfo {
         }
         Self {
             status,
-            limit: text("x-ratelimit-limit").and_then(|s| s.parse().ok()),
+            // A limit of 0 would leave the bucket empty after every reset,
+            // waiting forever for a refill: no window allows fewer than one.
+            limit: text("x-ratelimit-limit")
+                .and_then(|s| s.parse().ok())
+                .map(|l: u32| l.max(1)),
             remaining: text("x-ratelimit-remaining").and_then(|s| s.parse().ok()),
-            reset_after: float("x-ratelimit-reset-after").map(Duration::from_secs_f64),
+            reset_after: float("x-ratelimit-reset-after"),
             bucket: text("x-ratelimit-bucket").map(str::to_owned),
             scope,
             retry_after,
         }
     }
+}
+
+/// The longest wait taken from an answer; longer values are cut to it.
+/// Discord's own waits are seconds to minutes; a huge or overflowing value
+/// (`retry-after: 1e30`) must neither panic nor park a bucket for years.
+pub const MAX_WAIT: Duration = Duration::from_secs(3600);
+
+/// Seconds from a header or body as a wait: finite, not negative, at most [`MAX_WAIT`].
+fn wait_from_secs(secs: f64) -> Option<Duration> {
+    (secs.is_finite() && secs >= 0.0)
+        .then(|| Duration::from_secs_f64(secs.min(MAX_WAIT.as_secs_f64())))
 }
 
 /// A snapshot of one bucket, for tests and diagnostics.
@@ -844,3 +859,6 @@ mod tests {
         assert_eq!(global_free_at(&VecDeque::new(), pace, 50, sec, later), None);
     }
 }
+
+#[cfg(test)]
+mod proptests;

@@ -246,10 +246,10 @@ pub fn parse_identity_file(
         }
     }
     if let Some(open) = current {
-        let label = open.lines().next().unwrap_or_default().to_owned();
+        let label = shown_label(open.lines().next().unwrap_or_default());
         return Err(malformed(
             path,
-            format!("PEM block \"{label}\" has no -----END line"),
+            format!("PEM block {label} has no -----END line"),
         ));
     }
     if !ssh_cert {
@@ -293,6 +293,37 @@ pub fn parse_triple(
     build(k, chain, roots, (key.1, cert.1, cas.1), now)
 }
 
+/// A `-----BEGIN ...-----` line as shown in an error: the quoted label when
+/// it looks like one (RFC 7468: upper-case letters, digits, spaces, hyphens;
+/// short), else a description. The line itself is never echoed: when an
+/// identity file has lost its line breaks, the "label" runs on into the
+/// base64 key, which must not reach an error message or a log.
+fn shown_label(begin_line: &str) -> String {
+    let rest = begin_line.trim().trim_start_matches("-----BEGIN");
+    let label = rest.trim_start().strip_suffix("-----").unwrap_or(rest);
+    let plausible = !label.is_empty()
+        && label.len() <= 40
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b' ' || b == b'-');
+    if plausible {
+        format!("\"{label}\"")
+    } else {
+        "a malformed -----BEGIN line (not shown: it may hold key material)".to_owned()
+    }
+}
+
+/// A PEM error without the input it quotes: `IllegalSectionStart` and
+/// `MissingSectionEnd` carry a line of the file, which may be key material.
+fn pem_problem(e: &rustls_pki_types::pem::Error) -> String {
+    use rustls_pki_types::pem::Error as E;
+    match e {
+        E::MissingSectionEnd { .. } => "a PEM section has no matching -----END line".to_owned(),
+        E::IllegalSectionStart { .. } => "a malformed -----BEGIN line".to_owned(),
+        other => other.to_string(),
+    }
+}
+
 fn parse_key(pem: &str, path: &Path) -> Result<PrivateKeyDer<'static>, TeleportError> {
     let label = pem
         .lines()
@@ -312,17 +343,23 @@ fn parse_key(pem: &str, path: &Path) -> Result<PrivateKeyDer<'static>, TeleportE
                 ),
             ));
         }
-        other => {
+        _ => {
             return Err(malformed(
                 path,
-                format!("expected a private key block first, found \"{other}\""),
+                format!(
+                    "expected a private key block first, found {}",
+                    shown_label(pem.lines().next().unwrap_or_default())
+                ),
             ));
         }
     }
     PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| {
         malformed(
             path,
-            format!("private key block ({label}) is not valid: {e}"),
+            format!(
+                "private key block ({label}) is not valid: {}",
+                pem_problem(&e)
+            ),
         )
     })
 }
@@ -332,21 +369,30 @@ fn parse_cert(
     path: &Path,
     what: &str,
 ) -> Result<CertificateDer<'static>, TeleportError> {
-    if !pem.starts_with("-----BEGIN CERTIFICATE-----") {
-        let label = pem.lines().next().unwrap_or_default();
+    if !pem.starts_with("-----BEGIN CERTIFICATE-----\n") {
+        let label = shown_label(pem.lines().next().unwrap_or_default());
         return Err(malformed(
             path,
-            format!("{what}: expected a CERTIFICATE block, found \"{label}\""),
+            format!("{what}: expected a CERTIFICATE block, found {label}"),
         ));
     }
-    CertificateDer::from_pem_slice(pem.as_bytes())
-        .map_err(|e| malformed(path, format!("{what} is not valid PEM: {e}")))
+    CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|e| {
+        malformed(
+            path,
+            format!("{what} is not valid PEM: {}", pem_problem(&e)),
+        )
+    })
 }
 
 fn parse_all_certs(text: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TeleportError> {
     let certs = CertificateDer::pem_slice_iter(text.as_bytes())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| malformed(path, format!("not valid certificate PEM: {e}")))?;
+        .map_err(|e| {
+            malformed(
+                path,
+                format!("not valid certificate PEM: {}", pem_problem(&e)),
+            )
+        })?;
     if certs.is_empty() {
         return Err(malformed(path, "no CERTIFICATE block"));
     }

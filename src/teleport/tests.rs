@@ -767,3 +767,246 @@ fn all_cas_expired_is_refused() {
         "{e}"
     );
 }
+
+// ---- property tests (the stable twin of fuzz/fuzz_targets/identity.rs) -----------------
+
+/// One valid identity file, made once.
+fn valid_identity_text() -> &'static str {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TEXT.get_or_init(|| {
+        let mut p = pki();
+        let c = valid(&mut p);
+        identity_file(&c, "example.com", &[p.ca_pem()])
+    })
+}
+
+/// A parse result is either an identity whose `Debug` hides the key, or an
+/// error that names the file and echoes no line of key material.
+fn check_identity_outcome(
+    r: Result<Identity, TeleportError>,
+    text: &str,
+) -> Result<(), proptest::test_runner::TestCaseError> {
+    use proptest::prop_assert;
+    match r {
+        Ok(id) => {
+            let shown = format!("{id:?}");
+            prop_assert!(!shown.contains("PRIVATE"), "Debug shows the key: {}", shown);
+            prop_assert!(!id.cas().is_empty() && !id.cert_chain().is_empty());
+        }
+        Err(e) => {
+            let m = e.to_string();
+            prop_assert!(m.contains(PATH), "error without the file: {}", m);
+            for line in text
+                .lines()
+                .map(str::trim)
+                .filter(|l| l.len() >= 40 && !l.starts_with("-----"))
+            {
+                prop_assert!(!m.contains(line), "error echoes {:?}: {}", line, m);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone)]
+enum Edit {
+    Delete(usize),
+    Duplicate(usize),
+    Swap(usize),
+    Replace(usize, String),
+    Insert(usize, String),
+    Truncate(usize, usize),
+    FlipByte(usize, usize),
+}
+
+fn edit() -> impl proptest::strategy::Strategy<Value = Edit> {
+    use proptest::prelude::*;
+    let garbage = prop_oneof![
+        proptest::sample::select(vec![
+            "-----BEGIN CERTIFICATE-----",
+            "-----END CERTIFICATE-----",
+            "-----BEGIN PRIVATE KEY-----",
+            "-----BEGIN RSA PRIVATE KEY-----",
+            "-----BEGIN EC PRIVATE KEY-----",
+            "-----BEGIN OPENSSH PRIVATE KEY-----",
+            "-----END PRIVATE KEY-----",
+            "-----BEGIN",
+            "-----END",
+            "ssh-ed25519-cert-v01@openssh.com AAAA",
+            "@cert-authority *.example.com ssh-rsa AAAA",
+            "",
+            "====",
+            "AAAA",
+        ])
+        .prop_map(str::to_owned),
+        "[A-Za-z0-9+/=]{0,80}",
+        "\\PC{0,40}",
+    ];
+    let i = 0usize..64;
+    prop_oneof![
+        i.clone().prop_map(Edit::Delete),
+        i.clone().prop_map(Edit::Duplicate),
+        i.clone().prop_map(Edit::Swap),
+        (i.clone(), garbage.clone()).prop_map(|(i, g)| Edit::Replace(i, g)),
+        (i.clone(), garbage).prop_map(|(i, g)| Edit::Insert(i, g)),
+        (i.clone(), 0usize..80).prop_map(|(i, n)| Edit::Truncate(i, n)),
+        (i, 0usize..80).prop_map(|(i, n)| Edit::FlipByte(i, n)),
+    ]
+}
+
+fn apply(text: &str, edits: &[Edit]) -> String {
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    for e in edits {
+        if lines.is_empty() {
+            break;
+        }
+        let at = |i: &usize| i % lines.len();
+        match e {
+            Edit::Delete(i) => {
+                lines.remove(at(i));
+            }
+            Edit::Duplicate(i) => {
+                let l = lines[at(i)].clone();
+                lines.insert(at(i), l);
+            }
+            Edit::Swap(i) => {
+                let (a, b) = (at(i), (at(i) + 1) % lines.len());
+                lines.swap(a, b);
+            }
+            Edit::Replace(i, g) => {
+                let a = at(i);
+                lines[a] = g.clone();
+            }
+            Edit::Insert(i, g) => lines.insert(at(i), g.clone()),
+            Edit::Truncate(i, n) => {
+                let a = at(i);
+                let cut = lines[a]
+                    .char_indices()
+                    .nth(*n)
+                    .map_or(lines[a].len(), |(b, _)| b);
+                lines[a].truncate(cut);
+            }
+            Edit::FlipByte(i, n) => {
+                let a = at(i);
+                let mut bytes = lines[a].clone().into_bytes();
+                if !bytes.is_empty() {
+                    let k = n % bytes.len();
+                    bytes[k] = match bytes[k] {
+                        b'A' => b'B',
+                        b'=' => b'A',
+                        _ => b'=',
+                    };
+                }
+                lines[a] = String::from_utf8_lossy(&bytes).into_owned();
+            }
+        }
+    }
+    lines.join("\n")
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn edited_identity_files_parse_or_name_the_file(
+        edits in proptest::collection::vec(edit(), 0..6),
+        years in 0u64..200,
+    ) {
+        let text = apply(valid_identity_text(), &edits);
+        let now = UNIX_EPOCH + Duration::from_secs(years * 365 * 86_400);
+        check_identity_outcome(parse_identity_file(&text, Path::new(PATH), now), &text)?;
+        check_identity_outcome(parse_identity_file(&text, Path::new(PATH), SystemTime::now()), &text)?;
+    }
+
+    #[test]
+    fn any_text_is_not_an_identity_panic(text in "\\PC{0,400}") {
+        check_identity_outcome(parse_identity_file(&text, Path::new(PATH), SystemTime::now()), &text)?;
+    }
+
+    #[test]
+    fn edited_triples_parse_or_name_the_file(
+        edits in proptest::collection::vec(edit(), 0..4),
+        which in 0usize..3,
+    ) {
+        let text = valid_identity_text();
+        let blocks: Vec<&str> = text.split_inclusive("-----\n").collect();
+        // key = blocks[0..2], cert = blocks[2..4], CA = the rest (BEGIN/END pairs).
+        let mut parts = [
+            blocks.iter().take(2).copied().collect::<String>(),
+            blocks.iter().skip(2).take(2).copied().collect::<String>(),
+            blocks.iter().skip(4).copied().collect::<String>(),
+        ];
+        parts[which] = apply(&parts[which], &edits);
+        let r = parse_triple(
+            (&parts[0], Path::new("/k")),
+            (&parts[1], Path::new("/c")),
+            (&parts[2], Path::new("/a")),
+            SystemTime::now(),
+        );
+        if let Err(e) = r {
+            let m = e.to_string();
+            proptest::prop_assert!(m.contains("/k") || m.contains("/c") || m.contains("/a"), "{}", m);
+        }
+    }
+}
+
+/// Found by the `identity` fuzz target: a `-----BEGIN` line that runs on into
+/// other text (an identity file whose line breaks were lost, e.g. pasted
+/// into a secret store) was quoted whole in the error, so the base64 private
+/// key reached error messages and logs. Only a plausible label is quoted now.
+#[test]
+fn errors_never_quote_a_run_on_begin_line() {
+    let mut p = pki();
+    let c = valid(&mut p);
+    let key_body: Vec<&str> = c
+        .key_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let one_line_key = format!(
+        "-----BEGIN PRIVATE KEY-----{}-----END PRIVATE KEY-----",
+        key_body.concat()
+    );
+    let cases = [
+        // The whole key on one line.
+        format!("{one_line_key}\n{}{}", c.cert_pem, p.ca_pem()),
+        // The same, unterminated.
+        format!("-----BEGIN PRIVATE KEY-----{}\n", key_body.concat()),
+        // A key block whose BEGIN line was glued to the key.
+        format!(
+            "-----BEGIN {}\n{}\n-----END PRIVATE KEY-----\n{}{}",
+            key_body[0],
+            key_body[1..].join("\n"),
+            c.cert_pem,
+            p.ca_pem()
+        ),
+        // A valid key block, then a certificate "block" that is the key again.
+        format!("{}{one_line_key}\n{}", c.key_pem, p.ca_pem()),
+        // A stray BEGIN line with key material inside the key block.
+        format!(
+            "-----BEGIN PRIVATE KEY-----\n-----BEGIN {}\n-----END PRIVATE KEY-----\n{}{}",
+            key_body.concat(),
+            c.cert_pem,
+            p.ca_pem()
+        ),
+    ];
+    for text in &cases {
+        let e =
+            parse_identity_file(text, Path::new(PATH), SystemTime::now()).expect_err("malformed");
+        let m = e.to_string();
+        assert!(m.contains(PATH), "{m}");
+        for line in &key_body {
+            assert!(
+                !m.contains(&line[..line.len().min(24)]),
+                "key material in: {m}"
+            );
+        }
+    }
+    let e = parse_identity_file(
+        "-----BEGIN FOO BAR-----\nx\n-----END FOO BAR-----\n",
+        Path::new(PATH),
+        SystemTime::now(),
+    )
+    .expect_err("not a key");
+    assert!(e.to_string().contains("found \"FOO BAR\""), "{e}");
+}

@@ -9,5 +9,6 @@ mod http;
 mod lifecycle;
 mod reliability;
 mod scenarios;
+mod security;
 mod support;
 mod teleport;

@@ -266,3 +266,64 @@ proptest::proptest! {
         }
     }
 }
+
+/// What `fuzz/fuzz_targets/predicate.rs` checks: a parse error points inside
+/// the text; a parsed condition evaluates to a value or an error (pointing
+/// inside the text) against an extreme request too.
+fn check_predicate(src: &str) -> Result<(), proptest::test_runner::TestCaseError> {
+    use proptest::prop_assert;
+    match Predicate::parse(src) {
+        Ok(p) => {
+            let extreme = Env {
+                creation_time: i64::MIN,
+                expiry: i64::MAX,
+                requested_resources: i64::MIN,
+                ..Env::default()
+            };
+            for env in [env(), extreme] {
+                if let Err(e) = p.evaluate(&env) {
+                    prop_assert!(
+                        !e.message.is_empty() && e.pos <= src.len(),
+                        "{} at {}",
+                        e,
+                        e.pos
+                    );
+                }
+                let _ = p.matches(&env);
+            }
+        }
+        Err(e) => prop_assert!(
+            !e.message.is_empty() && e.pos <= src.len(),
+            "{} at {}",
+            e,
+            e.pos
+        ),
+    }
+    Ok(())
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn errors_point_inside_the_text(src in "\\PC{0,200}") {
+        check_predicate(&src)?;
+    }
+
+    #[test]
+    fn richer_token_soup_evaluates_or_errs(parts in proptest::collection::vec(proptest::sample::select(vec![
+        "(", ")", "[", "]", ",", ".", "!", "&&", "||", "==", "!=", "\"x\"", "\"\"", "\"\\\"\"", "1",
+        "-1", "9223372036854775807", "99999999999999999999", "true", "false", "set", "contains",
+        "contains_any", "contains_all", "is_empty", "equals", "regexp.match", "strings.upper",
+        "strings.lower", "strings.replaceall", "access_request.spec.roles", "access_request.spec.user",
+        "access_request.spec.creation_time", "access_request.spec.expiry",
+        "access_request.spec.requested_resources.length", "access_request.spec.system_annotations",
+        "user.traits", "\"team\"", "time.RFC3339", "\"2026-01-01T00:00:00Z\"",
+        "\"9999-12-31T23:59:59Z\"", "\"0000-01-01T00:00:00Z\"", "between", "add", "after", "before",
+        "plugin.spec.name", "\"dev\"", "union", "strings.split", "email.local", "ifelse", "remove",
+        "isempty", "\"a@b\"", "\"@\"",
+    ]), 0..30)) {
+        check_predicate(&parts.join(" "))?;
+        check_predicate(&parts.concat())?;
+    }
+}

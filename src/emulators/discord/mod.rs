@@ -29,7 +29,10 @@
 // Checks return the early answer as `Err(Response)`; its size does not matter in a test server.
 #![allow(clippy::result_large_err)]
 
-mod validate;
+/// The emulator's request-body checks; public only so the fuzz targets can
+/// use them as an oracle.
+#[doc(hidden)]
+pub mod validate;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;

@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 
 /// Collected field errors, keyed by their path.
 #[derive(Debug, Default)]
-pub(crate) struct FieldErrors {
+pub struct FieldErrors {
     errors: Vec<(Vec<String>, &'static str, String)>,
 }
 
@@ -23,12 +23,13 @@ impl FieldErrors {
         ));
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
+    /// No errors.
+    pub fn is_empty(&self) -> bool {
         self.errors.is_empty()
     }
 
     /// Discord's nested `errors` object.
-    pub(crate) fn to_json(&self) -> Value {
+    pub fn to_json(&self) -> Value {
         fn insert(node: &mut Map<String, Value>, path: &[String], error: Value) {
             match path.split_first() {
                 None => {
@@ -59,8 +60,10 @@ impl FieldErrors {
 
 /// Which request is validated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
+pub enum Kind {
+    /// `POST /channels/{id}/messages`.
     Create,
+    /// `PATCH /channels/{id}/messages/{id}`.
     Edit,
 }
 
@@ -105,7 +108,7 @@ fn max_len(
 
 /// Validates a create or edit body. `Ok(())` or the field errors; an empty
 /// create is reported separately by [`is_empty_message`].
-pub(crate) fn validate(body: &Value, kind: Kind) -> FieldErrors {
+pub fn validate(body: &Value, kind: Kind) -> FieldErrors {
     let mut errs = FieldErrors::default();
     let Some(obj) = body.as_object() else {
         errs.push(
@@ -456,7 +459,7 @@ fn validate_components(errs: &mut FieldErrors, v: Option<&Value>) {
 }
 
 /// Whether a create body has nothing to show (Discord's 50006).
-pub(crate) fn is_empty_message(body: &Value) -> bool {
+pub fn is_empty_message(body: &Value) -> bool {
     let nonempty_str = |k: &str| {
         body.get(k)
             .and_then(Value::as_str)
