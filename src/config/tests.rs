@@ -864,6 +864,9 @@ fn check_outcome(text: &str) -> Result<(), proptest::test_runner::TestCaseError>
             }
         }
         Err(e @ ConfigError::Read { .. }) => prop_assert!(false, "parse read a file: {}", e),
+        Err(e @ ConfigError::NotApplied { .. }) => {
+            prop_assert!(false, "parsing applies nothing: {}", e)
+        }
     }
     Ok(())
 }

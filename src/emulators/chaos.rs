@@ -588,7 +588,10 @@ pub async fn run(opts: ChaosOptions) -> Result<ChaosReport, ChaosError> {
         ("messages_created", st.messages_created),
         ("edits", st.edits),
         ("forced_429", st.forced_429),
-        ("earned_429", st.rate_limited().saturating_sub(st.forced_429)),
+        (
+            "earned_429",
+            st.rate_limited().saturating_sub(st.forced_429),
+        ),
         ("server_errors_500", st.server_errors),
         ("connections_dropped", st.dropped),
         ("nonce_deduplicated", st.nonce_deduplicated),

@@ -483,7 +483,7 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
                 }
             },
             Observed::Deleted(Some(last))
-                if data.resolution.is_empty()
+                if (data.resolution.is_empty() || data.resolution == Status::Expired.tag())
                     && matches!(
                         last.state,
                         RequestState::Approved | RequestState::Denied | RequestState::Promoted
@@ -688,9 +688,12 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
             RequestState::Denied => Status::Denied,
             _ => Status::Promoted,
         };
-        // The first resolution recorded wins (upstream: a resolution is never changed).
+        // The first resolution recorded wins (upstream: a resolution is never
+        // changed); "expired" is no resolution when Teleport says otherwise
+        // (a replica that missed the approval saw only the deletion).
         let status = match data.resolution.as_str() {
             "" => status,
+            expired if expired == Status::Expired.tag() => status,
             other if other == status.tag() => status,
             other => {
                 tracing::debug!(request_id = %req.id, existing = other, event = status.tag(), "Request is already resolved, ignoring event");
@@ -704,8 +707,12 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
             req.reviews.len() as u32,
         );
         self.converge(&req.id, data, &body, move |d| {
-            d.resolution = tag.clone();
-            d.resolve_reason = reason.clone();
+            // Merged into what another replica may have recorded meanwhile:
+            // an earlier real resolution stays.
+            if d.resolution.is_empty() || d.resolution == Status::Expired.tag() {
+                d.resolution = tag.clone();
+                d.resolve_reason = reason.clone();
+            }
             d.reviews_count = d.reviews_count.max(reviews);
         })
         .await
@@ -755,7 +762,10 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
         let status = resolved.unwrap_or(Status::Expired);
         let body = render::render(&self.view(&req, status, &data), false);
         self.converge(id, data, &body, move |d| {
-            d.resolution = status.tag().to_owned()
+            // Never over a resolution another replica recorded meanwhile.
+            if d.resolution.is_empty() {
+                d.resolution = status.tag().to_owned();
+            }
         })
         .await
     }

@@ -606,6 +606,45 @@ async fn a_deletion_during_the_first_post_is_still_shown() {
 }
 
 #[tokio::test]
+async fn an_expiry_recorded_by_a_replica_that_missed_the_approval_gives_way() {
+    let (store, discord) = (Store::default(), Discord::default());
+    let r = reconciler(&store, &discord);
+    r.observe_put(request("r1"));
+    r.reconcile("r1").await.expect("post");
+    // A replica that missed the approval saw only the deletion.
+    let blind = reconciler(&store, &discord);
+    blind.observe_put(request("r1"));
+    blind.observe_delete("r1");
+    blind.reconcile("r1").await.expect("expire");
+    assert_eq!(stored(&store, "r1").resolution, "EXPIRED");
+    // The replica that saw the approval shows and records it.
+    let mut approved = request("r1");
+    approved.state = RequestState::Approved;
+    r.observe_put(approved);
+    r.observe_delete("r1");
+    r.reconcile("r1").await.expect("resolve");
+    assert_eq!(stored(&store, "r1").resolution, "APPROVED");
+    let m = &discord.in_channel("1001")[0];
+    assert!(
+        m.body.content.contains("*Status*: ✅ APPROVED"),
+        "{}",
+        m.body.content
+    );
+    // And a later expiry does not take it back.
+    let late = reconciler(&store, &discord);
+    late.observe_put(request("r1"));
+    late.observe_delete("r1");
+    late.reconcile("r1").await.expect("nothing to do");
+    assert_eq!(stored(&store, "r1").resolution, "APPROVED");
+    assert!(
+        discord.in_channel("1001")[0]
+            .body
+            .content
+            .contains("APPROVED")
+    );
+}
+
+#[tokio::test]
 async fn listing_catches_up_and_notices_vanished_requests() {
     let (store, discord) = (Store::default(), Discord::default());
     let r = reconciler(&store, &discord);

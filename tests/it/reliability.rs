@@ -56,7 +56,8 @@ async fn three_replicas_post_each_message_exactly_once() {
     assert_eq!(r.correct_messages, r.expected_messages);
     // Three replicas raced for every create; Discord saw each message once.
     assert_eq!(
-        r.discord["messages_created"] as usize, r.expected_messages,
+        r.discord["messages_created"] as usize,
+        r.expected_messages,
         "{}",
         r.summary()
     );
