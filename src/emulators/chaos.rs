@@ -437,7 +437,7 @@ impl Run {
             Fault::Reload => {
                 let i = self.rng.below(self.replicas.len());
                 self.reloads += 1;
-                let severity = if self.reloads % 2 == 0 {
+                let severity = if self.reloads.is_multiple_of(2) {
                     self.opts.severity.clone()
                 } else {
                     "debug".to_owned()
