@@ -307,6 +307,8 @@ struct Tracked {
     id: String,
     channels: Vec<String>,
     plan: Plan,
+    /// Resolved, waiting for the resolution to show before deleting.
+    resolved: bool,
     done: bool,
     end: Final,
 }
@@ -653,6 +655,7 @@ fn new_request(run: &mut Run, channels: &[String]) -> Tracked {
         id,
         channels: chans,
         plan,
+        resolved: false,
         done: false,
         end: Final::Pending,
     }
@@ -672,6 +675,22 @@ fn act_on_posted(run: &mut Run, tracked: &mut [Tracked]) -> bool {
             continue;
         }
         let tp = &run.sandbox.teleport;
+        if t.resolved {
+            // Approved access expires later: delete once the approval shows
+            // (deleting at once, while every replica is cut off, would leave
+            // nothing anywhere to say it was ever approved).
+            let shown = t.channels.iter().all(|c| {
+                index
+                    .get(&(t.id.clone(), c.clone()))
+                    .is_some_and(|v| v.iter().all(|(s, _)| s == t.end.status()))
+            });
+            if shown {
+                let _ = tp.delete_request(&t.id);
+                t.done = true;
+                progress = true;
+            }
+            continue;
+        }
         t.end = match t.plan {
             Plan::Leave => Final::Pending,
             Plan::Review => {
@@ -683,9 +702,7 @@ fn act_on_posted(run: &mut Run, tracked: &mut [Tracked]) -> bool {
                 then_delete,
             } => {
                 let _ = tp.resolve(&t.id, approve, "decided");
-                if then_delete {
-                    let _ = tp.delete_request(&t.id);
-                }
+                t.resolved = then_delete;
                 if approve {
                     Final::Approved
                 } else {
@@ -697,7 +714,7 @@ fn act_on_posted(run: &mut Run, tracked: &mut [Tracked]) -> bool {
                 Final::Expired
             }
         };
-        t.done = true;
+        t.done = !t.resolved;
         progress = true;
     }
     progress

@@ -255,8 +255,8 @@ async fn demo_keeps_running_serves_the_page_takes_requests_and_cleans_up_on_sigt
         .await
         .expect("json");
     let id = created["id"].as_str().expect("id").to_owned();
-    demo.until("<b>newcomer</b> wants `dev`", Duration::from_secs(10));
-    let deadline = Instant::now() + Duration::from_secs(10);
+    demo.until("<b>newcomer</b> wants `dev`", Duration::from_secs(30));
+    let deadline = Instant::now() + Duration::from_secs(30);
     let html = loop {
         let html = client
             .get(&url)
@@ -285,7 +285,7 @@ async fn demo_keeps_running_serves_the_page_takes_requests_and_cleans_up_on_sigt
         .await
         .expect("resolve");
     assert_eq!(resp.status(), 200);
-    demo.until("❌ DENIED (was ⏳ PENDING)", Duration::from_secs(10));
+    demo.until("❌ DENIED (was ⏳ PENDING)", Duration::from_secs(30));
 
     // SIGTERM: everything stops, the temp dir goes, exit 0.
     let dir = demo.temp_dir();
