@@ -9,7 +9,9 @@
 //! Ours: `discord_channels` (the recipient channels claimed when the request
 //! was first seen, comma-joined) and `discord_rendered` (a digest of the last
 //! body written to every message, so a resync with nothing new makes no
-//! Discord call). Unknown keys are kept untouched.
+//! Discord call) and `discord_owner` (the replica that claimed the request:
+//! the others give it a moment to act before they do). Unknown keys are kept
+//! untouched.
 //!
 //! Writes are compare-and-swap: `Set` = [`PluginData::encode`] of the new
 //! value, `Expect` = the encoding of the value read, where `""` means absent.
@@ -22,7 +24,7 @@ pub const PLUGIN_NAME: &str = "discord";
 pub const KIND: &str = "access_request";
 
 /// Keys this module reads and writes (so [`PluginData::encode`] can clear them).
-const KNOWN_KEYS: [&str; 12] = [
+const KNOWN_KEYS: [&str; 13] = [
     "user",
     "roles",
     "resources",
@@ -35,6 +37,7 @@ const KNOWN_KEYS: [&str; 12] = [
     "messages",
     "discord_channels",
     "discord_rendered",
+    "discord_owner",
 ];
 
 /// A posted message: channel and message IDs as Discord gives them.
@@ -73,6 +76,9 @@ pub struct PluginData {
     pub channels: Vec<String>,
     /// Digest of the body last written to every message (ours).
     pub rendered: String,
+    /// The replica that claimed the request; the others leave it a moment
+    /// to act first (ours).
+    pub owner: String,
     /// Keys we do not know, kept as they are.
     pub extra: BTreeMap<String, String>,
 }
@@ -123,6 +129,7 @@ impl PluginData {
             resolve_reason: get("resolve_reason").to_owned(),
             channels: split_list(get("discord_channels")),
             rendered: get("discord_rendered").to_owned(),
+            owner: get("discord_owner").to_owned(),
             ..Self::default()
         };
         if !get("resources").is_empty() {
@@ -229,6 +236,7 @@ impl PluginData {
         );
         put("discord_channels", self.channels.join(","));
         put("discord_rendered", self.rendered.clone());
+        put("discord_owner", self.owner.clone());
         out
     }
 }

@@ -333,6 +333,7 @@ pub async fn start(
     metrics: &ServiceMetrics,
     readiness: &Readiness,
     cancel: CancellationToken,
+    replica: String,
 ) -> Result<Pipeline, ServiceError> {
     let snapshot: Arc<Config> = config.load_full();
     let discord_latch = readiness.register("discord", "checking the bot token");
@@ -372,12 +373,15 @@ pub async fn start(
     let ping = handle.ping().clone();
     tracing::info!(cluster = %ping.cluster_name, version = %ping.server_version, "Connected to Teleport");
     let store = TeleportStore::new(handle.client_cell(), crate::plugindata::PLUGIN_NAME);
-    let reconciler = Arc::new(Reconciler::new(
-        store,
-        DiscordMessenger::new(delivery.clone()),
-        config.clone(),
-        ClusterInfo::from(&ping),
-    ));
+    let reconciler = Arc::new(
+        Reconciler::new(
+            store,
+            DiscordMessenger::new(delivery.clone()),
+            config.clone(),
+            ClusterInfo::from(&ping),
+        )
+        .with_replica(replica),
+    );
     let _ = metrics.reconciler.set(reconciler.clone());
     let workers = tokio::spawn(
         reconciler

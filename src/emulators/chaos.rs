@@ -135,6 +135,9 @@ pub struct ChaosReport {
     pub faults: BTreeMap<String, u64>,
     /// Replica exits we did not cause (crashes).
     pub unexpected_exits: u64,
+    /// Replicas restarted during a Teleport outage that refused to start
+    /// (as upstream: start-up needs Teleport) and were started again.
+    pub startup_refused: u64,
     /// Discord emulator: messages created, edits, 429s served, 500s
     /// injected, connections dropped, creates de-duplicated by nonce,
     /// messages whose nonce was used before (duplicates).
@@ -204,8 +207,8 @@ impl ChaosReport {
         );
         let _ = writeln!(
             s,
-            "faults {:?}; unexpected replica exits {}",
-            self.faults, self.unexpected_exits
+            "faults {:?}; unexpected replica exits {}; start-ups refused during an outage {}",
+            self.faults, self.unexpected_exits, self.startup_refused
         );
         let _ = writeln!(s, "discord {:?}", self.discord);
         if let (Some(first), Some(last)) = (self.samples.first(), self.samples.last()) {
@@ -381,7 +384,15 @@ impl Run {
                 None => false,
             };
             if exited {
-                self.report.unexpected_exits += 1;
+                let log = std::fs::read(&self.replicas[i].log).unwrap_or_default();
+                let tail = String::from_utf8_lossy(&log[log.len().saturating_sub(2048)..]);
+                if tail.contains("Terminating with fatal error")
+                    && tail.contains("emulated outage")
+                {
+                    self.report.startup_refused += 1;
+                } else {
+                    self.report.unexpected_exits += 1;
+                }
                 self.replicas[i].child = None;
                 self.spawn(i)?;
             }
@@ -574,10 +585,15 @@ pub async fn run(opts: ChaosOptions) -> Result<ChaosReport, ChaosError> {
         run.reap()?;
         let report = judge(&run, &tracked);
         if report.ok() || settle.elapsed() > run.opts.settle_timeout {
-            let (faults, exits) = (run.report.faults.clone(), run.report.unexpected_exits);
+            let (faults, exits, refused) = (
+                run.report.faults.clone(),
+                run.report.unexpected_exits,
+                run.report.startup_refused,
+            );
             run.report = report;
             run.report.faults = faults;
             run.report.unexpected_exits = exits;
+            run.report.startup_refused = refused;
             break;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;

@@ -44,6 +44,17 @@ use queue::WorkQueue;
 pub const RETRY_BACKOFF: Backoff =
     Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
 
+/// How long a replica leaves a request another replica claimed, so that one
+/// replica does the Discord work and the others find it done (fewer calls,
+/// fewer shared rate limits hit). A dead owner costs this much delay.
+pub const HANDOFF: Duration = Duration::from_secs(5);
+
+fn replica_name() -> String {
+    let mut b = [0u8; 8];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
+    hex::encode(b)
+}
+
 /// A compare-and-swap write failed or plugin data could not be read.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -236,6 +247,11 @@ pub struct Reconciler<P, M> {
     /// they show (the record failed, or newer news arrived while we were
     /// sending): their next reconcile edits whatever the record says.
     unsure: Mutex<std::collections::HashSet<String>>,
+    /// Requests another replica owns that we already left alone once since
+    /// they last became dirty.
+    deferred: Mutex<std::collections::HashSet<String>>,
+    /// This replica's name in `discord_owner` (random per process).
+    replica: String,
     rules: Mutex<RuleSet>,
     queue: WorkQueue<String>,
     store: P,
@@ -252,6 +268,8 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
             observed: Mutex::new(HashMap::new()),
             stale: Mutex::new(std::collections::HashSet::new()),
             unsure: Mutex::new(std::collections::HashSet::new()),
+            deferred: Mutex::new(std::collections::HashSet::new()),
+            replica: replica_name(),
             rules: Mutex::new(RuleSet::new()),
             queue: WorkQueue::new(),
             store,
@@ -259,6 +277,16 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
             config,
             cluster: arc_swap::ArcSwap::from_pointee(cluster),
         }
+    }
+
+    /// Names this replica in `discord_owner` (default: random). Give a name
+    /// that survives restarts of the same instance, and differs between
+    /// replicas.
+    pub fn with_replica(mut self, name: String) -> Self {
+        if !name.is_empty() {
+            self.replica = name;
+        }
+        self
     }
 
     /// Replaces the cluster facts (after a reload connected to another address).
@@ -471,6 +499,11 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
         for p in problems {
             tracing::warn!(request_id = %id, key = %p.key, "bad plugin data value skipped: {}", p.message);
         }
+        if self.defer(id, &data) {
+            tracing::debug!(request_id = %id, owner = %data.owner, "another replica owns this request; looking again in a moment");
+            self.queue.add_after(id.to_owned(), HANDOFF);
+            return Ok(Outcome::default());
+        }
         let result = match observed {
             Observed::Present(req) => match req.state {
                 RequestState::Pending => self.reconcile_pending(&req, data).await,
@@ -510,6 +543,21 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
             }
         }
         result
+    }
+
+    /// Whether to leave `id` to its owner this time: the first look since it
+    /// became dirty, owned by another replica, and nothing of ours to repair.
+    fn defer(&self, id: &str, data: &PluginData) -> bool {
+        let mut deferred = self
+            .deferred
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if data.owner.is_empty() || data.owner == self.replica || self.is_unsure(id) {
+            deferred.remove(id);
+            return false;
+        }
+        // Second look: go ahead (the owner may be gone).
+        !deferred.remove(id) && deferred.insert(id.to_owned())
     }
 
     fn unsure_set(&self, id: &str, on: bool) {
@@ -653,6 +701,7 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
                 system_annotations: req.system_annotations.clone(),
                 logins_by_role: self.logins_by_role(req).await,
                 channels: self.recipients(req),
+                owner: self.replica.clone(),
                 ..PluginData::default()
             };
             if claim.channels.is_empty() {

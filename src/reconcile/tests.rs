@@ -210,6 +210,14 @@ fn request(id: &str) -> Request {
     }
 }
 
+/// A replica that did not claim the request leaves it to its owner on the
+/// first look (for [`HANDOFF`]), then acts.
+async fn as_other_replica(r: &Reconciler<Store, Discord>, id: &str) -> Outcome {
+    let first = r.reconcile(id).await.expect("first look");
+    assert_eq!(first, Outcome::default(), "the first look leaves it to the owner");
+    r.reconcile(id).await.expect("second look")
+}
+
 fn stored(store: &Store, id: &str) -> PluginData {
     PluginData::decode(
         &store
@@ -507,7 +515,7 @@ async fn a_crash_after_posting_is_repaired_without_a_duplicate() {
     }
     let r2 = reconciler(&store, &discord);
     r2.observe_put(request("r1"));
-    r2.reconcile("r1").await.expect("repair");
+    as_other_replica(&r2, "r1").await;
     assert_eq!(
         discord.in_channel("1001").len(),
         1,
@@ -531,7 +539,7 @@ async fn a_request_deleted_after_an_unrecorded_post_still_shows_expired() {
     }
     let r2 = reconciler(&store, &discord);
     r2.observe_delete("r1");
-    r2.reconcile("r1").await.expect("expire");
+    as_other_replica(&r2, "r1").await;
     for ch in ["1001", "1002"] {
         let msgs = discord.in_channel(ch);
         assert_eq!(msgs.len(), 1, "no second message in {ch}");
@@ -615,7 +623,7 @@ async fn an_expiry_recorded_by_a_replica_that_missed_the_approval_gives_way() {
     let blind = reconciler(&store, &discord);
     blind.observe_put(request("r1"));
     blind.observe_delete("r1");
-    blind.reconcile("r1").await.expect("expire");
+    as_other_replica(&blind, "r1").await;
     assert_eq!(stored(&store, "r1").resolution, "EXPIRED");
     // The replica that saw the approval shows and records it.
     let mut approved = request("r1");
@@ -634,7 +642,7 @@ async fn an_expiry_recorded_by_a_replica_that_missed_the_approval_gives_way() {
     let late = reconciler(&store, &discord);
     late.observe_put(request("r1"));
     late.observe_delete("r1");
-    late.reconcile("r1").await.expect("nothing to do");
+    as_other_replica(&late, "r1").await;
     assert_eq!(stored(&store, "r1").resolution, "APPROVED");
     assert!(
         discord.in_channel("1001")[0]
@@ -642,6 +650,42 @@ async fn an_expiry_recorded_by_a_replica_that_missed_the_approval_gives_way() {
             .content
             .contains("APPROVED")
     );
+}
+
+#[tokio::test]
+async fn other_replicas_leave_the_owner_a_moment_then_take_over() {
+    let (store, discord) = (Store::default(), Discord::default());
+    let owner = reconciler(&store, &discord);
+    let other = reconciler(&store, &discord);
+    owner.observe_put(request("r1"));
+    other.observe_put(request("r1"));
+    owner.reconcile("r1").await.expect("post");
+    let calls = discord.calls();
+    assert!(!stored(&store, "r1").owner.is_empty());
+    // A review reaches both; the owner is slow (or gone).
+    let mut reviewed = request("r1");
+    reviewed.reviews.push(Review {
+        author: "a".into(),
+        approved: true,
+        reason: "ok".into(),
+        created_unix: 0,
+    });
+    other.observe_put(reviewed.clone());
+    // As a worker does: take the key, reconcile, release it.
+    while other.queue().len() > 1 {
+        let k = other.queue().next().await.expect("key");
+        other.queue().done(&k);
+    }
+    let key = other.queue().next().await.expect("key");
+    assert_eq!(other.reconcile(&key).await.expect("defer"), Outcome::default());
+    other.queue().done(&key);
+    assert_eq!(discord.calls(), calls, "the other replica left it alone");
+    assert_eq!(other.queue().delayed_len(), 1, "and looks again after HANDOFF");
+    // Second look: the owner did nothing, so the other replica edits.
+    assert_eq!(other.reconcile("r1").await.expect("take over").edited, 2);
+    // Had the owner done it, the second look would find nothing to do.
+    owner.observe_put(reviewed);
+    assert_eq!(owner.reconcile("r1").await.expect("owner").edited, 0);
 }
 
 #[tokio::test]
