@@ -111,6 +111,10 @@ pub struct ChaosArgs {
     /// Seconds between samples of the replicas' memory and file descriptors.
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     pub sample_every: u64,
+    /// Delete each request this many seconds after it was acted upon (as
+    /// Teleport does when requests expire), for a steady state.
+    #[arg(long, value_name = "SECONDS")]
+    pub expire_after: Option<u64>,
 }
 
 /// Flags of `healthcheck`.

@@ -89,6 +89,9 @@ pub struct ChaosOptions {
     pub severity: String,
     /// How often to sample the replicas' memory and file descriptors.
     pub sample_every: Duration,
+    /// Delete every request this long after it was acted upon (as Teleport
+    /// does when requests expire), so a long run reaches a steady state.
+    pub expire_after: Option<Duration>,
 }
 
 impl ChaosOptions {
@@ -108,6 +111,7 @@ impl ChaosOptions {
             discord: EmulatorConfig::default(),
             severity: "info".to_owned(),
             sample_every: Duration::from_secs(30),
+            expire_after: None,
         }
     }
 }
@@ -313,6 +317,9 @@ struct Tracked {
     /// Resolved, waiting for the resolution to show before deleting.
     resolved: bool,
     done: bool,
+    /// When it was acted upon (for `expire_after`), and whether it was deleted.
+    done_at: Option<Instant>,
+    deleted: bool,
     end: Final,
 }
 
@@ -564,7 +571,22 @@ pub async fn run(opts: ChaosOptions) -> Result<ChaosReport, ChaosError> {
             if act_on_posted(&mut run, &mut tracked) {
                 last_progress = now;
             }
-            let all_acted = tracked.len() == run.opts.requests && tracked.iter().all(|t| t.done);
+            if let Some(after) = run.opts.expire_after {
+                for t in tracked.iter_mut().filter(|t| t.done && !t.deleted) {
+                    let at = *t.done_at.get_or_insert(now);
+                    if now.duration_since(at) >= after {
+                        let _ = run.sandbox.teleport.delete_request(&t.id);
+                        t.deleted = true;
+                        if t.end == Final::Pending {
+                            t.end = Final::Expired;
+                        }
+                    }
+                }
+            }
+            let all_acted = tracked.len() == run.opts.requests
+                && tracked
+                    .iter()
+                    .all(|t| t.done && (run.opts.expire_after.is_none() || t.deleted));
             if all_acted || now.duration_since(last_progress) > run.opts.settle_timeout {
                 break;
             }
@@ -673,6 +695,8 @@ fn new_request(run: &mut Run, channels: &[String]) -> Tracked {
         plan,
         resolved: false,
         done: false,
+        done_at: None,
+        deleted: false,
         end: Final::Pending,
     }
 }
@@ -702,6 +726,7 @@ fn act_on_posted(run: &mut Run, tracked: &mut [Tracked]) -> bool {
             });
             if shown {
                 let _ = tp.delete_request(&t.id);
+                t.deleted = true;
                 t.done = true;
                 progress = true;
             }
@@ -727,6 +752,7 @@ fn act_on_posted(run: &mut Run, tracked: &mut [Tracked]) -> bool {
             }
             Plan::Delete => {
                 let _ = tp.delete_request(&t.id);
+                t.deleted = true;
                 Final::Expired
             }
         };
@@ -851,6 +877,7 @@ pub fn run_cli(args: crate::cli::ChaosArgs) -> Result<bool, ChaosError> {
             Fault::ALL.to_vec()
         },
         sample_every: Duration::from_secs(args.sample_every.max(1)),
+        expire_after: args.expire_after.map(Duration::from_secs),
         ..ChaosOptions::new(binary, &dir)
     };
     println!(

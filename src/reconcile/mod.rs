@@ -100,14 +100,15 @@ pub trait PluginDataStore: Send + Sync + 'static {
     fn unresolved(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send {
         std::future::ready(Ok(Vec::new()))
     }
-    /// The logins a role allows (`GetRole`), shown per role in the message.
-    /// Stores that know no roles answer none.
+    /// The logins a role allows (`GetRole`), shown per role in the message;
+    /// `None` when there is no such role. Stores that know no roles answer
+    /// `None`.
     fn role_logins(
         &self,
         role: &str,
-    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send {
+    ) -> impl Future<Output = Result<Option<Vec<String>>, StoreError>> + Send {
         let _ = role;
-        std::future::ready(Ok(Vec::new()))
+        std::future::ready(Ok(None))
     }
 }
 
@@ -642,9 +643,11 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
         let mut out = BTreeMap::new();
         for role in &req.roles {
             match self.store.role_logins(role).await {
-                Ok(logins) => {
+                Ok(Some(logins)) => {
                     out.insert(role.clone(), logins);
                 }
+                // A role that does not exist (any more) has nothing to show.
+                Ok(None) => {}
                 Err(StoreError::Forbidden(e)) => {
                     tracing::warn!(request_id = %req.id, error = %e, "Missing permissions to get logins by role. Please add role.read to the associated role.");
                     return BTreeMap::new();

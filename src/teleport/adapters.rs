@@ -136,12 +136,11 @@ impl PluginDataStore for TeleportStore {
             .map_err(store_error)
     }
 
-    async fn role_logins(&self, role: &str) -> Result<Vec<String>, StoreError> {
+    async fn role_logins(&self, role: &str) -> Result<Option<Vec<String>>, StoreError> {
         let client = Client::clone(&self.client.load());
         match client.get_role(role).await {
-            Ok(r) => Ok(r.logins),
-            // A requested role that does not exist (any more) allows no login.
-            Err(TeleportError::NotFound(_)) => Ok(Vec::new()),
+            Ok(r) => Ok(Some(r.logins)),
+            Err(TeleportError::NotFound(_)) => Ok(None),
             Err(e) => Err(store_error(e)),
         }
     }

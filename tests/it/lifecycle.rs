@@ -52,7 +52,11 @@ async fn request_is_posted_reviewed_approved_and_expired() {
         (m.embeds.as_array().is_some_and(|e| e.len() == 1)).then_some(())
     })
     .await;
-    let m = &sb.discord.messages(&ops)[0];
+    let m = eventually("the review embed in ops too", || {
+        let m = sb.discord.messages(&ops).into_iter().next()?;
+        (m.embeds.as_array().is_some_and(|e| e.len() == 1)).then_some(m)
+    })
+    .await;
     let embed = &m.embeds[0];
     assert_eq!(embed["author"]["name"], "bob@example.com");
     assert!(
