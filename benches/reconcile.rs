@@ -28,11 +28,9 @@ struct Running {
     task: tokio::task::JoinHandle<Result<(), app::AppError>>,
 }
 
-async fn start(path: &std::path::Path) -> Running {
+async fn start(path: &std::path::Path, addr: &str) -> Running {
     let loaded = config::load(path, &ProcessEnv).expect("config");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let stop = CancellationToken::new();
     let options = RunOptions {
@@ -93,8 +91,15 @@ async fn main() {
     let fallback = sb.channels[2].clone();
     let http = reqwest::Client::new();
 
+    // One instance, stopped and started on the same host and port (so it
+    // keeps owning the requests it claimed: no hand-off wait on restart).
+    let same_addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .to_string();
+
     // 1. Latency.
-    let svc = start(&path).await;
+    let svc = start(&path, &same_addr).await;
     while metric(
         &http,
         &svc.base,
@@ -141,7 +146,7 @@ async fn main() {
     let posted_before = sb.discord.stats().messages_created;
     let cpu0 = ProcessStats::read().map(|s| s.cpu_seconds).unwrap_or(0.0);
     let t0 = Instant::now();
-    let svc = start(&path).await;
+    let svc = start(&path, &same_addr).await;
     while sb.discord.stats().messages_created < posted_before + n as u64 {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -175,7 +180,7 @@ async fn main() {
     // 3. Restart: the resync finds everything posted.
     let calls_before = sb.discord.stats().requests;
     let t0 = Instant::now();
-    let svc = start(&path).await;
+    let svc = start(&path, &same_addr).await;
     loop {
         let ok = metric(
             &http,
