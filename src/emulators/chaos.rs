@@ -393,8 +393,7 @@ impl Run {
             if exited {
                 let log = std::fs::read(&self.replicas[i].log).unwrap_or_default();
                 let tail = String::from_utf8_lossy(&log[log.len().saturating_sub(2048)..]);
-                if tail.contains("Terminating with fatal error")
-                    && tail.contains("emulated outage")
+                if tail.contains("Terminating with fatal error") && tail.contains("emulated outage")
                 {
                     self.report.startup_refused += 1;
                 } else {

@@ -214,7 +214,11 @@ fn request(id: &str) -> Request {
 /// first look (for [`HANDOFF`]), then acts.
 async fn as_other_replica(r: &Reconciler<Store, Discord>, id: &str) -> Outcome {
     let first = r.reconcile(id).await.expect("first look");
-    assert_eq!(first, Outcome::default(), "the first look leaves it to the owner");
+    assert_eq!(
+        first,
+        Outcome::default(),
+        "the first look leaves it to the owner"
+    );
     r.reconcile(id).await.expect("second look")
 }
 
@@ -677,10 +681,17 @@ async fn other_replicas_leave_the_owner_a_moment_then_take_over() {
         other.queue().done(&k);
     }
     let key = other.queue().next().await.expect("key");
-    assert_eq!(other.reconcile(&key).await.expect("defer"), Outcome::default());
+    assert_eq!(
+        other.reconcile(&key).await.expect("defer"),
+        Outcome::default()
+    );
     other.queue().done(&key);
     assert_eq!(discord.calls(), calls, "the other replica left it alone");
-    assert_eq!(other.queue().delayed_len(), 1, "and looks again after HANDOFF");
+    assert_eq!(
+        other.queue().delayed_len(),
+        1,
+        "and looks again after HANDOFF"
+    );
     // Second look: the owner did nothing, so the other replica edits.
     assert_eq!(other.reconcile("r1").await.expect("take over").edited, 2);
     // Had the owner done it, the second look would find nothing to do.
