@@ -44,6 +44,10 @@ use queue::WorkQueue;
 pub const RETRY_BACKOFF: Backoff =
     Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
 
+/// How long a role's logins are reused before `GetRole` is asked again (a
+/// burst of requests for one role costs one call).
+pub const ROLE_CACHE_TTL: Duration = Duration::from_secs(60);
+
 /// How long a replica leaves a request another replica claimed, so that one
 /// replica does the Discord work and the others find it done (fewer calls,
 /// fewer shared rate limits hit). A dead owner costs this much delay.
@@ -253,6 +257,8 @@ pub struct Reconciler<P, M> {
     deferred: Mutex<std::collections::HashSet<String>>,
     /// This replica's name in `discord_owner` (random per process).
     replica: String,
+    /// Role → logins, as `GetRole` answered, for [`ROLE_CACHE_TTL`].
+    role_cache: Mutex<HashMap<String, (tokio::time::Instant, Option<Vec<String>>)>>,
     rules: Mutex<RuleSet>,
     queue: WorkQueue<String>,
     store: P,
@@ -271,6 +277,7 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
             unsure: Mutex::new(std::collections::HashSet::new()),
             deferred: Mutex::new(std::collections::HashSet::new()),
             replica: replica_name(),
+            role_cache: Mutex::new(HashMap::new()),
             rules: Mutex::new(RuleSet::new()),
             queue: WorkQueue::new(),
             store,
@@ -642,7 +649,27 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
     async fn logins_by_role(&self, req: &Request) -> BTreeMap<String, Vec<String>> {
         let mut out = BTreeMap::new();
         for role in &req.roles {
-            match self.store.role_logins(role).await {
+            let cached = self
+                .role_cache
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(role)
+                .filter(|(at, _)| at.elapsed() < ROLE_CACHE_TTL)
+                .map(|(_, v)| v.clone());
+            let answer = match cached {
+                Some(v) => Ok(v),
+                None => {
+                    let a = self.store.role_logins(role).await;
+                    if let Ok(v) = &a {
+                        self.role_cache
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .insert(role.clone(), (tokio::time::Instant::now(), v.clone()));
+                    }
+                    a
+                }
+            };
+            match answer {
                 Ok(Some(logins)) => {
                     out.insert(role.clone(), logins);
                 }
