@@ -189,6 +189,10 @@ struct Bucket {
     limit: Option<u32>,
     unlimited: bool,
     remaining: u32,
+    /// What the server has left in this window: the lowest `remaining` of
+    /// this window's answers, less slots spent without one. `remaining` is
+    /// this minus everything in flight (each counted as not yet seen).
+    server_left: u32,
     reset_at: Option<Instant>,
     window_estimate: Option<Duration>,
     epoch: u64,
@@ -224,6 +228,7 @@ impl Bucket {
         if self.reset_at.is_some_and(|r| now >= r) {
             self.epoch += 1;
             self.remaining = limit.saturating_sub(self.in_flight);
+            self.server_left = limit;
             self.reset_at = None;
         }
         if self.remaining > 0 {
@@ -501,6 +506,7 @@ impl RateLimiter {
         let b = st.buckets.entry(key.clone()).or_default();
         let changed = b.changed.clone();
         b.in_flight = b.in_flight.saturating_sub(1);
+        let mut updated = false;
         if let Some(info) = info {
             {
                 if let (Some(limit), Some(remaining), Some(reset_after)) =
@@ -512,23 +518,32 @@ impl RateLimiter {
                         b.window_estimate
                             .map_or(reset_after, |w| w.max(reset_after)),
                     );
-                    let server_left = remaining.saturating_sub(b.in_flight);
                     // An answer from a later server window than the one we track
                     // (its reset is more than half a window later): the server's
                     // count is the truth for it, minus what is still in flight.
                     let half_window = b.window_estimate.unwrap_or(reset_after) / 2;
-                    let newer = b.reset_at.is_none_or(|r| reset_at > r + half_window);
-                    if b.limit.is_none() || newer {
+                    let later = b.reset_at.is_some_and(|r| reset_at > r + half_window);
+                    // The first answer since a local refill.
+                    let fresh = b.reset_at.is_none();
+                    if b.limit.is_none() || later || (fresh && epoch != b.epoch) {
                         if b.limit.is_some() {
                             b.epoch += 1;
                         }
                         b.limit = Some(limit);
-                        b.remaining = server_left;
+                        b.server_left = remaining;
                         b.reset_at = Some(reset_at);
+                        updated = true;
                     } else if epoch == b.epoch {
+                        // Answers of one window may come back in any order:
+                        // the lowest `remaining` is the server's count, and
+                        // an earlier answer's in-flight doubt is lifted.
                         b.limit = Some(limit);
-                        b.remaining = b.remaining.min(server_left);
+                        b.server_left = b.server_left.min(remaining);
                         b.reset_at = Some(b.reset_at.map_or(reset_at, |r| r.max(reset_at)));
+                        updated = true;
+                    }
+                    if updated {
+                        b.remaining = b.server_left.saturating_sub(b.in_flight);
                     }
                 } else if (200..300).contains(&info.status) && b.limit.is_none() {
                     b.unlimited = true;
@@ -538,6 +553,7 @@ impl RateLimiter {
                     b.paused_until = Some(b.paused_until.map_or(until, |p| p.max(until)));
                     if info.scope != Some(Scope::Shared) {
                         b.remaining = 0;
+                        b.server_left = b.in_flight;
                         b.reset_at = Some(b.reset_at.map_or(until, |r| r.max(until)));
                     }
                 }
@@ -546,6 +562,11 @@ impl RateLimiter {
         // No answer, or one without rate-limit headers (a 5xx before Discord
         // counted it): keep the slot spent, and make sure an exhausted bucket
         // refills eventually instead of waiting for headers that never come.
+        if !updated {
+            // The slot stays spent: no answer, or one we cannot place in
+            // this window (it may have been counted here).
+            b.server_left = b.remaining + b.in_flight;
+        }
         if b.limit.is_some() && b.remaining == 0 && b.reset_at.is_none() && b.in_flight == 0 {
             b.reset_at = Some(now + b.window_estimate.unwrap_or(Duration::from_secs(5)) + MARGIN);
         }
@@ -796,6 +817,29 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert!(!d.is_finished(), "the window is full until it resets");
         d.await.expect("task").complete(None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn answers_out_of_order_within_a_window_lose_no_slot() {
+        let rl = RateLimiter::new(50);
+        rl.acquire(key("1")).await.complete(Some(&ok(5, 0, 1_000)));
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        // A new window: two requests, the second answered first.
+        let a = rl.acquire(key("1")).await;
+        let b = rl.acquire(key("1")).await;
+        b.complete(Some(&ok(5, 3, 1_000)));
+        // `a` may not have been counted yet by the server: 3 - 1 in flight.
+        assert_eq!(rl.bucket(&key("1")).map(|s| s.remaining), Some(2));
+        a.complete(Some(&ok(5, 4, 1_000)));
+        // Now both are known to be counted: 3 left, not 2.
+        assert_eq!(rl.bucket(&key("1")).map(|s| s.remaining), Some(3));
+        // An answer we cannot place keeps its slot spent.
+        let c = rl.acquire(key("1")).await;
+        c.complete(None);
+        assert_eq!(rl.bucket(&key("1")).map(|s| s.remaining), Some(2));
+        let d = rl.acquire(key("1")).await;
+        d.complete(Some(&ok(5, 1, 1_000)));
+        assert_eq!(rl.bucket(&key("1")).map(|s| s.remaining), Some(1));
     }
 
     #[tokio::test(start_paused = true)]
