@@ -15,9 +15,11 @@
 //!   ([`RateLimiter::bucket`]) but does not merge counters (see above).
 //! - An **unknown** bucket lets one request through at a time until the first
 //!   answer tells its limit. A known bucket grants while its local `remaining`
-//!   is positive; `remaining` only goes down from answers (never above what we
-//!   counted ourselves, minus requests still in flight), and is refilled to
-//!   `limit - in_flight` when `Reset-After` has passed. Answers granted before
+//!   is positive: the lowest `Remaining` among this window's answers, minus
+//!   every request still in flight (each counted as not yet seen by the
+//!   server; answers of one window may come back in any order), never above
+//!   what we counted ourselves; it is refilled to `limit - in_flight` when
+//!   `Reset-After` has passed. Answers granted before
 //!   the last local refill (older *epochs*) cannot move the reset earlier.
 //!   A 2xx answer with no bucket headers marks the route as unlimited.
 //! - **Global**: a sliding window of `global_limit` sends per second (plus a
@@ -30,8 +32,14 @@
 //!   was just answered, a create whose previous one was) still finds a
 //!   token soon, and a dependency chain advances many steps per second
 //!   instead of one. The rate is the same; only bursts are smoothed.
-//! - **Who gets a global token**: the waiting request with the oldest
-//!   *rank* ([`RateLimiter::acquire_ranked`]; ties by arrival). The queue
+//! - **Who gets a global token**: first a request that *opens* its
+//!   bucket's window (the first slot since a reset, or the one request of a
+//!   bucket whose limit is unknown): sending it starts that window's clock,
+//!   so every channel's windows open early and the next ones open sooner
+//!   (at most one per bucket per window, so nothing starves). Then the
+//!   waiting request with the oldest *rank* ([`RateLimiter::acquire_ranked`];
+//!   ties by arrival). Only the next in line is awake, sleeping until its
+//!   token is free; it wakes the next one when served or gone. The queue
 //!   ranks an operation by the enqueue time of the work it belongs to: a
 //!   create by its own, an edit by its message's create, so work started
 //!   earlier finishes first (an edit of message 1 before the create of
