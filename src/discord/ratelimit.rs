@@ -15,9 +15,11 @@
 //!   ([`RateLimiter::bucket`]) but does not merge counters (see above).
 //! - An **unknown** bucket lets one request through at a time until the first
 //!   answer tells its limit. A known bucket grants while its local `remaining`
-//!   is positive; `remaining` only goes down from answers (never above what we
-//!   counted ourselves, minus requests still in flight), and is refilled to
-//!   `limit - in_flight` when `Reset-After` has passed. Answers granted before
+//!   is positive: the lowest `Remaining` among this window's answers, minus
+//!   every request still in flight (each counted as not yet seen by the
+//!   server; answers of one window may come back in any order), never above
+//!   what we counted ourselves; it is refilled to `limit - in_flight` when
+//!   `Reset-After` has passed. Answers granted before
 //!   the last local refill (older *epochs*) cannot move the reset earlier.
 //!   A 2xx answer with no bucket headers marks the route as unlimited.
 //! - **Global**: a sliding window of `global_limit` sends per second (plus a
@@ -30,8 +32,14 @@
 //!   was just answered, a create whose previous one was) still finds a
 //!   token soon, and a dependency chain advances many steps per second
 //!   instead of one. The rate is the same; only bursts are smoothed.
-//! - **Who gets a global token**: the waiting request with the oldest
-//!   *rank* ([`RateLimiter::acquire_ranked`]; ties by arrival). The queue
+//! - **Who gets a global token**: first a request that *opens* its
+//!   bucket's window (the first slot since a reset, or the one request of a
+//!   bucket whose limit is unknown): sending it starts that window's clock,
+//!   so every channel's windows open early and the next ones open sooner
+//!   (at most one per bucket per window, so nothing starves). Then the
+//!   waiting request with the oldest *rank* ([`RateLimiter::acquire_ranked`];
+//!   ties by arrival). Only the next in line is awake, sleeping until its
+//!   token is free; it wakes the next one when served or gone. The queue
 //!   ranks an operation by the enqueue time of the work it belongs to: a
 //!   create by its own, an edit by its message's create, so work started
 //!   earlier finishes first (an edit of message 1 before the create of
@@ -189,16 +197,25 @@ struct Bucket {
     limit: Option<u32>,
     unlimited: bool,
     remaining: u32,
+    /// What the server has left in this window: the lowest `remaining` of
+    /// this window's answers, less slots spent without one. `remaining` is
+    /// this minus everything in flight (each counted as not yet seen).
+    server_left: u32,
     reset_at: Option<Instant>,
     window_estimate: Option<Duration>,
     epoch: u64,
     in_flight: u32,
     paused_until: Option<Instant>,
+    /// Wakes the requests waiting for a slot in this bucket.
+    changed: Arc<Notify>,
 }
 
 impl Bucket {
-    /// Takes a slot: `Ok(epoch)` or `Err(when to look again; None = on change)`.
-    fn try_take(&mut self, now: Instant) -> Result<u64, Option<Instant>> {
+    /// Takes a slot: `Ok((epoch, opens))` or `Err(when to look again; None =
+    /// on change)`. `opens` is true when the slot is the first of its window
+    /// (nothing else taken or in flight since the last reset, or the limit
+    /// is unknown yet): sending it starts the window's clock.
+    fn try_take(&mut self, now: Instant) -> Result<(u64, bool), Option<Instant>> {
         if let Some(p) = self.paused_until {
             if p > now {
                 return Err(Some(p));
@@ -207,24 +224,26 @@ impl Bucket {
         }
         if self.unlimited {
             self.in_flight += 1;
-            return Ok(self.epoch);
+            return Ok((self.epoch, false));
         }
         let Some(limit) = self.limit else {
             if self.in_flight == 0 {
                 self.in_flight = 1;
-                return Ok(self.epoch);
+                return Ok((self.epoch, true));
             }
             return Err(None);
         };
         if self.reset_at.is_some_and(|r| now >= r) {
             self.epoch += 1;
             self.remaining = limit.saturating_sub(self.in_flight);
+            self.server_left = limit;
             self.reset_at = None;
         }
         if self.remaining > 0 {
+            let opens = self.remaining == limit && self.in_flight == 0;
             self.remaining -= 1;
             self.in_flight += 1;
-            return Ok(self.epoch);
+            return Ok((self.epoch, opens));
         }
         Err(self.reset_at)
     }
@@ -237,16 +256,52 @@ struct State {
     /// Pacing: theoretical arrival time of the next grant (GCRA).
     pace_at: Option<Instant>,
     global_paused_until: Option<Instant>,
-    /// Waiting for a global token: (rank, ticket); see [`next_global`].
-    global_queue: Vec<(Instant, u64)>,
+    /// Waiting for a global token; see [`next_global`].
+    global_queue: Vec<Ticket>,
     next_ticket: u64,
     invalid: VecDeque<Instant>,
 }
 
-/// The ticket that gets the next global token: the oldest rank, then the
-/// earliest arrival (tickets grow with arrival).
-fn next_global(queue: &[(Instant, u64)]) -> Option<u64> {
-    queue.iter().min().map(|(_, t)| *t)
+/// Who goes first for a global token; smaller first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Priority {
+    /// False for a request that opens its bucket's window (see
+    /// [`Bucket::try_take`]): those go before every other request.
+    keeps_window: bool,
+    /// The age of the work it belongs to (older first).
+    rank: Instant,
+}
+
+impl Priority {
+    fn new(opens_window: bool, rank: Instant) -> Self {
+        Self {
+            keeps_window: !opens_window,
+            rank,
+        }
+    }
+}
+
+/// A request waiting for a global token.
+#[derive(Debug)]
+struct Ticket {
+    priority: Priority,
+    /// Grows with arrival: breaks ties.
+    id: u64,
+    /// Wakes this request only (when it becomes the next in line).
+    wake: Arc<Notify>,
+}
+
+/// The ticket that gets the next global token: the highest [`Priority`],
+/// then the earliest arrival.
+fn next_global(queue: &[Ticket]) -> Option<&Ticket> {
+    queue.iter().min_by_key(|t| (t.priority, t.id))
+}
+
+/// Wakes the next ticket in line, if any; the others sleep until they are.
+fn wake_next(st: &State) {
+    if let Some(t) = next_global(&st.global_queue) {
+        t.wake.notify_one();
+    }
 }
 
 /// The pacing interval: one global token per `window / limit` (20 ms for
@@ -295,7 +350,6 @@ fn pace_next(pace_at: Option<Instant>, limit: u32, window: Duration, now: Instan
 #[derive(Debug)]
 pub struct RateLimiter {
     state: Mutex<State>,
-    changed: Notify,
     global_limit: u32,
     global_window: Duration,
 }
@@ -311,7 +365,6 @@ impl RateLimiter {
     pub fn new(global_limit: u32) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(State::default()),
-            changed: Notify::new(),
             global_limit: global_limit.max(1),
             global_window: Duration::from_secs(1),
         })
@@ -329,9 +382,16 @@ impl RateLimiter {
     /// [`Self::acquire`] competing for the global token with `rank`: the
     /// oldest rank waiting goes first (see the module docs).
     pub async fn acquire_ranked(self: &Arc<Self>, key: BucketKey, rank: Instant) -> Permit {
-        // Phase 1: a slot in the bucket.
-        let epoch = loop {
-            let notified = self.changed.notified();
+        // Phase 1: a slot in the bucket; only this bucket's answers wake us.
+        let changed = self
+            .lock()
+            .buckets
+            .entry(key.clone())
+            .or_default()
+            .changed
+            .clone();
+        let (epoch, opens) = loop {
+            let notified = changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             let wake = {
@@ -342,7 +402,7 @@ impl RateLimiter {
                     .or_default()
                     .try_take(Instant::now())
                 {
-                    Ok(epoch) => break epoch,
+                    Ok(taken) => break taken,
                     Err(wake) => wake,
                 }
             };
@@ -354,13 +414,20 @@ impl RateLimiter {
             epoch,
             done: false,
         };
-        // Phase 2: a global token, oldest rank first.
+        // Phase 2: a global token, by priority. Only the next in line is
+        // awake (it sleeps until the token is free); it wakes the next one
+        // when it is served or leaves.
+        let wake = Arc::new(Notify::new());
         let ticket = {
             let mut st = self.lock();
-            let t = st.next_ticket;
+            let id = st.next_ticket;
             st.next_ticket += 1;
-            st.global_queue.push((rank, t));
-            t
+            st.global_queue.push(Ticket {
+                priority: Priority::new(opens, rank),
+                id,
+                wake: wake.clone(),
+            });
+            id
         };
         let mut guard = TicketGuard {
             limiter: self,
@@ -368,37 +435,47 @@ impl RateLimiter {
             granted: false,
         };
         loop {
-            let notified = self.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let wake = {
+            let at = {
                 let mut st = self.lock();
-                let now = Instant::now();
-                match self.global_wait(&mut st, now) {
-                    Some(at) => Some(at),
-                    None if next_global(&st.global_queue) == Some(ticket) => {
-                        st.global_queue.retain(|(_, t)| *t != ticket);
-                        st.global_sent.push_back(now);
-                        st.pace_at = Some(pace_next(
-                            st.pace_at,
-                            self.global_limit,
-                            self.global_window,
-                            now,
-                        ));
-                        while st.global_sent.len() > self.global_limit as usize {
-                            st.global_sent.pop_front();
+                if next_global(&st.global_queue).map(|t| t.id) == Some(ticket) {
+                    let now = Instant::now();
+                    match self.global_wait(&mut st, now) {
+                        Some(at) => Some(at),
+                        None => {
+                            st.global_queue.retain(|t| t.id != ticket);
+                            st.global_sent.push_back(now);
+                            st.pace_at = Some(pace_next(
+                                st.pace_at,
+                                self.global_limit,
+                                self.global_window,
+                                now,
+                            ));
+                            while st.global_sent.len() > self.global_limit as usize {
+                                st.global_sent.pop_front();
+                            }
+                            wake_next(&st);
+                            break;
                         }
-                        break;
                     }
-                    None => None,
+                } else {
+                    None
                 }
             };
-            wait(notified, wake).await;
+            // Not next in line: sleep until woken. Next: sleep until the
+            // token is free (a younger ticket with a higher priority may
+            // take the lead meanwhile; it checks for itself).
+            match at {
+                Some(at) => {
+                    tokio::select! {
+                        () = wake.notified() => {}
+                        () = tokio::time::sleep_until(at) => {}
+                    }
+                }
+                None => wake.notified().await,
+            }
         }
         guard.granted = true;
         drop(guard);
-        // The next in line may go now.
-        self.changed.notify_waiters();
         permit
     }
 
@@ -435,7 +512,9 @@ impl RateLimiter {
             }
         }
         let b = st.buckets.entry(key.clone()).or_default();
+        let changed = b.changed.clone();
         b.in_flight = b.in_flight.saturating_sub(1);
+        let mut updated = false;
         if let Some(info) = info {
             {
                 if let (Some(limit), Some(remaining), Some(reset_after)) =
@@ -447,23 +526,32 @@ impl RateLimiter {
                         b.window_estimate
                             .map_or(reset_after, |w| w.max(reset_after)),
                     );
-                    let server_left = remaining.saturating_sub(b.in_flight);
                     // An answer from a later server window than the one we track
                     // (its reset is more than half a window later): the server's
                     // count is the truth for it, minus what is still in flight.
                     let half_window = b.window_estimate.unwrap_or(reset_after) / 2;
-                    let newer = b.reset_at.is_none_or(|r| reset_at > r + half_window);
-                    if b.limit.is_none() || newer {
+                    let later = b.reset_at.is_some_and(|r| reset_at > r + half_window);
+                    // The first answer since a local refill.
+                    let fresh = b.reset_at.is_none();
+                    if b.limit.is_none() || later || (fresh && epoch != b.epoch) {
                         if b.limit.is_some() {
                             b.epoch += 1;
                         }
                         b.limit = Some(limit);
-                        b.remaining = server_left;
+                        b.server_left = remaining;
                         b.reset_at = Some(reset_at);
+                        updated = true;
                     } else if epoch == b.epoch {
+                        // Answers of one window may come back in any order:
+                        // the lowest `remaining` is the server's count, and
+                        // an earlier answer's in-flight doubt is lifted.
                         b.limit = Some(limit);
-                        b.remaining = b.remaining.min(server_left);
+                        b.server_left = b.server_left.min(remaining);
                         b.reset_at = Some(b.reset_at.map_or(reset_at, |r| r.max(reset_at)));
+                        updated = true;
+                    }
+                    if updated {
+                        b.remaining = b.server_left.saturating_sub(b.in_flight);
                     }
                 } else if (200..300).contains(&info.status) && b.limit.is_none() {
                     b.unlimited = true;
@@ -473,6 +561,7 @@ impl RateLimiter {
                     b.paused_until = Some(b.paused_until.map_or(until, |p| p.max(until)));
                     if info.scope != Some(Scope::Shared) {
                         b.remaining = 0;
+                        b.server_left = b.in_flight;
                         b.reset_at = Some(b.reset_at.map_or(until, |r| r.max(until)));
                     }
                 }
@@ -481,11 +570,16 @@ impl RateLimiter {
         // No answer, or one without rate-limit headers (a 5xx before Discord
         // counted it): keep the slot spent, and make sure an exhausted bucket
         // refills eventually instead of waiting for headers that never come.
+        if !updated {
+            // The slot stays spent: no answer, or one we cannot place in
+            // this window (it may have been counted here).
+            b.server_left = b.remaining + b.in_flight;
+        }
         if b.limit.is_some() && b.remaining == 0 && b.reset_at.is_none() && b.in_flight == 0 {
             b.reset_at = Some(now + b.window_estimate.unwrap_or(Duration::from_secs(5)) + MARGIN);
         }
         drop(st);
-        self.changed.notify_waiters();
+        changed.notify_waiters();
     }
 
     /// Invalid requests (401, 403, non-shared 429) in the last 10 minutes.
@@ -538,9 +632,9 @@ impl Drop for TicketGuard<'_> {
     fn drop(&mut self) {
         if !self.granted {
             let mut st = self.limiter.lock();
-            st.global_queue.retain(|(_, t)| *t != self.ticket);
-            drop(st);
-            self.limiter.changed.notify_waiters();
+            st.global_queue.retain(|t| t.id != self.ticket);
+            // If it was next in line, the new next one must take over.
+            wake_next(&st);
         }
     }
 }
@@ -734,6 +828,29 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn answers_out_of_order_within_a_window_lose_no_slot() {
+        let rl = RateLimiter::new(50);
+        rl.acquire(key("1")).await.complete(Some(&ok(5, 0, 1_000)));
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        // A new window: two requests, the second answered first.
+        let a = rl.acquire(key("1")).await;
+        let b = rl.acquire(key("1")).await;
+        b.complete(Some(&ok(5, 3, 1_000)));
+        // `a` may not have been counted yet by the server: 3 - 1 in flight.
+        assert_eq!(rl.bucket(&key("1")).map(|s| s.remaining), Some(2));
+        a.complete(Some(&ok(5, 4, 1_000)));
+        // Now both are known to be counted: 3 left, not 2.
+        assert_eq!(rl.bucket(&key("1")).map(|s| s.remaining), Some(3));
+        // An answer we cannot place keeps its slot spent.
+        let c = rl.acquire(key("1")).await;
+        c.complete(None);
+        assert_eq!(rl.bucket(&key("1")).map(|s| s.remaining), Some(2));
+        let d = rl.acquire(key("1")).await;
+        d.complete(Some(&ok(5, 1, 1_000)));
+        assert_eq!(rl.bucket(&key("1")).map(|s| s.remaining), Some(1));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_request_that_opened_the_next_window_is_believed() {
         let rl = RateLimiter::new(50);
         rl.acquire(key("1")).await.complete(Some(&ok(2, 1, 1_000)));
@@ -817,12 +934,124 @@ mod tests {
         );
     }
 
+    fn ticket(opens: bool, rank: Instant, id: u64) -> Ticket {
+        Ticket {
+            priority: Priority::new(opens, rank),
+            id,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
     #[test]
-    fn next_global_is_oldest_rank_then_ticket() {
+    fn next_global_is_window_openers_then_oldest_rank_then_ticket() {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
-        assert_eq!(next_global(&[]), None);
-        assert_eq!(next_global(&[(t0 + ms(5), 1), (t0, 7), (t0, 3)]), Some(3));
+        let next = |q: &[Ticket]| next_global(q).map(|t| t.id);
+        assert_eq!(next(&[]), None);
+        let q = [
+            ticket(false, t0 + ms(5), 1),
+            ticket(false, t0, 7),
+            ticket(false, t0, 3),
+        ];
+        assert_eq!(next(&q), Some(3));
+        // A request opening its bucket's window goes before older work.
+        let q = [
+            ticket(false, t0, 1),
+            ticket(true, t0 + ms(900), 9),
+            ticket(true, t0 + ms(800), 12),
+        ];
+        assert_eq!(next(&q), Some(12));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_the_first_slot_of_a_window_opens_it() {
+        let now = Instant::now();
+        let mut b = Bucket::default();
+        // Unknown limit: the one request let through opens the window.
+        assert_eq!(b.try_take(now), Ok((0, true)));
+        b.in_flight = 0;
+        b.limit = Some(3);
+        b.remaining = 3;
+        assert_eq!(b.try_take(now), Ok((0, true)));
+        assert_eq!(b.try_take(now), Ok((0, false)));
+        assert_eq!(b.try_take(now), Ok((0, false)));
+        b.reset_at = Some(now + Duration::from_secs(1));
+        assert_eq!(b.try_take(now), Err(b.reset_at));
+        // After the reset, with one request still in flight: it may land in
+        // the new window, so the next one does not open it.
+        b.in_flight = 1;
+        let later = now + Duration::from_secs(1);
+        assert_eq!(b.try_take(later), Ok((1, false)));
+        // An idle bucket after its reset: the next request opens the window.
+        b.in_flight = 0;
+        b.reset_at = Some(later);
+        assert_eq!(b.try_take(later), Ok((2, true)));
+        b.unlimited = true;
+        assert_eq!(b.try_take(later), Ok((2, false)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_opening_a_window_passes_older_work_for_the_global_token() {
+        let rl = RateLimiter::new(1);
+        let base = Instant::now();
+        // Learn two buckets' limits and fill the global second.
+        for ch in ["old", "new"] {
+            let p = rl.acquire_ranked(key(ch), base).await;
+            p.complete(Some(&ok(5, 4, 5_000)));
+        }
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        // Two requests in the open window of "old" (oldest ranks), then one
+        // opening the window of a fresh bucket, ranked youngest.
+        for (i, (ch, r)) in [("old", 0), ("old", 1), ("fresh", 50)]
+            .into_iter()
+            .enumerate()
+        {
+            let (rl, order) = (rl.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                let p = rl
+                    .acquire_ranked(key(ch), base + Duration::from_millis(r))
+                    .await;
+                order.lock().unwrap_or_else(PoisonError::into_inner).push(i);
+                p.complete(Some(&ok(5, 3, 4_000)));
+            }));
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        for t in tasks {
+            t.await.expect("task");
+        }
+        assert_eq!(
+            *order.lock().unwrap_or_else(PoisonError::into_inner),
+            vec![2, 0, 1]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn many_waiters_are_all_served_when_the_next_in_line_leaves() {
+        let rl = RateLimiter::new(2);
+        let _a = rl.acquire(key("a")).await;
+        let _b = rl.acquire(key("b")).await;
+        // The next in line gives up while waiting; the rest must still go.
+        let rl2 = rl.clone();
+        let quitter =
+            tokio::spawn(async move { rl2.acquire_ranked(key("q"), Instant::now()).await });
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let mut rest = Vec::new();
+        for i in 0..6 {
+            let rl = rl.clone();
+            rest.push(tokio::spawn(async move {
+                rl.acquire(key(&format!("r{i}"))).await
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        quitter.abort();
+        for t in rest {
+            let p = tokio::time::timeout(Duration::from_secs(10), t)
+                .await
+                .expect("served")
+                .expect("task");
+            p.complete(None);
+        }
     }
 
     #[test]
