@@ -44,6 +44,9 @@ use queue::WorkQueue;
 pub const RETRY_BACKOFF: Backoff =
     Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
 
+/// A role's logins as `GetRole` answered (`None`: no such role), and when.
+type CachedLogins = (tokio::time::Instant, Option<Vec<String>>);
+
 /// How long a role's logins are reused before `GetRole` is asked again (a
 /// burst of requests for one role costs one call).
 pub const ROLE_CACHE_TTL: Duration = Duration::from_secs(60);
@@ -258,7 +261,7 @@ pub struct Reconciler<P, M> {
     /// This replica's name in `discord_owner` (random per process).
     replica: String,
     /// Role → logins, as `GetRole` answered, for [`ROLE_CACHE_TTL`].
-    role_cache: Mutex<HashMap<String, (tokio::time::Instant, Option<Vec<String>>)>>,
+    role_cache: Mutex<HashMap<String, CachedLogins>>,
     rules: Mutex<RuleSet>,
     queue: WorkQueue<String>,
     store: P,
