@@ -168,10 +168,15 @@ impl Out {
 
 /// A directory under the system temp dir, removed with everything in it on drop.
 #[derive(Debug)]
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(PathBuf);
 
 impl TempDir {
     fn create() -> std::io::Result<Self> {
+        Self::create_for("demo")
+    }
+
+    /// `teleport-discord-<what>-<pid>-<n>`, private to this user (also the chaos runner's).
+    pub(crate) fn create_for(what: &str) -> std::io::Result<Self> {
         let base = std::env::temp_dir();
         let mut last = None;
         for attempt in 0..32u32 {
@@ -179,7 +184,7 @@ impl TempDir {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.subsec_nanos());
             let path = base.join(format!(
-                "teleport-discord-demo-{}-{:08x}",
+                "teleport-discord-{what}-{}-{:08x}",
                 std::process::id(),
                 nanos.wrapping_add(attempt)
             ));
@@ -199,7 +204,7 @@ impl TempDir {
         Err(last.unwrap_or_else(|| std::io::Error::other("no free name")))
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 }

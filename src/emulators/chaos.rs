@@ -858,8 +858,8 @@ pub fn run_cli(args: crate::cli::ChaosArgs) -> Result<bool, ChaosError> {
     let dir = match &args.dir {
         Some(d) => d.clone(),
         None => {
-            tmp = TempDir::new()?;
-            tmp.0.clone()
+            tmp = crate::demo::TempDir::create_for("chaos")?;
+            tmp.path().to_owned()
         }
     };
     let opts = ChaosOptions {
@@ -897,26 +897,6 @@ pub fn run_cli(args: crate::cli::ChaosArgs) -> Result<bool, ChaosError> {
         std::fs::write(path, json)?;
     }
     Ok(report.ok())
-}
-
-/// A directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> std::io::Result<Self> {
-        let mut rnd = [0u8; 8];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut rnd)
-            .map_err(|_| std::io::Error::other("no randomness"))?;
-        let dir = std::env::temp_dir().join(format!("teleport-discord-chaos-{}", hex::encode(rnd)));
-        std::fs::create_dir_all(&dir)?;
-        Ok(Self(dir))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Reads a chaos run's replica logs (for tests that scan them).
