@@ -682,11 +682,10 @@ async fn resync(
         let c = crate::teleport::Client::clone(&client.load());
         match c.list_access_requests(None).await {
             Ok(list) => {
+                // No sweep here: while the watch is up every deletion reaches
+                // us as an event; the sweep follows each (re)connect's snapshot.
                 tracing::debug!(requests = list.len(), "periodic resync");
-                let listed: std::collections::HashSet<String> =
-                    list.iter().map(|r| r.id.clone()).collect();
                 reconciler.observe_list(list.into_iter().map(Into::into).collect());
-                reconciler.sweep(&listed).await;
             }
             Err(e) => tracing::warn!(error = %e, "periodic resync could not list access requests"),
         }

@@ -29,6 +29,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use crate::amr::{Rule, RuleSet, Stored};
 use crate::backoff::{Backoff, random_jitter};
 use crate::config::{Recipient, SharedConfig};
@@ -255,9 +257,10 @@ pub struct Reconciler<P, M> {
     /// they show (the record failed, or newer news arrived while we were
     /// sending): their next reconcile edits whatever the record says.
     unsure: Mutex<std::collections::HashSet<String>>,
-    /// Requests another replica owns that we already left alone once since
-    /// they last became dirty.
-    deferred: Mutex<std::collections::HashSet<String>>,
+    /// Requests another replica owns that we leave alone, until when: news
+    /// arriving meanwhile does not cut the wait short (the owner is acting
+    /// on the same news).
+    deferred: Mutex<HashMap<String, Instant>>,
     /// This replica's name in `discord_owner` (random per process).
     replica: String,
     /// Role → logins, as `GetRole` answered, for [`ROLE_CACHE_TTL`].
@@ -278,7 +281,7 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
             observed: Mutex::new(HashMap::new()),
             stale: Mutex::new(std::collections::HashSet::new()),
             unsure: Mutex::new(std::collections::HashSet::new()),
-            deferred: Mutex::new(std::collections::HashSet::new()),
+            deferred: Mutex::new(HashMap::new()),
             replica: replica_name(),
             role_cache: Mutex::new(HashMap::new()),
             rules: Mutex::new(RuleSet::new()),
@@ -364,15 +367,18 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
         }
     }
 
-    /// After a full listing: requests we announced and never resolved that
-    /// are neither listed nor known here were deleted while every replica
-    /// that knew them was down. Each is confirmed gone with Teleport, then
-    /// shown expired. Returns how many were found.
+    /// After a (re)connect's listing: requests we announced and never
+    /// resolved that are neither listed nor known here were deleted while
+    /// every replica that knew them was down (or while the watch was). Each
+    /// is confirmed gone with Teleport, then shown expired. Returns how many
+    /// were found. It reads every entry of our plugin data, so it runs only
+    /// after a gap in the watch: while the watch is up, deletions arrive as
+    /// events.
     pub async fn sweep(&self, listed: &std::collections::HashSet<String>) -> usize {
         let ids = match self.store.unresolved().await {
             Ok(ids) => ids,
             Err(e) => {
-                tracing::debug!(error = %e, "cannot list plugin data; no sweep this time");
+                tracing::warn!(error = %e, "cannot list plugin data: requests deleted while no replica was watching stay as they are until the next reconnect");
                 return 0;
             }
         };
@@ -510,9 +516,9 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
         for p in problems {
             tracing::warn!(request_id = %id, key = %p.key, "bad plugin data value skipped: {}", p.message);
         }
-        if self.defer(id, &data) {
+        if let Some(wait) = self.defer(id, &data, Instant::now()) {
             tracing::debug!(request_id = %id, owner = %data.owner, "another replica owns this request; looking again in a moment");
-            self.queue.add_after(id.to_owned(), HANDOFF);
+            self.queue.add_after(id.to_owned(), wait);
             return Ok(Outcome::default());
         }
         let result = match observed {
@@ -556,19 +562,31 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
         result
     }
 
-    /// Whether to leave `id` to its owner this time: the first look since it
-    /// became dirty, owned by another replica, and nothing of ours to repair.
-    fn defer(&self, id: &str, data: &PluginData) -> bool {
+    /// How long to leave `id` to its owner, if at all: another replica owns
+    /// it and we have nothing of ours to repair. The first look starts a
+    /// [`HANDOFF`] wait; looks during it (news keeps coming) wait out the
+    /// rest of it; the first look after it goes ahead (the owner may be
+    /// gone), and the next news starts a new wait.
+    fn defer(&self, id: &str, data: &PluginData, now: Instant) -> Option<Duration> {
         let mut deferred = self
             .deferred
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if data.owner.is_empty() || data.owner == self.replica || self.is_unsure(id) {
             deferred.remove(id);
-            return false;
+            return None;
         }
-        // Second look: go ahead (the owner may be gone).
-        !deferred.remove(id) && deferred.insert(id.to_owned())
+        match deferred.get(id) {
+            None => {
+                deferred.insert(id.to_owned(), now + HANDOFF);
+                Some(HANDOFF)
+            }
+            Some(until) if now < *until => Some(*until - now),
+            Some(_) => {
+                deferred.remove(id);
+                None
+            }
+        }
     }
 
     fn unsure_set(&self, id: &str, on: bool) {

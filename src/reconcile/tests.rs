@@ -211,7 +211,7 @@ fn request(id: &str) -> Request {
 }
 
 /// A replica that did not claim the request leaves it to its owner on the
-/// first look (for [`HANDOFF`]), then acts.
+/// first look and on any look within [`HANDOFF`], then acts. Needs paused time.
 async fn as_other_replica(r: &Reconciler<Store, Discord>, id: &str) -> Outcome {
     let first = r.reconcile(id).await.expect("first look");
     assert_eq!(
@@ -219,7 +219,14 @@ async fn as_other_replica(r: &Reconciler<Store, Discord>, id: &str) -> Outcome {
         Outcome::default(),
         "the first look leaves it to the owner"
     );
-    r.reconcile(id).await.expect("second look")
+    tokio::time::advance(HANDOFF - Duration::from_millis(1)).await;
+    assert_eq!(
+        r.reconcile(id).await.expect("look within HANDOFF"),
+        Outcome::default(),
+        "a look before HANDOFF is over still leaves it to the owner"
+    );
+    tokio::time::advance(Duration::from_millis(1)).await;
+    r.reconcile(id).await.expect("look after HANDOFF")
 }
 
 fn stored(store: &Store, id: &str) -> PluginData {
@@ -503,7 +510,7 @@ async fn permanent_failure_drops_the_channel_and_retryable_failure_retries() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_crash_after_posting_is_repaired_without_a_duplicate() {
     let (store, discord) = (Store::default(), Discord::default());
     let r = reconciler(&store, &discord);
@@ -528,7 +535,7 @@ async fn a_crash_after_posting_is_repaired_without_a_duplicate() {
     assert_eq!(stored(&store, "r1").messages.len(), 2);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_request_deleted_after_an_unrecorded_post_still_shows_expired() {
     let (store, discord) = (Store::default(), Discord::default());
     let r = reconciler(&store, &discord);
@@ -556,6 +563,9 @@ async fn a_request_deleted_after_an_unrecorded_post_still_shows_expired() {
     let d = stored(&store, "r1");
     assert_eq!(d.messages.len(), 2);
     assert_eq!(d.resolution, "EXPIRED");
+    // Shown gone: nothing about it stays in memory (a long-running replica
+    // sees thousands of requests come and go).
+    assert!(r2.observed().is_empty());
 }
 
 #[tokio::test]
@@ -617,7 +627,7 @@ async fn a_deletion_during_the_first_post_is_still_shown() {
     assert_eq!(r.tracked(), 0);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_expiry_recorded_by_a_replica_that_missed_the_approval_gives_way() {
     let (store, discord) = (Store::default(), Discord::default());
     let r = reconciler(&store, &discord);
@@ -656,7 +666,7 @@ async fn an_expiry_recorded_by_a_replica_that_missed_the_approval_gives_way() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn other_replicas_leave_the_owner_a_moment_then_take_over() {
     let (store, discord) = (Store::default(), Discord::default());
     let owner = reconciler(&store, &discord);
@@ -692,7 +702,26 @@ async fn other_replicas_leave_the_owner_a_moment_then_take_over() {
         1,
         "and looks again after HANDOFF"
     );
-    // Second look: the owner did nothing, so the other replica edits.
+    // More news within HANDOFF (a second review) does not cut the wait
+    // short: the owner is acting on it too.
+    tokio::time::advance(Duration::from_secs(2)).await;
+    reviewed.reviews.push(Review {
+        author: "b".into(),
+        approved: true,
+        reason: "ok too".into(),
+        created_unix: 0,
+    });
+    other.observe_put(reviewed.clone());
+    let key = other.queue().next().await.expect("key");
+    assert_eq!(
+        other.reconcile(&key).await.expect("defer again"),
+        Outcome::default()
+    );
+    other.queue().done(&key);
+    assert_eq!(discord.calls(), calls, "still left to the owner");
+    assert_eq!(other.queue().delayed_len(), 1, "for the rest of HANDOFF");
+    // After HANDOFF: the owner did nothing, so the other replica edits.
+    tokio::time::advance(HANDOFF - Duration::from_secs(2)).await;
     assert_eq!(other.reconcile("r1").await.expect("take over").edited, 2);
     // Had the owner done it, the second look would find nothing to do.
     owner.observe_put(reviewed);

@@ -22,6 +22,13 @@ use super::pb::teleport::accessmonitoringrules::v1::access_monitoring_rules_serv
 use super::{KIND_ACCESS_REQUEST, MIN_SERVER_VERSION, TeleportError, tls};
 use crate::config::{ConnectVia, TeleportConfig};
 
+/// The largest answer taken from Teleport, as Go clients allow by default.
+pub const MESSAGE_LIMIT: usize = 4 * 1024 * 1024;
+
+/// The largest plugin data listing taken (see [`Client::list_plugin_data`]):
+/// about 100,000 requests' entries.
+pub const PLUGIN_DATA_LIST_LIMIT: usize = 64 * 1024 * 1024;
+
 /// How to reach Auth.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -212,8 +219,7 @@ impl Client {
                 reason: error_chain(&e),
             })?;
         Ok(Self {
-            auth: AuthServiceClient::new(channel.clone())
-                .max_decoding_message_size(4 * 1024 * 1024),
+            auth: AuthServiceClient::new(channel.clone()).max_decoding_message_size(MESSAGE_LIMIT),
             amr: AccessMonitoringRulesServiceClient::new(channel),
             call_timeout: opts.call_timeout,
             identity,
@@ -404,6 +410,11 @@ impl Client {
     }
 
     /// This plugin's data on every access request that has some, by request ID.
+    ///
+    /// Teleport answers this in one message holding every entry (plugin data
+    /// outlives its request by an hour past its access expiry), so a busy
+    /// cluster's answer can pass the 4 MiB every other call allows: this one
+    /// takes up to [`PLUGIN_DATA_LIST_LIMIT`].
     pub async fn list_plugin_data(
         &self,
         plugin: &str,
@@ -411,6 +422,7 @@ impl Client {
         let seq = self
             .auth
             .clone()
+            .max_decoding_message_size(PLUGIN_DATA_LIST_LIMIT)
             .get_plugin_data(self.req(pb::types::PluginDataFilter {
                 kind: KIND_ACCESS_REQUEST.into(),
                 resource: String::new(),

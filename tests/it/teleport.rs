@@ -889,3 +889,29 @@ async fn proxy_mode_handshake_failure_explains_the_unsupported_l7_upgrade() {
     assert!(msg.contains("connection upgrade"), "{msg}");
     assert!(msg.contains("not supported"), "{msg}");
 }
+
+/// A busy cluster's plugin data listing (the sweep after a reconnect) can
+/// pass the 4 MiB every other answer is held to; it is still read whole.
+#[tokio::test]
+async fn a_plugin_data_listing_larger_than_4_mib_is_read() {
+    let env = env().await;
+    let c = env.client().await;
+    let big = "x".repeat(2000);
+    let n = 2600; // ~5.2 MB of values
+    for i in 0..n {
+        env.emu.put_plugin_data(
+            &format!("req-{i:05}"),
+            "discord",
+            &[("messages", big.as_str()), ("resolution", "")],
+        );
+    }
+    env.emu
+        .put_plugin_data("req-other", "slack", &[("messages", "elsewhere")]);
+    let all = c.list_plugin_data("discord").await.expect("listing");
+    assert_eq!(
+        all.len(),
+        n,
+        "every entry of ours, none of another plugin's"
+    );
+    assert!(all.iter().all(|(_, d)| d["messages"].len() == 2000));
+}
