@@ -1,18 +1,12 @@
 //! The real binary: CLI verbs, exit codes, and a running process driven by
 //! signals.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::time::Instant;
+use std::process::Command;
 
 use teleport_discord::emulators::sandbox::Sandbox;
 
+use crate::proc::{BIN, Proc};
 use crate::support::{ADMIN_TOKEN, config_text};
-
-const BIN: &str = env!("CARGO_BIN_EXE_teleport-discord");
 
 fn run(args: &[&str]) -> std::process::Output {
     Command::new(BIN)
@@ -154,91 +148,6 @@ fn start_reads_the_config_path_from_the_environment() {
     );
 }
 
-/// A running `teleport-discord start` whose stderr is collected line by line.
-struct Proc {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Proc {
-    fn start(config: &Path, envs: &[(&str, &str)]) -> Self {
-        let mut cmd = Command::new(BIN);
-        cmd.args(["start", "-c", config.to_str().expect("utf8")])
-            .env_remove("TELEPORT_DISCORD_CONFIG")
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (k, v) in envs {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn");
-        let stderr = child.stderr.take().expect("stderr");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().expect("lock").push(line);
-            }
-        });
-        Self { child, lines }
-    }
-
-    fn wait_for(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(l) = self
-                .lines
-                .lock()
-                .expect("lock")
-                .iter()
-                .find(|l| l.contains(needle))
-            {
-                return l.clone();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no log line with {needle:?}; got:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn log(&self) -> String {
-        self.lines.lock().expect("lock").join("\n")
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([&format!("-{sig}"), &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(ok.success());
-    }
-
-    fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "process did not exit; log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn listen_addr(line: &str) -> String {
     line.rsplit(' ').next().expect("addr").trim().to_owned()
 }
@@ -264,12 +173,12 @@ async fn sighup_reloads_and_sigterm_shuts_down() {
     .expect("write");
     let token = sandbox.discord.token();
     let mut p = Proc::start(&path, &[("TELEPORT_DISCORD_ADMIN_TOKEN", ADMIN_TOKEN)]);
-    p.wait_for("Starting Teleport Access Discord Plugin");
-    let addr = listen_addr(&p.wait_for("HTTP server listening on"));
+    p.wait_for("Starting Teleport Access Discord Plugin").await;
+    let addr = listen_addr(&p.wait_for("HTTP server listening on").await);
     let base = format!("http://{addr}");
     assert_eq!(get(&format!("{base}/healthz")).await.0, 200);
-    p.wait_for("Plugin is ready");
-    p.wait_for("Watcher connected");
+    p.wait_for("Plugin is ready").await;
+    p.wait_for("Watcher connected").await;
     // The container health check verb agrees with the server.
     assert_eq!(
         run(&["healthcheck", "--addr", &addr]).status.code(),
@@ -290,11 +199,11 @@ async fn sighup_reloads_and_sigterm_shuts_down() {
     )
     .expect("write");
     p.signal("HUP");
-    p.wait_for("Config reloaded");
+    p.wait_for("Config reloaded").await;
     // An invalid change, then SIGHUP: refused, still serving.
     std::fs::write(&path, "[teleport\n").expect("write");
     p.signal("HUP");
-    p.wait_for("Config reload failed");
+    p.wait_for("Config reload failed").await;
     let (status, metrics) = get(&format!("{base}/metrics")).await;
     assert_eq!(status, 200);
     assert!(
@@ -311,9 +220,9 @@ async fn sighup_reloads_and_sigterm_shuts_down() {
     );
 
     p.signal("TERM");
-    let status = p.wait_exit();
+    let status = p.wait_exit().await;
     assert_eq!(status.code(), Some(0), "log:\n{}", p.log());
-    p.wait_for("Successfully shut down");
+    p.wait_for("Successfully shut down").await;
 
     // At trace level no secret reached the log.
     let log = p.log();
@@ -334,10 +243,10 @@ async fn sigint_shuts_down_gracefully() {
     )
     .expect("write");
     let mut p = Proc::start(&path, &[]);
-    p.wait_for("HTTP server listening on");
+    p.wait_for("HTTP server listening on").await;
     p.signal("INT");
-    assert_eq!(p.wait_exit().code(), Some(0), "log:\n{}", p.log());
-    p.wait_for("Successfully shut down");
+    assert_eq!(p.wait_exit().await.code(), Some(0), "log:\n{}", p.log());
+    p.wait_for("Successfully shut down").await;
 }
 
 #[test]

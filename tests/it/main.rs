@@ -7,6 +7,7 @@ mod deploy;
 mod discord;
 mod http;
 mod lifecycle;
+mod proc;
 mod reliability;
 mod scenarios;
 mod security;

@@ -7,10 +7,7 @@
 //! 64 KiB body), `teleport::credentials_from_another_cluster_are_refused`
 //! (client level), `cli::sighup_reloads_and_sigterm_shuts_down`.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustls_pki_types::PrivateKeyDer;
@@ -20,138 +17,8 @@ use teleport_discord::emulators::teleport::{EmulatorOptions, TeleportEmulator};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
+use crate::proc::Proc;
 use crate::support::{ADMIN_TOKEN, TestApp};
-
-const BIN: &str = env!("CARGO_BIN_EXE_teleport-discord");
-
-/// `teleport-discord start` with stdout and stderr collected line by line.
-struct Proc {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Proc {
-    fn start(config: &Path, envs: &[(&str, &str)]) -> Self {
-        let mut cmd = Command::new(BIN);
-        cmd.args(["start", "-c", config.to_str().expect("utf8")])
-            .env_remove("TELEPORT_DISCORD_CONFIG")
-            .env_remove("TELEPORT_DISCORD_TOKEN")
-            .env_remove("TELEPORT_DISCORD_ADMIN_TOKEN")
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in envs {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let out: Box<dyn std::io::Read + Send> = Box::new(child.stdout.take().expect("stdout"));
-        let err: Box<dyn std::io::Read + Send> = Box::new(child.stderr.take().expect("stderr"));
-        for stream in [out, err] {
-            let sink = lines.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    sink.lock().expect("lock").push(line);
-                }
-            });
-        }
-        Self { child, lines }
-    }
-
-    async fn wait_for(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(l) = self
-                .lines
-                .lock()
-                .expect("lock")
-                .iter()
-                .find(|l| l.contains(needle))
-            {
-                return l.clone();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no log line with {needle:?}; got:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Waits until `n` lines contain `needle`.
-    async fn wait_for_nth(&self, needle: &str, n: usize) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let count = self
-                .lines
-                .lock()
-                .expect("lock")
-                .iter()
-                .filter(|l| l.contains(needle))
-                .count();
-            if count >= n {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "fewer than {n} log lines with {needle:?}; got:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn log(&self) -> String {
-        self.lines.lock().expect("lock").join("\n")
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([&format!("-{sig}"), &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(ok.success());
-    }
-
-    async fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "process did not exit; log:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Resident memory of the process, in KiB (`VmRSS` in `/proc/<pid>/status`).
-    fn rss_kib(&self) -> u64 {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS")
-    }
-
-    async fn base_url(&self) -> String {
-        let line = self.wait_for("HTTP server listening on").await;
-        format!("http://{}", line.rsplit(' ').next().expect("addr").trim())
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -915,3 +915,47 @@ async fn a_plugin_data_listing_larger_than_4_mib_is_read() {
     );
     assert!(all.iter().all(|(_, d)| d["messages"].len() == 2000));
 }
+
+/// As in Teleport, plugin data outlives its request's deletion and expires an
+/// hour past the request's access expiry (the emulator keeps no history for
+/// ever, so long runs see the population Teleport would hold).
+#[tokio::test]
+async fn plugin_data_outlives_its_request_until_an_hour_past_access_expiry() {
+    let env = env().await;
+    let c = env.client().await;
+    let set = |v: &str| BTreeMap::from([("messages".to_owned(), v.to_owned())]);
+    let fresh = env.emu.create_request("bob", &["editor"], "");
+    c.update_plugin_data("discord", &fresh, set("1"), BTreeMap::new())
+        .await
+        .expect("write");
+    // A request whose access expired more than an hour ago.
+    let old = env.emu.create_request("alice", &["editor"], "");
+    let mut req = env.emu.request(&old).expect("stored");
+    let past = SystemTime::now() - Duration::from_secs(3 * 3600);
+    req.spec.as_mut().expect("spec").expires = Some(prost_types::Timestamp {
+        seconds: past
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs() as i64,
+        nanos: 0,
+    });
+    env.emu.put_raw_request(req);
+    c.update_plugin_data("discord", &old, set("2"), BTreeMap::new())
+        .await
+        .expect("write");
+    env.emu.delete_request(&fresh).expect("delete");
+    assert_eq!(
+        c.get_plugin_data("discord", &fresh).await.expect("get"),
+        Some(set("1")),
+        "survives the request's deletion"
+    );
+    assert_eq!(c.get_plugin_data("discord", &old).await.expect("get"), None);
+    let ids: Vec<String> = c
+        .list_plugin_data("discord")
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(ids, [fresh]);
+}

@@ -6,7 +6,8 @@
 //! `OpInit` with a `WatchStatus` first, PUT with the full request, DELETE with a
 //! `ResourceHeader`, watch filters (`id`, `user`, `state`; other keys are
 //! InvalidArgument), review thresholds resolving requests, the exact plugin
-//! data compare-and-swap rules, and `SubmitAccessReview` author rules.
+//! data compare-and-swap rules, plugin data that outlives its request until an
+//! hour past the request's access expiry, and `SubmitAccessReview` author rules.
 //!
 //! Simplification: a request is denied when any threshold's deny count is
 //! reached and approved when every threshold's approve count is reached
@@ -124,6 +125,10 @@ impl Default for Permissions {
 pub(crate) struct State {
     requests: BTreeMap<String, AccessRequestV3>,
     plugin_data: BTreeMap<String, BTreeMap<String, BTreeMap<String, String>>>,
+    /// When each resource's plugin data expires (set when it is created: the
+    /// request's access expiry + 1 h, as Teleport does, so it outlives the
+    /// request's deletion); none for data written with `put_plugin_data`.
+    plugin_data_expires: BTreeMap<String, SystemTime>,
     rules: BTreeMap<String, pb::teleport::accessmonitoringrules::v1::AccessMonitoringRule>,
     roles: BTreeMap<String, pb::types::RoleV6>,
     watchers: Vec<WatcherEntry>,

@@ -39,7 +39,24 @@ fn state_name(v: i32) -> &'static str {
     }
 }
 
+/// How long plugin data outlives its request's access expiry.
+pub(crate) const PLUGIN_DATA_GRACE: Duration = Duration::from_secs(3600);
+
 impl State {
+    /// Drops plugin data whose expiry has passed (Teleport's backend expires it).
+    pub(crate) fn expire_plugin_data(&mut self, now: SystemTime) {
+        let gone: Vec<String> = self
+            .plugin_data_expires
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(res, _)| res.clone())
+            .collect();
+        for res in gone {
+            self.plugin_data_expires.remove(&res);
+            self.plugin_data.remove(&res);
+        }
+    }
+
     pub(crate) fn put_request(&mut self, req: AccessRequestV3) {
         let id = req
             .metadata
@@ -292,6 +309,19 @@ pub(crate) struct AuthSvc {
 
 impl AuthSvc {
     /// Counts the call and refuses it during an emulated outage.
+    /// Checks a plugin data kind, then locks the state with expired
+    /// plugin data dropped.
+    fn plugin_data_state(&self, kind: &str) -> Result<std::sync::MutexGuard<'_, State>, Status> {
+        if kind != "access_request" && kind != "access_list" {
+            return Err(Status::invalid_argument(format!(
+                "unsupported resource kind {kind:?}"
+            )));
+        }
+        let mut st = self.shared.lock();
+        st.expire_plugin_data(SystemTime::now());
+        Ok(st)
+    }
+
     fn enter(&self, method: &'static str) -> Result<(), Status> {
         let mut st = self.shared.lock();
         *st.calls.entry(method).or_default() += 1;
@@ -538,13 +568,7 @@ impl AuthService for AuthSvc {
         self.enter("GetPluginData")?;
         caller(&req)?;
         let f = req.into_inner();
-        if f.kind != "access_request" && f.kind != "access_list" {
-            return Err(Status::invalid_argument(format!(
-                "unsupported resource kind {:?}",
-                f.kind
-            )));
-        }
-        let st = self.shared.lock();
+        let st = self.plugin_data_state(&f.kind)?;
         let seq = st
             .plugin_data
             .iter()
@@ -585,24 +609,30 @@ impl AuthService for AuthSvc {
         self.enter("UpdatePluginData")?;
         caller(&req)?;
         let p = req.into_inner();
-        if p.kind != "access_request" && p.kind != "access_list" {
-            return Err(Status::invalid_argument(format!(
-                "unsupported resource kind {:?}",
-                p.kind
-            )));
-        }
-        let mut st = self.shared.lock();
+        let mut st = self.plugin_data_state(&p.kind)?;
         if !st.permissions().write_plugin_data {
             return Err(Status::permission_denied(
                 "access denied to perform action \"update\" on \"access_plugin_data\"",
             ));
         }
         let exists = st.plugin_data.contains_key(&p.resource);
-        if !exists && !st.requests.contains_key(&p.resource) {
-            return Err(Status::not_found(format!(
-                "access_request \"{}\" not found",
-                p.resource
-            )));
+        if !exists {
+            let Some(req) = st.requests.get(&p.resource) else {
+                return Err(Status::not_found(format!(
+                    "access_request \"{}\" not found",
+                    p.resource
+                )));
+            };
+            let access_expiry = req
+                .spec
+                .as_ref()
+                .and_then(|s| s.expires.as_ref())
+                .and_then(|t| u64::try_from(t.seconds).ok())
+                .map(|secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
+            if let Some(at) = access_expiry {
+                st.plugin_data_expires
+                    .insert(p.resource.clone(), at + PLUGIN_DATA_GRACE);
+            }
         }
         let current = st
             .plugin_data
@@ -637,6 +667,7 @@ impl AuthService for AuthSvc {
         }
         if entries.is_empty() {
             st.plugin_data.remove(&p.resource);
+            st.plugin_data_expires.remove(&p.resource);
         }
         Ok(Response::new(()))
     }
