@@ -263,7 +263,8 @@ pub struct Reconciler<P, M> {
     deferred: Mutex<HashMap<String, Instant>>,
     /// This replica's name in `discord_owner` (random per process).
     replica: String,
-    /// Role → logins, as `GetRole` answered, for [`ROLE_CACHE_TTL`].
+    /// Role → logins, as `GetRole` answered, for [`ROLE_CACHE_TTL`] (a
+    /// refusal is kept as "none").
     role_cache: Mutex<HashMap<String, CachedLogins>>,
     rules: Mutex<RuleSet>,
     queue: WorkQueue<String>,
@@ -698,6 +699,16 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
                 Ok(None) => {}
                 Err(StoreError::Forbidden(e)) => {
                     tracing::warn!(request_id = %req.id, error = %e, "Missing permissions to get logins by role. Please add role.read to the associated role.");
+                    // Remembered like an answer: one GetRole (and one
+                    // warning) per role a minute, not one per request.
+                    let now = tokio::time::Instant::now();
+                    let mut cache = self
+                        .role_cache
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    for r in &req.roles {
+                        cache.insert(r.clone(), (now, None));
+                    }
                     return BTreeMap::new();
                 }
                 Err(e) => {

@@ -10,10 +10,16 @@ use arc_swap::ArcSwap;
 use super::*;
 use crate::config::{self, Config};
 
+/// What `GetRole` answers for logins.
+type RoleAnswer = Result<Option<Vec<String>>, StoreError>;
+
 #[derive(Debug, Default, Clone)]
 struct Store {
     data: Arc<Mutex<HashMap<String, BTreeMap<String, String>>>>,
     writes: Arc<Mutex<usize>>,
+    /// What `role_logins` answers (none: `Ok(None)`), and how often it was asked.
+    role_answer: Arc<Mutex<Option<RoleAnswer>>>,
+    role_calls: Arc<Mutex<usize>>,
 }
 
 impl PluginDataStore for Store {
@@ -55,6 +61,10 @@ impl PluginDataStore for Store {
         }
         *self.writes.lock().unwrap() += 1;
         Ok(())
+    }
+    async fn role_logins(&self, _role: &str) -> Result<Option<Vec<String>>, StoreError> {
+        *self.role_calls.lock().unwrap() += 1;
+        self.role_answer.lock().unwrap().clone().unwrap_or(Ok(None))
     }
 }
 
@@ -803,5 +813,38 @@ fn nonces_are_short_and_distinct() {
             "0bcc8e0c-6a62-4d4e-a7f5-0b5c4a3e7f10",
             "1234567890123456780"
         )
+    );
+}
+
+#[tokio::test]
+async fn role_logins_are_asked_once_per_role_a_minute_even_when_refused() {
+    let (store, discord) = (Store::default(), Discord::default());
+    *store.role_answer.lock().unwrap() = Some(Ok(Some(vec!["root".into()])));
+    let r = reconciler(&store, &discord);
+    for id in ["r1", "r2"] {
+        r.observe_put(request(id));
+        r.reconcile(id).await.expect("post");
+    }
+    assert_eq!(*store.role_calls.lock().unwrap(), 1, "cached per role");
+    assert_eq!(stored(&store, "r2").logins_by_role["editor"], ["root"]);
+
+    // Without `role: read`: no logins, and not a GetRole (and a warning) per request.
+    let (store, discord) = (Store::default(), Discord::default());
+    *store.role_answer.lock().unwrap() = Some(Err(StoreError::Forbidden("role read".into())));
+    let r = reconciler(&store, &discord);
+    for id in ["r1", "r2", "r3"] {
+        r.observe_put(request(id));
+        r.reconcile(id).await.expect("post");
+    }
+    assert_eq!(
+        *store.role_calls.lock().unwrap(),
+        1,
+        "the refusal is remembered"
+    );
+    assert!(stored(&store, "r3").logins_by_role.is_empty());
+    assert_eq!(
+        discord.in_channel("1001").len(),
+        3,
+        "every request still posted"
     );
 }
