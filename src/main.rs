@@ -33,12 +33,9 @@ fn main() -> ExitCode {
         }
         Command::Emulators(args) => {
             let _ = rustls::crypto::ring::default_provider().install_default();
-            let rt = match tokio::runtime::Runtime::new() {
+            let rt = match runtime() {
                 Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("error: cannot start the async runtime: {e}");
-                    return exit(EXIT_FAILURE);
-                }
+                Err(code) => return code,
             };
             match rt.block_on(teleport_discord::emulators::sandbox::run_until_signal(
                 &args.dir,
@@ -64,12 +61,9 @@ fn main() -> ExitCode {
         }
         Command::Demo(args) => {
             let _ = rustls::crypto::ring::default_provider().install_default();
-            let rt = match tokio::runtime::Runtime::new() {
+            let rt = match runtime() {
                 Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("error: cannot start the async runtime: {e}");
-                    return exit(EXIT_FAILURE);
-                }
+                Err(code) => return code,
             };
             match rt.block_on(teleport_discord::demo::run((&args).into())) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -109,12 +103,9 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             let _ = rustls::crypto::ring::default_provider().install_default();
-            let report = match tokio::runtime::Runtime::new() {
+            let report = match runtime() {
                 Ok(rt) => rt.block_on(teleport_discord::check::connectivity(&loaded.config)),
-                Err(e) => {
-                    eprintln!("error: cannot start the async runtime: {e}");
-                    return exit(EXIT_FAILURE);
-                }
+                Err(code) => return code,
             };
             print!("{}", report.text);
             if report.ok {
@@ -139,12 +130,9 @@ fn main() -> ExitCode {
                     return exit(EXIT_USAGE);
                 }
             };
-            let runtime = match tokio::runtime::Runtime::new() {
+            let runtime = match runtime() {
                 Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("error: cannot start the async runtime: {e}");
-                    return exit(EXIT_FAILURE);
-                }
+                Err(code) => return code,
             };
             let options = app::RunOptions {
                 env: Arc::new(ProcessEnv),
@@ -161,6 +149,14 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// A Tokio runtime, or the exit code after saying why there is none.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Runtime::new().map_err(|e| {
+        eprintln!("error: cannot start the async runtime: {e}");
+        exit(EXIT_FAILURE)
+    })
 }
 
 fn exit(code: i32) -> ExitCode {

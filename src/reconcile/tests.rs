@@ -520,20 +520,25 @@ async fn permanent_failure_drops_the_channel_and_retryable_failure_retries() {
     );
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_crash_after_posting_is_repaired_without_a_duplicate() {
+/// `id` posted by a replica that died before recording the messages: the
+/// claim stays, the recorded messages do not.
+async fn posted_but_not_recorded(id: &str) -> (Store, Discord) {
     let (store, discord) = (Store::default(), Discord::default());
     let r = reconciler(&store, &discord);
-    r.observe_put(request("r1"));
-    r.reconcile("r1").await.expect("post");
-    // Simulate a replica that posted but died before recording: drop the
-    // recorded messages, keep the claim.
+    r.observe_put(request(id));
+    r.reconcile(id).await.expect("post");
     {
         let mut all = store.data.lock().unwrap();
-        let e = all.get_mut("r1").expect("data");
+        let e = all.get_mut(id).expect("data");
         e.remove("messages");
         e.remove("discord_rendered");
     }
+    (store, discord)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_crash_after_posting_is_repaired_without_a_duplicate() {
+    let (store, discord) = posted_but_not_recorded("r1").await;
     let r2 = reconciler(&store, &discord);
     r2.observe_put(request("r1"));
     as_other_replica(&r2, "r1").await;
@@ -547,17 +552,7 @@ async fn a_crash_after_posting_is_repaired_without_a_duplicate() {
 
 #[tokio::test(start_paused = true)]
 async fn a_request_deleted_after_an_unrecorded_post_still_shows_expired() {
-    let (store, discord) = (Store::default(), Discord::default());
-    let r = reconciler(&store, &discord);
-    r.observe_put(request("r1"));
-    r.reconcile("r1").await.expect("post");
-    // Posted, then the poster died before recording the messages.
-    {
-        let mut all = store.data.lock().unwrap();
-        let e = all.get_mut("r1").expect("data");
-        e.remove("messages");
-        e.remove("discord_rendered");
-    }
+    let (store, discord) = posted_but_not_recorded("r1").await;
     let r2 = reconciler(&store, &discord);
     r2.observe_delete("r1");
     as_other_replica(&r2, "r1").await;

@@ -391,19 +391,9 @@ impl Client {
         plugin: &str,
         request_id: &str,
     ) -> Result<Option<BTreeMap<String, String>>, TeleportError> {
-        let seq = self
-            .auth
-            .clone()
-            .get_plugin_data(self.req(pb::types::PluginDataFilter {
-                kind: KIND_ACCESS_REQUEST.into(),
-                resource: request_id.into(),
-                plugin: plugin.into(),
-            }))
-            .await
-            .map_err(|s| rpc_error("GetPluginData", &s))?
-            .into_inner();
-        Ok(seq
-            .plugin_data
+        Ok(self
+            .fetch_plugin_data(plugin, request_id, MESSAGE_LIMIT)
+            .await?
             .into_iter()
             .find_map(|pd| pd.spec.and_then(|mut s| s.entries.remove(plugin)))
             .map(|e| e.data.into_iter().collect()))
@@ -419,20 +409,9 @@ impl Client {
         &self,
         plugin: &str,
     ) -> Result<Vec<(String, BTreeMap<String, String>)>, TeleportError> {
-        let seq = self
-            .auth
-            .clone()
-            .max_decoding_message_size(PLUGIN_DATA_LIST_LIMIT)
-            .get_plugin_data(self.req(pb::types::PluginDataFilter {
-                kind: KIND_ACCESS_REQUEST.into(),
-                resource: String::new(),
-                plugin: plugin.into(),
-            }))
-            .await
-            .map_err(|s| rpc_error("GetPluginData", &s))?
-            .into_inner();
-        Ok(seq
-            .plugin_data
+        Ok(self
+            .fetch_plugin_data(plugin, "", PLUGIN_DATA_LIST_LIMIT)
+            .await?
             .into_iter()
             .filter_map(|pd| {
                 let resource = pd.metadata.map(|m| m.name)?;
@@ -440,6 +419,29 @@ impl Client {
                 Some((resource, data.data.into_iter().collect()))
             })
             .collect())
+    }
+
+    /// `GetPluginData` for access requests: one (`resource`) or all (`""`),
+    /// taking answers up to `limit` bytes.
+    async fn fetch_plugin_data(
+        &self,
+        plugin: &str,
+        resource: &str,
+        limit: usize,
+    ) -> Result<Vec<pb::types::PluginDataV3>, TeleportError> {
+        Ok(self
+            .auth
+            .clone()
+            .max_decoding_message_size(limit)
+            .get_plugin_data(self.req(pb::types::PluginDataFilter {
+                kind: KIND_ACCESS_REQUEST.into(),
+                resource: resource.into(),
+                plugin: plugin.into(),
+            }))
+            .await
+            .map_err(|s| rpc_error("GetPluginData", &s))?
+            .into_inner()
+            .plugin_data)
     }
 
     /// Compare-and-swap update of this plugin's data on an access request.
