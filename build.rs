@@ -1,6 +1,7 @@
 //! Build script: records the git commit and compiler version for `version`,
 //! and compiles `proto/*.proto` (our own trimmed Teleport protos) with protox
-//! and tonic-prost-build into client and server stubs (no `protoc` needed).
+//! and tonic-prost-build into client stubs (no `protoc` needed). The testkit
+//! compiles the same files into server stubs for its emulator.
 use std::process::Command;
 
 fn main() {
@@ -46,7 +47,7 @@ fn compile_protos() {
     };
     if let Err(e) = tonic_prost_build::configure()
         .build_client(true)
-        .build_server(true)
+        .build_server(false)
         .compile_fds(fds)
     {
         panic!("generating gRPC code: {e}");

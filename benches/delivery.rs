@@ -18,9 +18,9 @@ use teleport_discord::discord::{
     ClientOptions, Delivery, DiscordClient, DiscordMetrics, MessagePayload, Op, QueueOptions,
     nonce_for,
 };
-use teleport_discord::emulators::discord::{DiscordEmulator, EmulatorConfig};
 use teleport_discord::metrics::ProcessStats;
 use teleport_discord::secret::Secret;
+use teleport_discord_testkit::discord::{DiscordEmulator, EmulatorConfig};
 use tokio::time::Instant;
 
 const L: u64 = 5;

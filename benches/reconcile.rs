@@ -15,10 +15,10 @@ use std::time::Duration;
 
 use teleport_discord::app::{self, RunOptions};
 use teleport_discord::config::{self, ProcessEnv};
-use teleport_discord::emulators::discord::EmulatorConfig;
-use teleport_discord::emulators::sandbox::Sandbox;
 use teleport_discord::logging::LogHandle;
 use teleport_discord::metrics::ProcessStats;
+use teleport_discord_testkit::discord::EmulatorConfig;
+use teleport_discord_testkit::sandbox::Sandbox;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 

@@ -33,9 +33,11 @@ pub enum Command {
     /// Validate a configuration file (listing every problem), then connect to Teleport and Discord and report what works.
     Check(CheckArgs),
     /// Run the Teleport and Discord emulators and write a config for `start` (for tests and trying things out).
+    #[cfg(feature = "demo")]
     #[command(hide = true)]
     Emulators(EmulatorsArgs),
     /// Run replicas of `start` against the emulators while injecting faults, then check nothing was lost (see RELIABILITY.md).
+    #[cfg(feature = "demo")]
     #[command(hide = true)]
     Chaos(ChaosArgs),
     /// Probe a running instance's /healthz (for container health checks; exits 0 when healthy).
@@ -65,6 +67,7 @@ pub struct DemoArgs {
 }
 
 /// Flags of `emulators`.
+#[cfg(feature = "demo")]
 #[derive(Debug, clap::Args)]
 pub struct EmulatorsArgs {
     /// Directory for credentials and the config file.
@@ -76,6 +79,7 @@ pub struct EmulatorsArgs {
 }
 
 /// Flags of `chaos`.
+#[cfg(feature = "demo")]
 #[derive(Debug, clap::Args)]
 pub struct ChaosArgs {
     /// Access requests to create.

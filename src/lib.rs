@@ -17,11 +17,10 @@
 //! - [`service`]: the pipeline: Teleport watch → reconciler → Discord delivery.
 //! - [`app`]: the long-running service (`start`): listener, signals, reload, shutdown.
 //! - [`check`]: the connectivity part of `teleport-discord check`.
-//! - [`demo`]: `teleport-discord demo`: the service against both emulators, a scripted story, a page.
+//! - `demo` (feature `demo`): hands the service to the testkit's `demo`.
 //! - [`cli`]: command-line definitions shared by `main.rs` and tests.
 //! - [`version`]: build identification.
 //! - [`discord`]: the Discord REST client, rate limiter and delivery queue.
-//! - [`emulators`]: Teleport and Discord stand-ins for tests and `demo`.
 //! - [`teleport`]: the Teleport gRPC client, credentials and the supervised watch.
 
 pub mod amr;
@@ -30,9 +29,9 @@ pub mod backoff;
 pub mod check;
 pub mod cli;
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod discord;
-pub mod emulators;
 pub mod healthcheck;
 pub mod http;
 pub mod logging;

@@ -31,47 +31,33 @@ fn main() -> ExitCode {
             println!("{}", version::version_line());
             ExitCode::SUCCESS
         }
+        #[cfg(feature = "demo")]
         Command::Emulators(args) => {
             let _ = rustls::crypto::ring::default_provider().install_default();
-            let rt = match runtime() {
-                Ok(rt) => rt,
-                Err(code) => return code,
-            };
-            match rt.block_on(teleport_discord::emulators::sandbox::run_until_signal(
-                &args.dir,
-                &args.extra,
-            )) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    exit(EXIT_FAILURE)
-                }
+            match runtime() {
+                Ok(rt) => exit(rt.block_on(teleport_discord::demo::run_emulators(&args))),
+                Err(code) => code,
             }
         }
+        #[cfg(feature = "demo")]
         Command::Chaos(args) => {
             let _ = rustls::crypto::ring::default_provider().install_default();
-            match teleport_discord::emulators::chaos::run_cli(args) {
-                Ok(true) => ExitCode::SUCCESS,
-                Ok(false) => exit(EXIT_FAILURE),
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    exit(EXIT_FAILURE)
-                }
-            }
+            exit(teleport_discord::demo::run_chaos(args))
         }
+        #[cfg(feature = "demo")]
         Command::Demo(args) => {
             let _ = rustls::crypto::ring::default_provider().install_default();
-            let rt = match runtime() {
-                Ok(rt) => rt,
-                Err(code) => return code,
-            };
-            match rt.block_on(teleport_discord::demo::run((&args).into())) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    exit(e.exit_code())
-                }
+            match runtime() {
+                Ok(rt) => exit(rt.block_on(teleport_discord::demo::run_demo(&args))),
+                Err(code) => code,
             }
+        }
+        #[cfg(not(feature = "demo"))]
+        Command::Demo(_) => {
+            eprintln!(
+                "error: this build has no demo: it was built without the emulators (cargo feature `demo`), as the container image is; run `cargo run --release -- demo` from a clone of the repository"
+            );
+            exit(EXIT_USAGE)
         }
         Command::Healthcheck(args) => {
             let timeout = std::time::Duration::from_secs(args.timeout.max(1));

@@ -20,8 +20,6 @@ use std::collections::BTreeMap;
 
 /// The plugin name under which the data is stored.
 pub const PLUGIN_NAME: &str = "discord";
-/// The resource kind.
-pub const KIND: &str = "access_request";
 
 /// Keys this module reads and writes (so [`PluginData::encode`] can clear them).
 const KNOWN_KEYS: [&str; 13] = [

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::hash::Hash;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -222,12 +222,10 @@ impl<K: Clone + Eq + Hash + Ord> WorkQueue<K> {
     }
 }
 
-/// A shared queue.
-pub type SharedQueue<K> = Arc<WorkQueue<K>>;
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[tokio::test(start_paused = true)]
     async fn dedups_and_orders() {

@@ -397,7 +397,7 @@ fn json_len(v: Option<&serde_json::Value>) -> usize {
 /// The payload we send (create with nonce, and edit) passes the emulator's
 /// validator and every documented limit, and pings nobody.
 fn assert_payload_fits(b: &MessageBody, id: &str) {
-    use crate::emulators::discord::validate::{Kind, validate};
+    use teleport_discord_testkit::discord::validate::{Kind, validate};
     let payload = serde_json::to_value(crate::service::to_payload(b)).expect("json");
     assert!(json_len(payload.get("content")) <= CONTENT_LIMIT);
     let embeds = payload["embeds"].as_array().cloned().unwrap_or_default();

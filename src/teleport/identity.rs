@@ -19,7 +19,6 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rustls::sign::CertifiedKey;
@@ -518,6 +517,3 @@ fn build(
         warnings,
     })
 }
-
-/// Shared, swappable identity (for refresh).
-pub type SharedIdentity = Arc<Identity>;

@@ -47,7 +47,7 @@ pub use model::{
 };
 pub use watch::{WatchConfig, WatchHandle, WatchMetrics, Watcher};
 
-/// Generated protobuf and gRPC code (client and server stubs).
+/// Generated protobuf and gRPC client code.
 #[allow(
     missing_docs,
     unreachable_pub,

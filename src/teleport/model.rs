@@ -38,11 +38,6 @@ impl RequestState {
         }
     }
 
-    /// Whether the request is resolved (approved, denied or promoted).
-    pub fn is_resolved(self) -> bool {
-        matches!(self, Self::Approved | Self::Denied | Self::Promoted)
-    }
-
     /// From the wire enum value.
     pub fn from_i32(v: i32) -> Result<Self, TeleportError> {
         match pb::types::RequestState::try_from(v) {

@@ -12,7 +12,7 @@ use super::client::version_at_least;
 use super::identity::{parse_identity_file, parse_triple};
 use super::model::{RequestState, WatchEvent, event_from_pb};
 use super::*;
-use crate::emulators::teleport::pki::{Pki, identity_file};
+use teleport_discord_testkit::teleport::pki::{Pki, identity_file};
 
 // ---- a tiny independent protobuf encoder -------------------------------------------
 
@@ -372,17 +372,6 @@ fn role_decodes_request_and_review_conditions() {
     assert_eq!(allow.review_requests.unwrap().roles, ["dev"]);
 }
 
-#[test]
-fn service_paths_are_teleports() {
-    // The generated client must call `/proto.AuthService/...`: check the descriptor names.
-    use pb::proto::auth_service_server::SERVICE_NAME;
-    assert_eq!(SERVICE_NAME, "proto.AuthService");
-    assert_eq!(
-        pb::teleport::accessmonitoringrules::v1::access_monitoring_rules_service_server::SERVICE_NAME,
-        "teleport.accessmonitoringrules.v1.AccessMonitoringRulesService"
-    );
-}
-
 // ---- versions, env, classification -------------------------------------------------
 
 #[test]
@@ -445,7 +434,10 @@ fn routing_alpn_encodes_the_cluster_in_hex() {
         "teleport-auth@6578616d706c652e636f6d.teleport.cluster.local"
     );
     assert_eq!(
-        tls::cluster_from_routing_alpn(&tls::auth_routing_alpn("a.b")).as_deref(),
+        teleport_discord_testkit::teleport::proxy::cluster_from_routing_alpn(
+            &tls::auth_routing_alpn("a.b")
+        )
+        .as_deref(),
         Some("a.b")
     );
     assert_eq!(tls::alpn_protocols(false, "x"), vec![b"h2".to_vec()]);
@@ -470,7 +462,7 @@ fn pki() -> Pki {
     Pki::new("example.com").unwrap()
 }
 
-fn valid(p: &mut Pki) -> crate::emulators::teleport::pki::IssuedCert {
+fn valid(p: &mut Pki) -> teleport_discord_testkit::teleport::pki::IssuedCert {
     let now = SystemTime::now();
     p.issue_client(
         "access-plugin",

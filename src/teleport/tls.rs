@@ -24,13 +24,6 @@ pub fn auth_routing_alpn(cluster: &str) -> String {
     )
 }
 
-/// Decodes the cluster name from a routing ALPN value (used by the emulated Proxy).
-pub fn cluster_from_routing_alpn(alpn: &str) -> Option<String> {
-    let rest = alpn.strip_prefix(AUTH_ROUTING_PREFIX)?;
-    let hex_part = rest.strip_suffix(API_DOMAIN)?.strip_suffix('.')?;
-    String::from_utf8(hex::decode(hex_part).ok()?).ok()
-}
-
 /// ALPN protocols to offer: `h2` only directly, routing value first through a Proxy.
 pub fn alpn_protocols(via_proxy: bool, cluster: &str) -> Vec<Vec<u8>> {
     let mut v = Vec::with_capacity(2);

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use teleport_discord::emulators::sandbox::Sandbox;
+use teleport_discord_testkit::sandbox::Sandbox;
 
 use crate::proc::{BIN, Proc};
 use crate::support::{ADMIN_TOKEN, config_text};

@@ -9,11 +9,11 @@ use teleport_discord::discord::{
     ActionRow, Button, ClientOptions, Delivery, DeliveryError, DiscordClient, DiscordError,
     DiscordMetrics, Embed, MessagePayload, Op, QueueOptions, nonce_for,
 };
-use teleport_discord::emulators::discord::{
-    DiscordEmulator, EmulatorConfig, Faults, MESSAGE_BUCKET, Scope,
-};
 use teleport_discord::readiness::Readiness;
 use teleport_discord::secret::Secret;
+use teleport_discord_testkit::discord::{
+    DiscordEmulator, EmulatorConfig, Faults, MESSAGE_BUCKET, Scope,
+};
 use tokio::time::Instant;
 
 const WINDOW: Duration = Duration::from_millis(300);

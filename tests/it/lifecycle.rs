@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use teleport_discord::emulators::sandbox::Sandbox;
+use teleport_discord_testkit::sandbox::Sandbox;
 
 use crate::support::{TestApp, eventually, status_line};
 
@@ -195,7 +195,7 @@ async fn without_rule_permissions_the_config_routes() {
         .await
         .expect("emulators");
     sb.teleport
-        .set_permissions(teleport_discord::emulators::teleport::Permissions {
+        .set_permissions(teleport_discord_testkit::teleport::Permissions {
             write_plugin_data: true,
             read_access_monitoring_rules: false,
             ..Default::default()

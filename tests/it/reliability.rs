@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use teleport_discord::emulators::chaos::{self, ChaosOptions, ChaosReport, Fault};
+use teleport_discord_testkit::chaos::{self, ChaosOptions, ChaosReport, Fault};
 
 async fn chaos_run(faults: &[Fault], requests: usize, seed: u64) -> ChaosReport {
     let dir = tempfile::tempdir().expect("tempdir");

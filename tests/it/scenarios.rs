@@ -6,10 +6,10 @@
 
 use std::time::Duration;
 
-use teleport_discord::emulators::discord::EmulatorConfig;
-use teleport_discord::emulators::sandbox::Sandbox;
-use teleport_discord::emulators::teleport::Permissions;
-use teleport_discord::emulators::teleport::proxy::EmulatedProxy;
+use teleport_discord_testkit::discord::EmulatorConfig;
+use teleport_discord_testkit::sandbox::Sandbox;
+use teleport_discord_testkit::teleport::Permissions;
+use teleport_discord_testkit::teleport::proxy::EmulatedProxy;
 
 use crate::support::{ADMIN_TOKEN, TestApp, eventually, status_line};
 

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject;
-use teleport_discord::emulators::sandbox::Sandbox;
-use teleport_discord::emulators::teleport::{EmulatorOptions, TeleportEmulator};
+use teleport_discord_testkit::sandbox::Sandbox;
+use teleport_discord_testkit::teleport::{EmulatorOptions, TeleportEmulator};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 

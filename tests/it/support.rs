@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use teleport_discord::app::{self, RunOptions};
 use teleport_discord::config::{self, ProcessEnv};
-use teleport_discord::emulators::sandbox::Sandbox;
 use teleport_discord::logging::LogHandle;
+use teleport_discord_testkit::sandbox::Sandbox;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) const ADMIN_TOKEN: &str = "test-admin-token-0123456789";

@@ -8,8 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use teleport_discord::backoff::Backoff;
-use teleport_discord::emulators::teleport::proxy::EmulatedProxy;
-use teleport_discord::emulators::teleport::{EmulatorOptions, Permissions, TeleportEmulator};
 use teleport_discord::readiness::Readiness;
 use teleport_discord::teleport::check::check_with;
 use teleport_discord::teleport::client::ReviewInput;
@@ -18,6 +16,8 @@ use teleport_discord::teleport::{
     Client, ConnectOptions, CredentialSource, Mode, RequestState, TeleportError, WatchConfig,
     WatchEvent, WatchMetrics,
 };
+use teleport_discord_testkit::teleport::proxy::EmulatedProxy;
+use teleport_discord_testkit::teleport::{EmulatorOptions, Permissions, TeleportEmulator};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -693,7 +693,7 @@ async fn expired_credentials_stop_the_start() {
     let path = dir.path().join("identity");
     std::fs::write(
         &path,
-        teleport_discord::emulators::teleport::pki::identity_file(
+        teleport_discord_testkit::teleport::pki::identity_file(
             &cert,
             env.emu.cluster_name(),
             &[env.emu.ca_pem()],
@@ -724,7 +724,7 @@ async fn http_control_api_drives_the_emulator() {
         .await
         .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let app = teleport_discord::emulators::teleport::control::router(emu.clone());
+    let app = teleport_discord_testkit::teleport::control::router(emu.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
     let http = reqwest::Client::new();
     let created: serde_json::Value = http

@@ -851,34 +851,25 @@ fn judge(run: &Run, tracked: &[Tracked]) -> ChaosReport {
     r
 }
 
-/// The `chaos` verb: runs, prints the report, returns whether it was clean.
-pub fn run_cli(args: crate::cli::ChaosArgs) -> Result<bool, ChaosError> {
+/// The `chaos` verb: runs in `dir` (a temporary directory, removed
+/// afterwards, when `None`) with the options `options(binary, dir)` makes
+/// (`binary`: this executable), prints the report, writes it as JSON to
+/// `json`; returns whether the run was clean.
+pub fn run_cli(
+    dir: Option<PathBuf>,
+    json: Option<PathBuf>,
+    options: impl FnOnce(PathBuf, PathBuf) -> ChaosOptions,
+) -> Result<bool, ChaosError> {
     let binary = std::env::current_exe()?;
     let tmp;
-    let dir = match &args.dir {
-        Some(d) => d.clone(),
+    let dir = match dir {
+        Some(d) => d,
         None => {
-            tmp = crate::demo::TempDir::create_for("chaos")?;
+            tmp = crate::util::TempDir::create_for("chaos")?;
             tmp.path().to_owned()
         }
     };
-    let opts = ChaosOptions {
-        requests: args.requests,
-        rate: args.rate,
-        replicas: args.replicas,
-        channels: args.channels.max(1),
-        fault_every: Duration::from_millis(args.fault_every_ms.max(50)),
-        settle_timeout: Duration::from_secs(args.settle_timeout),
-        seed: args.seed,
-        faults: if args.no_faults {
-            Vec::new()
-        } else {
-            Fault::ALL.to_vec()
-        },
-        sample_every: Duration::from_secs(args.sample_every.max(1)),
-        expire_after: args.expire_after.map(Duration::from_secs),
-        ..ChaosOptions::new(binary, &dir)
-    };
+    let opts = options(binary, dir.clone());
     println!(
         "chaos: {} requests at {}/s, {} replicas, {} channels, a fault every ~{} ms, seed {}; files in {}",
         opts.requests,
@@ -892,7 +883,7 @@ pub fn run_cli(args: crate::cli::ChaosArgs) -> Result<bool, ChaosError> {
     let rt = tokio::runtime::Runtime::new()?;
     let report = rt.block_on(run(opts))?;
     println!("{}", report.summary());
-    if let Some(path) = &args.json {
+    if let Some(path) = &json {
         let json = serde_json::to_string_pretty(&report).map_err(std::io::Error::other)?;
         std::fs::write(path, json)?;
     }

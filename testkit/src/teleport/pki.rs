@@ -11,7 +11,7 @@ use rcgen::{
 };
 
 use super::EmulatorError;
-use crate::teleport::API_DOMAIN;
+use crate::util::API_DOMAIN;
 
 /// A client certificate and its key, PEM.
 #[derive(Clone)]

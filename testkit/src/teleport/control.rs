@@ -23,7 +23,6 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::{EmulatorError, TeleportEmulator};
-use crate::teleport::model::AccessRequest;
 
 #[derive(Debug, Deserialize)]
 struct CreateBody {
@@ -103,15 +102,18 @@ async fn list(State(emu): State<Arc<TeleportEmulator>>) -> Reply {
         .requests
         .values()
         .cloned()
-        .filter_map(|r| AccessRequest::try_from(r).ok())
-        .map(|r| RequestView {
-            state: r.state.as_str(),
-            reviews: r.reviews.len(),
-            id: r.id,
-            user: r.user,
-            roles: r.roles,
-            request_reason: r.request_reason,
-            resolve_reason: r.resolve_reason,
+        .map(|r| {
+            let spec = r.spec.unwrap_or_default();
+            RequestView {
+                id: r.metadata.map(|m| m.name).unwrap_or_default(),
+                state: crate::pb::types::RequestState::try_from(spec.state)
+                    .map_or("NONE", |s| s.as_str_name()),
+                reviews: spec.reviews.len(),
+                user: spec.user,
+                roles: spec.roles,
+                request_reason: spec.request_reason,
+                resolve_reason: spec.resolve_reason,
+            }
         })
         .collect();
     ok(serde_json::json!(views))

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::Out;
-use crate::emulators::discord::{DiscordEmulator, StoredMessage};
+use crate::discord::{DiscordEmulator, StoredMessage};
 
 /// How often the Discord emulator is read.
 const POLL: Duration = Duration::from_millis(25);

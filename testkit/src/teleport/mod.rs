@@ -27,7 +27,7 @@ mod service;
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use tokio::net::TcpListener;
@@ -35,13 +35,16 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
-use crate::teleport::model::time_to_pb;
-use crate::teleport::pb;
-use crate::teleport::pb::types::AccessRequestV3;
+use crate::pb;
+use crate::pb::types::AccessRequestV3;
+use crate::util::timestamp as time_to_pb;
 use pki::{IssuedCert, Pki};
 
 /// The plugin's Teleport user.
 pub const PLUGIN_USER: &str = "access-plugin";
+
+/// The plugin name the service stores its plugin data under.
+pub const PLUGIN_NAME: &str = "discord";
 
 /// Emulator failures.
 #[derive(Debug, thiserror::Error)]
@@ -152,7 +155,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::util::lock(&self.state)
     }
 }
 
@@ -252,18 +255,8 @@ impl TeleportEmulator {
     }
 
     fn write_credentials(&self) -> Result<(), EmulatorError> {
-        let cert = self
-            .shared
-            .current
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        let ca = self
-            .shared
-            .pki
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .ca_pem();
+        let cert = crate::util::lock(&self.shared.current).clone();
+        let ca = crate::util::lock(&self.shared.pki).ca_pem();
         write_private(
             &self.paths.identity,
             &pki::identity_file(
@@ -292,20 +285,11 @@ impl TeleportEmulator {
     }
     /// Serial (hex) of the plugin's current client certificate.
     pub fn current_serial(&self) -> String {
-        self.shared
-            .current
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .serial
-            .clone()
+        crate::util::lock(&self.shared.current).serial.clone()
     }
     /// The cluster CA, PEM (to build other test credentials).
     pub fn ca_pem(&self) -> String {
-        self.shared
-            .pki
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .ca_pem()
+        crate::util::lock(&self.shared.pki).ca_pem()
     }
 
     /// Issues a client certificate for any user, valid in `[not_before, not_after]`.
@@ -315,11 +299,7 @@ impl TeleportEmulator {
         not_before: SystemTime,
         not_after: SystemTime,
     ) -> Result<IssuedCert, EmulatorError> {
-        self.shared
-            .pki
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .issue_client(user, &[], not_before, not_after)
+        crate::util::lock(&self.shared.pki).issue_client(user, &[], not_before, not_after)
     }
 
     /// Issues a new certificate for the plugin user, rewrites the identity
@@ -332,14 +312,7 @@ impl TeleportEmulator {
             now + self.shared.opts.client_cert_ttl,
         )?;
         let serial = new.serial.clone();
-        let old = std::mem::replace(
-            &mut *self
-                .shared
-                .current
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-            new,
-        );
+        let old = std::mem::replace(&mut *crate::util::lock(&self.shared.current), new);
         self.shared.lock().revoked.insert(old.serial);
         self.write_credentials()?;
         Ok(serial)

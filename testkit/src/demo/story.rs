@@ -8,8 +8,8 @@ use tokio::time::Instant;
 
 use super::transcript::{Snapshot, summarize};
 use super::{DemoError, Out};
-use crate::emulators::discord::{DiscordEmulator, StoredMessage};
-use crate::emulators::teleport::TeleportEmulator;
+use crate::discord::{DiscordEmulator, StoredMessage};
+use crate::teleport::TeleportEmulator;
 
 const DEV: usize = 0;
 const OPS: usize = 1;
@@ -89,7 +89,7 @@ impl Story<'_> {
     /// Waits until the service has recorded `n` messages for `id` in the
     /// request's plugin data (what a restart or another replica reads).
     async fn recorded(&self, id: &str, n: usize) -> Result<(), DemoError> {
-        let plugin = crate::plugindata::PLUGIN_NAME;
+        let plugin = crate::teleport::PLUGIN_NAME;
         let deadline = Instant::now() + STEP_TIMEOUT;
         loop {
             let messages = self

@@ -6,8 +6,9 @@
 //!   a fresh temporary directory (removed on exit);
 //! - the Discord emulator with Discord's rate limits (5 new messages per 5 s
 //!   per channel), channels `#dev`, `#ops` and `#fallback`;
-//! - the service through [`crate::app::run`], the same code as
-//!   `teleport-discord start`, with its HTTP surface on a loopback port;
+//! - the service through the [`Service`] the binary hands over (the same
+//!   code as `teleport-discord start`), with its HTTP surface on a loopback
+//!   port;
 //! - a small read-only web page of the emulated channels ([`page`]) and the
 //!   Teleport emulator's control API under `/teleport/` on the demo port.
 //!
@@ -20,23 +21,22 @@ mod page;
 mod story;
 mod transcript;
 
-use std::collections::BTreeMap;
+use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{self, AppError, RunOptions};
-use crate::config::{self, ConfigError};
-use crate::emulators::discord::{DiscordEmulator, EmulatorConfig};
-use crate::emulators::sandbox::Sandbox;
-use crate::emulators::teleport::TeleportEmulator;
-use crate::logging::LogHandle;
+use crate::discord::{DiscordEmulator, EmulatorConfig};
+use crate::sandbox::Sandbox;
+use crate::teleport::TeleportEmulator;
+use crate::util::{TempDir, lock};
 
 /// Where the demo page listens unless told otherwise (a free port when taken).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -65,17 +65,29 @@ pub struct Options {
     pub verbose: bool,
 }
 
-impl From<&crate::cli::DemoArgs> for Options {
-    fn from(a: &crate::cli::DemoArgs) -> Self {
-        Self {
-            keep_running: a.keep_running,
-            fast: a.fast,
-            listen: a.listen,
-            burst: a.burst,
-            verbose: a.verbose,
-        }
-    }
+/// The service `demo` runs, handed over by the binary (so the testkit needs
+/// no dependency on the product): `teleport-discord start`'s code.
+pub trait Service: Send + Sync + 'static {
+    /// How long the service may take to stop once told to.
+    fn shutdown_grace(&self) -> Duration;
+    /// Loads the config file at `config` with no environment overrides (a
+    /// token meant for a real deployment must not leak into the demo) and
+    /// returns the service running on `listener` until `stop` is cancelled;
+    /// with `verbose` its log goes to stderr. `Err` says why it cannot start.
+    fn start(
+        &self,
+        config: &Path,
+        listener: TcpListener,
+        stop: CancellationToken,
+        verbose: bool,
+    ) -> Result<ServiceRun, String>;
 }
+
+/// A running service: resolves when it stops, with why it failed.
+pub type ServiceRun = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+
+/// Exit code of a demo that did not complete.
+pub const EXIT_FAILURE: i32 = 1;
 
 /// Why the demo did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -94,15 +106,12 @@ pub enum DemoError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The generated config was refused (a bug).
-    #[error("the demo's config does not load: {0}")]
-    Config(#[from] ConfigError),
-    /// Logging could not be set up.
-    #[error("logging: {0}")]
-    Log(String),
+    /// The service refused the generated config or could not set up (a bug).
+    #[error("the service does not start: {0}")]
+    Start(String),
     /// The service failed.
     #[error("the service stopped: {0}")]
-    Service(#[from] AppError),
+    Service(String),
     /// The service ended while it should have been running.
     #[error("the service stopped unexpectedly")]
     ServiceEnded,
@@ -111,7 +120,7 @@ pub enum DemoError {
     NotReady(u64),
     /// An emulator call was refused.
     #[error("the Teleport emulator refused a call: {0}")]
-    Teleport(#[from] crate::emulators::teleport::EmulatorError),
+    Teleport(#[from] crate::teleport::EmulatorError),
     /// A step's expected state was not seen in time, or the final check failed.
     #[error("the story did not complete: {0}")]
     Story(String),
@@ -125,7 +134,7 @@ impl DemoError {
     pub fn exit_code(&self) -> i32 {
         match self {
             Self::Interrupted => 130,
-            _ => crate::cli::EXIT_FAILURE,
+            _ => EXIT_FAILURE,
         }
     }
 }
@@ -154,7 +163,7 @@ impl Out {
 
     /// A plain line.
     pub(crate) fn line(&self, text: &str) {
-        let mut w = self.sink.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut w = lock(&self.sink);
         let _ = writeln!(w, "{text}");
         let _ = w.flush();
     }
@@ -166,61 +175,12 @@ impl Out {
     }
 }
 
-/// A directory under the system temp dir, removed with everything in it on drop.
-#[derive(Debug)]
-pub(crate) struct TempDir(PathBuf);
-
-impl TempDir {
-    fn create() -> std::io::Result<Self> {
-        Self::create_for("demo")
-    }
-
-    /// `teleport-discord-<what>-<pid>-<n>`, private to this user (also the chaos runner's).
-    pub(crate) fn create_for(what: &str) -> std::io::Result<Self> {
-        let base = std::env::temp_dir();
-        let mut last = None;
-        for attempt in 0..32u32 {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos());
-            let path = base.join(format!(
-                "teleport-discord-{what}-{}-{:08x}",
-                std::process::id(),
-                nanos.wrapping_add(attempt)
-            ));
-            match std::fs::create_dir(&path) {
-                Ok(()) => {
-                    #[cfg(unix)]
-                    {
-                        use std::os::unix::fs::PermissionsExt;
-                        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))?;
-                    }
-                    return Ok(Self(path));
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
-                Err(e) => return Err(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| std::io::Error::other("no free name")))
-    }
-
-    pub(crate) fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Runs the demo: the story, then (with `keep_running`) until Ctrl-C or
 /// SIGTERM. Everything it wrote is removed before it returns.
-pub async fn run(options: Options) -> Result<(), DemoError> {
+pub async fn run(options: Options, service: Arc<dyn Service>) -> Result<(), DemoError> {
     let out = Out::stdout();
-    let dir = TempDir::create().map_err(DemoError::TempDir)?;
-    let result = run_in(&options, dir.path(), &out).await;
+    let dir = TempDir::create_for("demo").map_err(DemoError::TempDir)?;
+    let result = run_in(&options, &*service, dir.path(), &out).await;
     let shown = dir.path().display().to_string();
     drop(dir);
     out.line(&format!("removed {shown}"));
@@ -232,7 +192,7 @@ struct Running {
     teleport: Arc<TeleportEmulator>,
     discord: Arc<DiscordEmulator>,
     channels: Vec<(String, String)>,
-    service: tokio::task::JoinHandle<Result<(), AppError>>,
+    service: tokio::task::JoinHandle<Result<(), String>>,
     service_addr: SocketAddr,
     page_addr: SocketAddr,
     config_path: PathBuf,
@@ -260,7 +220,12 @@ async fn bind_page(listen: Option<SocketAddr>) -> Result<TcpListener, DemoError>
     }
 }
 
-async fn start(options: &Options, dir: &Path, out: &Out) -> Result<Running, DemoError> {
+async fn start(
+    options: &Options,
+    service: &dyn Service,
+    dir: &Path,
+    out: &Out,
+) -> Result<Running, DemoError> {
     let sandbox = Sandbox::start(dir, EmulatorConfig::default())
         .await
         .map_err(DemoError::Emulators)?;
@@ -275,17 +240,6 @@ async fn start(options: &Options, dir: &Path, out: &Out) -> Result<Running, Demo
         .zip(ids)
         .map(|(n, id)| ((*n).to_owned(), id))
         .collect();
-
-    // No environment overrides: a TELEPORT_DISCORD_TOKEN meant for a real
-    // deployment must not leak into the demo.
-    let no_env = BTreeMap::<String, String>::new();
-    let loaded = config::load(&config_path, &no_env)?;
-    let log = if options.verbose {
-        crate::logging::init(&loaded.config.log, false)
-            .map_err(|e| DemoError::Log(e.to_string()))?
-    } else {
-        LogHandle::noop()
-    };
 
     let stop_demo = CancellationToken::new();
     let snapshots = transcript::spawn(
@@ -323,7 +277,7 @@ async fn start(options: &Options, dir: &Path, out: &Out) -> Result<Running, Demo
     };
     let router = page::router(snapshots.clone(), info).nest(
         "/teleport",
-        crate::emulators::teleport::control::router(teleport.clone()),
+        crate::teleport::control::router(teleport.clone()),
     );
     let stop = stop_demo.clone();
     tokio::spawn(async move {
@@ -333,17 +287,15 @@ async fn start(options: &Options, dir: &Path, out: &Out) -> Result<Running, Demo
     });
 
     let stop_service = CancellationToken::new();
-    let run_options = RunOptions {
-        env: Arc::new(no_env),
-        log,
-        handle_signals: false,
-    };
-    let service = tokio::spawn(app::run(
-        loaded,
-        service_listener,
-        stop_service.clone(),
-        run_options,
-    ));
+    let run = service
+        .start(
+            &config_path,
+            service_listener,
+            stop_service.clone(),
+            options.verbose,
+        )
+        .map_err(DemoError::Start)?;
+    let service = tokio::spawn(run);
     Ok(Running {
         teleport,
         discord,
@@ -358,8 +310,13 @@ async fn start(options: &Options, dir: &Path, out: &Out) -> Result<Running, Demo
     })
 }
 
-async fn run_in(options: &Options, dir: &Path, out: &Out) -> Result<(), DemoError> {
-    let mut r = start(options, dir, out).await?;
+async fn run_in(
+    options: &Options,
+    service: &dyn Service,
+    dir: &Path,
+    out: &Out,
+) -> Result<(), DemoError> {
+    let mut r = start(options, service, dir, out).await?;
     intro(&r, dir, out);
     let burst = options.burst.unwrap_or(if options.fast {
         FAST_BURST
@@ -408,7 +365,7 @@ async fn run_in(options: &Options, dir: &Path, out: &Out) -> Result<(), DemoErro
     r.stop_service.cancel();
     let mut result = outcome;
     if !service_done {
-        let grace = app::SHUTDOWN_GRACE + Duration::from_secs(5);
+        let grace = service.shutdown_grace() + Duration::from_secs(5);
         let stopped = match tokio::time::timeout(grace, &mut r.service).await {
             Ok(Ok(Ok(()))) => Ok(()),
             Ok(Ok(Err(e))) => Err(DemoError::Service(e)),
@@ -422,7 +379,7 @@ async fn run_in(options: &Options, dir: &Path, out: &Out) -> Result<(), DemoErro
     result
 }
 
-fn service_ended(res: Result<Result<(), AppError>, tokio::task::JoinError>) -> DemoError {
+fn service_ended(res: Result<Result<(), String>, tokio::task::JoinError>) -> DemoError {
     match res {
         Ok(Err(e)) => DemoError::Service(e),
         _ => DemoError::ServiceEnded,
@@ -537,20 +494,5 @@ mod tests {
             DEFAULT_LISTEN.parse::<SocketAddr>().ok(),
             Some(default_listen())
         );
-    }
-
-    #[test]
-    fn the_temp_dir_is_private_and_removed() {
-        let dir = TempDir::create().expect("temp dir");
-        let path = dir.path().to_owned();
-        std::fs::write(path.join("identity"), "x").expect("write");
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
-            assert_eq!(mode & 0o777, 0o700);
-        }
-        drop(dir);
-        assert!(!path.exists());
     }
 }

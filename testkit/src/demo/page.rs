@@ -16,7 +16,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use super::transcript::{Snapshot, summarize_parts};
-use crate::emulators::discord::{DISCORD_EPOCH_MS, StoredMessage};
+use crate::discord::{DISCORD_EPOCH_MS, StoredMessage};
 
 /// What the page says about its surroundings.
 #[derive(Debug, Clone)]
@@ -120,8 +120,10 @@ fn time_of(snowflake: &str) -> String {
     let ms = snowflake
         .parse::<u64>()
         .map_or(0, |id| (id >> 22) + DISCORD_EPOCH_MS);
-    let full = crate::render::utc_timestamp(i64::try_from(ms / 1000).unwrap_or(0));
-    full.split(' ').nth(1).unwrap_or_default().to_owned()
+    let t = time::OffsetDateTime::from_unix_timestamp(i64::try_from(ms / 1000).unwrap_or(0))
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let (h, m, s) = (t.hour(), t.minute(), t.second());
+    format!("{h:02}:{m:02}:{s:02}")
 }
 
 fn embeds_html(embeds: &Value, out: &mut String) {

@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use super::EmulatorError;
-use crate::teleport::tls::cluster_from_routing_alpn;
+use crate::util::API_DOMAIN;
 
 /// A running emulated Proxy.
 #[derive(Debug)]
@@ -169,4 +169,12 @@ impl<'a> Reader<'a> {
         self.take(3)
             .map(|b| (usize::from(b[0]) << 16) | (usize::from(b[1]) << 8) | usize::from(b[2]))
     }
+}
+
+/// The cluster named by a TLS-routing ALPN value
+/// (`teleport-auth@<hex(cluster)>.teleport.cluster.local`), as the Proxy reads it.
+pub fn cluster_from_routing_alpn(alpn: &str) -> Option<String> {
+    let rest = alpn.strip_prefix("teleport-auth@")?;
+    let hex_part = rest.strip_suffix(API_DOMAIN)?.strip_suffix('.')?;
+    String::from_utf8(hex::decode(hex_part).ok()?).ok()
 }

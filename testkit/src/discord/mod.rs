@@ -36,7 +36,7 @@ pub mod validate;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
@@ -332,7 +332,7 @@ struct Shared {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::util::lock(&self.inner)
     }
 }
 
@@ -441,11 +441,6 @@ impl DiscordEmulator {
         if let Some(c) = self.shared.lock().channels.get_mut(id) {
             c.forbidden = true;
         }
-    }
-
-    /// Deletes a channel (later requests get 404/10003).
-    pub fn remove_channel(&self, id: &str) {
-        self.shared.lock().channels.remove(id);
     }
 
     /// Replaces the injected faults.
@@ -874,12 +869,12 @@ fn faults(inner: &mut Inner) -> (bool, Duration, bool) {
         hit
     };
     let fail = take(&mut f.fail_next)
-        || (f.server_error_rate > 0.0 && crate::backoff::random_jitter() < f.server_error_rate);
+        || (f.server_error_rate > 0.0 && crate::util::random_unit() < f.server_error_rate);
     if fail {
         return (true, Duration::ZERO, false);
     }
-    let drop = take(&mut f.drop_next)
-        || (f.drop_rate > 0.0 && crate::backoff::random_jitter() < f.drop_rate);
+    let drop =
+        take(&mut f.drop_next) || (f.drop_rate > 0.0 && crate::util::random_unit() < f.drop_rate);
     let latency = if take(&mut f.slow_next) {
         f.latency + f.slow_latency
     } else {

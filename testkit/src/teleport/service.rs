@@ -18,14 +18,14 @@ use tonic::{Request, Response, Status};
 
 use super::pki::IssuedCert;
 use super::{EmulatorError, Permissions, Shared, State, WatcherEntry, header};
-use crate::teleport::model::{GO_ZERO_TIME_SECONDS, time_to_pb};
-use crate::teleport::pb;
-use crate::teleport::pb::proto::auth_service_server::{AuthService, AuthServiceServer};
-use crate::teleport::pb::teleport::accessmonitoringrules::v1 as amr;
-use crate::teleport::pb::teleport::accessmonitoringrules::v1::access_monitoring_rules_service_server::{
+use crate::pb;
+use crate::pb::proto::auth_service_server::{AuthService, AuthServiceServer};
+use crate::pb::teleport::accessmonitoringrules::v1 as amr;
+use crate::pb::teleport::accessmonitoringrules::v1::access_monitoring_rules_service_server::{
     AccessMonitoringRulesService, AccessMonitoringRulesServiceServer,
 };
-use crate::teleport::pb::types::{AccessRequestV3, RequestState};
+use crate::pb::types::{AccessRequestV3, RequestState};
+use crate::util::{GO_ZERO_TIME_SECONDS, timestamp as time_to_pb};
 
 const ADMIN_USER: &str = "admin";
 
