@@ -309,7 +309,7 @@ pub async fn run(
     // The pipeline; its own stop token, so the HTTP server outlives it.
     let pipeline_stop = CancellationToken::new();
     let started = tokio::select! {
-        p = crate::service::start(config, &service_metrics, &readiness, pipeline_stop.clone(), replica_name(local)) => Some(p),
+        p = crate::service::start(config, &service_metrics, &readiness, pipeline_stop.clone(), instance_name(local)) => Some(p),
         () = shutdown.cancelled() => None,
     };
     let mut fatal: Option<AppError> = None;
@@ -363,7 +363,7 @@ pub async fn run(
 
 /// This process's name among replicas (`discord_owner`): the host name and
 /// the HTTP port, so a restarted single instance keeps owning its requests.
-fn replica_name(local: SocketAddr) -> String {
+fn instance_name(local: SocketAddr) -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_default();

@@ -5,6 +5,7 @@
 //! - [`config`]: the TOML file (upstream-compatible), environment overrides,
 //!   validation, reload diffs.
 //! - [`secret`]: the [`secret::Secret`] wrapper that keeps tokens out of logs.
+//! - [`sync`]: the one way a `Mutex` is locked.
 //! - [`backoff`]: the one pure retry-delay function every retry loop uses.
 //! - [`readiness`]: named readiness latches that components set; `/readyz` reads them.
 //! - [`metrics`]: the Prometheus registry, build info, process metrics.
@@ -42,5 +43,6 @@ pub mod reconcile;
 pub mod render;
 pub mod secret;
 pub mod service;
+pub mod sync;
 pub mod teleport;
 pub mod version;

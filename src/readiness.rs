@@ -5,7 +5,7 @@
 //! with a reason; the service is ready only when every registered latch is.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -109,11 +109,7 @@ impl Readiness {
 
     fn update(&self, name: &'static str, ready: bool, reason: String) {
         let all_ready = {
-            let mut states = self
-                .inner
-                .states
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let mut states = crate::sync::lock(&self.inner.states);
             states.insert(name, State { ready, reason });
             states.values().all(|s| s.ready)
         };
@@ -122,11 +118,7 @@ impl Readiness {
 
     /// The current state of every component.
     pub fn report(&self) -> Report {
-        let states = self
-            .inner
-            .states
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let states = crate::sync::lock(&self.inner.states);
         let ready = !states.is_empty() && states.values().all(|s| s.ready);
         Report {
             status: if ready { "ready" } else { "not ready" },
@@ -168,7 +160,7 @@ impl Latch {
     }
 
     fn gate(&self) -> std::sync::MutexGuard<'_, Gate> {
-        self.gate.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.gate)
     }
 
     fn set(&self, ready: bool, reason: String) {

@@ -326,41 +326,30 @@ pub fn inline_code(s: &str, limit: usize) -> String {
 
 /// Go's `time.UnixDate` in UTC: `Mon Jan  2 15:04:05 UTC 2006`.
 pub fn unix_date(unix: i64) -> String {
-    let (y, m, d, hh, mm, ss, wd) = civil(unix);
-    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    format!(
-        "{} {} {:>2} {hh:02}:{mm:02}:{ss:02} UTC {y}",
-        DAYS[wd],
-        MONTHS[(m - 1) as usize],
-        d
+    format_utc(
+        unix,
+        time::macros::format_description!(
+            "[weekday repr:short] [month repr:short] [day padding:space] [hour]:[minute]:[second] UTC [year]"
+        ),
     )
 }
 
 /// `2006-01-02 15:04:05 UTC`.
 pub fn utc_timestamp(unix: i64) -> String {
-    let (y, m, d, hh, mm, ss, _) = civil(unix);
-    format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02}:{ss:02} UTC")
+    format_utc(
+        unix,
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC"),
+    )
 }
 
-/// (year, month, day, hour, minute, second, weekday with Sunday = 0), UTC.
-fn civil(unix: i64) -> (i64, u32, u32, i64, i64, i64, usize) {
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
-    // Howard Hinnant's days-to-civil.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    let wd = (days + 4).rem_euclid(7) as usize;
-    (y, m, d, secs / 3600, (secs / 60) % 60, secs % 60, wd)
+/// `unix` (clamped to the years 0000–9999 Teleport can send) in UTC.
+fn format_utc(unix: i64, format: &[time::format_description::BorrowedFormatItem<'_>]) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(unix).unwrap_or(if unix < 0 {
+        time::macros::datetime!(0000-01-01 0:00 UTC)
+    } else {
+        time::macros::datetime!(9999-12-31 23:59:59 UTC)
+    });
+    t.format(format).unwrap_or_default()
 }
 
 /// Renders the message body for a request. `with_embeds = false` leaves

@@ -373,15 +373,13 @@ pub async fn start(
     let ping = handle.ping().clone();
     tracing::info!(cluster = %ping.cluster_name, version = %ping.server_version, "Connected to Teleport");
     let store = TeleportStore::new(handle.client_cell(), crate::plugindata::PLUGIN_NAME);
-    let reconciler = Arc::new(
-        Reconciler::new(
-            store,
-            DiscordMessenger::new(delivery.clone()),
-            config.clone(),
-            ClusterInfo::from(&ping),
-        )
-        .with_replica(replica),
-    );
+    let reconciler = Arc::new(Reconciler::new(
+        store,
+        DiscordMessenger::new(delivery.clone()),
+        config.clone(),
+        ClusterInfo::from(&ping),
+        replica,
+    ));
     let _ = metrics.reconciler.set(reconciler.clone());
     let workers = tokio::spawn(
         reconciler

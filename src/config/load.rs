@@ -641,11 +641,35 @@ fn teleport(
             None
         }
     };
+    let fail_fast = match env.var(env_vars::FAIL_FAST) {
+        None => Some(false),
+        Some(v) => match parse_go_bool(v.trim()) {
+            Some(b) => Some(b),
+            None => {
+                cx.problem(
+                    env_vars::FAIL_FAST,
+                    None,
+                    format!("failed to parse content '{}' of the {} environment variable; use true or false", v.trim(), env_vars::FAIL_FAST),
+                );
+                None
+            }
+        },
+    };
     Some(TeleportConfig {
         addr: addr?,
         credentials: credentials?,
         connect_via: connect_via?,
+        fail_fast: fail_fast?,
     })
+}
+
+/// Go's `strconv.ParseBool`.
+fn parse_go_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
 }
 
 fn duration(

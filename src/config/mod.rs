@@ -67,8 +67,10 @@ pub mod env_vars {
     pub const LOG_SEVERITY: &str = "TELEPORT_DISCORD_LOG_SEVERITY";
     /// Log format (`[log] format`).
     pub const LOG_FORMAT: &str = "TELEPORT_DISCORD_LOG_FORMAT";
+    /// Upstream's: exit when the Teleport watch is lost (Go `ParseBool` spelling).
+    pub const FAIL_FAST: &str = "TELEPORT_PLUGIN_FAIL_FAST";
     /// Every override, for documentation and tests.
-    pub const ALL: [&str; 8] = [
+    pub const ALL: [&str; 9] = [
         CONFIG,
         DISCORD_TOKEN,
         ADMIN_TOKEN,
@@ -77,6 +79,7 @@ pub mod env_vars {
         IDENTITY,
         LOG_SEVERITY,
         LOG_FORMAT,
+        FAIL_FAST,
     ];
 }
 
@@ -116,6 +119,9 @@ pub struct TeleportConfig {
     pub credentials: Credentials,
     /// How to reach Auth: directly, through a TLS-routing Proxy, or decide by port.
     pub connect_via: ConnectVia,
+    /// `TELEPORT_PLUGIN_FAIL_FAST` (environment only, as upstream): end the
+    /// process when the watch is lost instead of reconnecting.
+    pub fail_fast: bool,
 }
 
 /// A Teleport address, `host:port`.

@@ -680,6 +680,30 @@ fn reconcile_settings() {
 }
 
 #[test]
+fn fail_fast_comes_from_the_environment_with_go_spelling() {
+    assert!(!ok(MINIMAL).config.teleport.fail_fast);
+    for (v, want) in [
+        ("true", true),
+        ("1", true),
+        ("T", true),
+        ("FALSE", false),
+        ("0", false),
+    ] {
+        let l = ok_env(MINIMAL, &env(&[(env_vars::FAIL_FAST, v)]));
+        assert_eq!(l.config.teleport.fail_fast, want, "{v}");
+    }
+    let p = problems_env(MINIMAL, &env(&[(env_vars::FAIL_FAST, "yes")]));
+    assert!(
+        has(
+            &p,
+            env_vars::FAIL_FAST,
+            "failed to parse content 'yes' of the TELEPORT_PLUGIN_FAIL_FAST environment variable"
+        ),
+        "{p:?}"
+    );
+}
+
+#[test]
 fn env_overrides_win() {
     let dir = tempfile::tempdir().expect("tempdir");
     let admin_file = dir.path().join("admin");

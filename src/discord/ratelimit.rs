@@ -6,8 +6,8 @@
 //! message create and message edit the same hash while counting them
 //! separately (discord-api-docs#1442, #8073), so a merged queue halves the
 //! throughput of a create+edit workload — the workload this service has. It
-//! also allows only one request in flight per bucket. Ours is ~400 lines,
-//! tested against our emulator, and keeps that decision in our hands.
+//! also allows only one request in flight per bucket. Ours is tested
+//! against our emulator and keeps that decision in our hands.
 //!
 //! # Model
 //! - **Buckets** are keyed by [`BucketKey`]: method + route template + major
@@ -52,7 +52,7 @@
 //!   [`RateLimiter::invalid_count`] feeds the client's guard.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -371,7 +371,7 @@ impl RateLimiter {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.state)
     }
 
     /// Waits until `key`'s bucket and the global limit allow one more request.
@@ -880,7 +880,7 @@ mod tests {
             let (rl, order) = (rl.clone(), order.clone());
             tasks.push(tokio::spawn(async move {
                 let p = rl.acquire(BucketKey::new("GET /x", i.to_string())).await;
-                order.lock().unwrap_or_else(PoisonError::into_inner).push(i);
+                crate::sync::lock(&order).push(i);
                 p.complete(Some(&ResponseInfo {
                     status: 200,
                     ..ResponseInfo::default()
@@ -891,10 +891,7 @@ mod tests {
         for t in tasks {
             t.await.expect("task");
         }
-        assert_eq!(
-            *order.lock().unwrap_or_else(PoisonError::into_inner),
-            vec![0, 1, 2, 3, 4]
-        );
+        assert_eq!(*crate::sync::lock(&order), vec![0, 1, 2, 3, 4]);
     }
 
     #[tokio::test(start_paused = true)]
@@ -917,7 +914,7 @@ mod tests {
                 let p = rl
                     .acquire_ranked(BucketKey::new("GET /x", i.to_string()), rank)
                     .await;
-                order.lock().unwrap_or_else(PoisonError::into_inner).push(i);
+                crate::sync::lock(&order).push(i);
                 p.complete(Some(&ResponseInfo {
                     status: 200,
                     ..ResponseInfo::default()
@@ -928,10 +925,7 @@ mod tests {
         for t in tasks {
             t.await.expect("task");
         }
-        assert_eq!(
-            *order.lock().unwrap_or_else(PoisonError::into_inner),
-            vec![0, 1, 2, 4, 3]
-        );
+        assert_eq!(*crate::sync::lock(&order), vec![0, 1, 2, 4, 3]);
     }
 
     fn ticket(opens: bool, rank: Instant, id: u64) -> Ticket {
@@ -1012,7 +1006,7 @@ mod tests {
                 let p = rl
                     .acquire_ranked(key(ch), base + Duration::from_millis(r))
                     .await;
-                order.lock().unwrap_or_else(PoisonError::into_inner).push(i);
+                crate::sync::lock(&order).push(i);
                 p.complete(Some(&ok(5, 3, 4_000)));
             }));
             tokio::time::sleep(Duration::from_millis(1)).await;
@@ -1020,10 +1014,7 @@ mod tests {
         for t in tasks {
             t.await.expect("task");
         }
-        assert_eq!(
-            *order.lock().unwrap_or_else(PoisonError::into_inner),
-            vec![2, 0, 1]
-        );
+        assert_eq!(*crate::sync::lock(&order), vec![2, 0, 1]);
     }
 
     #[tokio::test(start_paused = true)]

@@ -26,7 +26,7 @@ pub mod queue;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -57,12 +57,6 @@ pub const ROLE_CACHE_TTL: Duration = Duration::from_secs(60);
 /// replica does the Discord work and the others find it done (fewer calls,
 /// fewer shared rate limits hit). A dead owner costs this much delay.
 pub const HANDOFF: Duration = Duration::from_secs(5);
-
-fn replica_name() -> String {
-    let mut b = [0u8; 8];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
-    hex::encode(b)
-}
 
 /// A compare-and-swap write failed or plugin data could not be read.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -261,7 +255,7 @@ pub struct Reconciler<P, M> {
     /// arriving meanwhile does not cut the wait short (the owner is acting
     /// on the same news).
     deferred: Mutex<HashMap<String, Instant>>,
-    /// This replica's name in `discord_owner` (random per process).
+    /// This replica's name in `discord_owner`.
     replica: String,
     /// Role → logins, as `GetRole` answered, for [`ROLE_CACHE_TTL`] (a
     /// refusal is kept as "none").
@@ -275,15 +269,23 @@ pub struct Reconciler<P, M> {
 }
 
 impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
-    /// A reconciler over the given plugin data store and messenger.
-    pub fn new(store: P, messenger: M, config: SharedConfig, cluster: ClusterInfo) -> Self {
+    /// A reconciler over the given plugin data store and messenger. `replica`
+    /// names this replica in `discord_owner`: give a name that survives
+    /// restarts of the same instance and differs between replicas.
+    pub fn new(
+        store: P,
+        messenger: M,
+        config: SharedConfig,
+        cluster: ClusterInfo,
+        replica: String,
+    ) -> Self {
         Self {
             counters: Counters::default(),
             observed: Mutex::new(HashMap::new()),
             stale: Mutex::new(std::collections::HashSet::new()),
             unsure: Mutex::new(std::collections::HashSet::new()),
             deferred: Mutex::new(HashMap::new()),
-            replica: replica_name(),
+            replica,
             role_cache: Mutex::new(HashMap::new()),
             rules: Mutex::new(RuleSet::new()),
             queue: WorkQueue::new(),
@@ -294,16 +296,6 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
         }
     }
 
-    /// Names this replica in `discord_owner` (default: random). Give a name
-    /// that survives restarts of the same instance, and differs between
-    /// replicas.
-    pub fn with_replica(mut self, name: String) -> Self {
-        if !name.is_empty() {
-            self.replica = name;
-        }
-        self
-    }
-
     /// Replaces the cluster facts (after a reload connected to another address).
     /// Messages pick them up on their next change.
     pub fn set_cluster(&self, cluster: ClusterInfo) {
@@ -311,7 +303,7 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
     }
 
     fn observed(&self) -> std::sync::MutexGuard<'_, HashMap<String, Observed>> {
-        self.observed.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.observed)
     }
 
     /// The work queue (for metrics and workers).
@@ -398,7 +390,7 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
     }
 
     fn rule_set(&self) -> std::sync::MutexGuard<'_, RuleSet> {
-        self.rules.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.rules)
     }
 
     /// An access monitoring rule was created or changed. Applies to requests
@@ -499,11 +491,7 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
 
     /// Converges Discord and plugin data to the last observed state of `id`.
     pub async fn reconcile(&self, id: &str) -> Result<Outcome, ReconcileError> {
-        let stale = self
-            .stale
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .contains(id);
+        let stale = crate::sync::lock(&self.stale).contains(id);
         if stale {
             self.refresh(id).await;
         }
@@ -569,10 +557,7 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
     /// rest of it; the first look after it goes ahead (the owner may be
     /// gone), and the next news starts a new wait.
     fn defer(&self, id: &str, data: &PluginData, now: Instant) -> Option<Duration> {
-        let mut deferred = self
-            .deferred
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut deferred = crate::sync::lock(&self.deferred);
         if data.owner.is_empty() || data.owner == self.replica || self.is_unsure(id) {
             deferred.remove(id);
             return None;
@@ -591,10 +576,7 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
     }
 
     fn unsure_set(&self, id: &str, on: bool) {
-        let mut u = self
-            .unsure
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut u = crate::sync::lock(&self.unsure);
         if on {
             u.insert(id.to_owned());
         } else {
@@ -603,10 +585,7 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
     }
 
     fn is_unsure(&self, id: &str) -> bool {
-        self.unsure
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .contains(id)
+        crate::sync::lock(&self.unsure).contains(id)
     }
 
     /// Replaces our view of `id` with Teleport's current one.
@@ -625,10 +604,7 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
                 tracing::debug!(request_id = %id, error = %e, "cannot read the request again; using the watch's view");
             }
         }
-        self.stale
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(id);
+        crate::sync::lock(&self.stale).remove(id);
     }
 
     fn recipients(&self, req: &Request) -> Vec<String> {
@@ -671,10 +647,7 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
     async fn logins_by_role(&self, req: &Request) -> BTreeMap<String, Vec<String>> {
         let mut out = BTreeMap::new();
         for role in &req.roles {
-            let cached = self
-                .role_cache
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
+            let cached = crate::sync::lock(&self.role_cache)
                 .get(role)
                 .filter(|(at, _)| at.elapsed() < ROLE_CACHE_TTL)
                 .map(|(_, v)| v.clone());
@@ -683,9 +656,7 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
                 None => {
                     let a = self.store.role_logins(role).await;
                     if let Ok(v) = &a {
-                        self.role_cache
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
+                        crate::sync::lock(&self.role_cache)
                             .insert(role.clone(), (tokio::time::Instant::now(), v.clone()));
                     }
                     a
@@ -702,10 +673,7 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
                     // Remembered like an answer: one GetRole (and one
                     // warning) per role a minute, not one per request.
                     let now = tokio::time::Instant::now();
-                    let mut cache = self
-                        .role_cache
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner);
+                    let mut cache = crate::sync::lock(&self.role_cache);
                     for r in &req.roles {
                         cache.insert(r.clone(), (now, None));
                     }
@@ -1011,10 +979,7 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
         }
         if contended {
             // Look again with Teleport's current view of the request.
-            self.stale
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(id.to_owned());
+            crate::sync::lock(&self.stale).insert(id.to_owned());
             return Err(StoreError::Conflict.into());
         }
         match retry {

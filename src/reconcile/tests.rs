@@ -189,7 +189,10 @@ editor = ["1001", "1002", "not-a-channel"]
     Arc::new(ArcSwap::from_pointee(c))
 }
 
+/// A reconciler as one replica: each call makes another replica.
 fn reconciler(store: &Store, discord: &Discord) -> Reconciler<Store, Discord> {
+    static REPLICAS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = REPLICAS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Reconciler::new(
         store.clone(),
         discord.clone(),
@@ -198,6 +201,7 @@ fn reconciler(store: &Store, discord: &Discord) -> Reconciler<Store, Discord> {
             name: "example.teleport.sh".into(),
             web_proxy_url: None,
         },
+        format!("replica-{n}"),
     )
 }
 

@@ -189,9 +189,6 @@ pub enum TeleportError {
     /// `TELEPORT_PLUGIN_FAIL_FAST` is on and the watch was lost.
     #[error("{0}")]
     FailFast(String),
-    /// The environment variable could not be parsed.
-    #[error("failed to parse content '{0}' of the TELEPORT_PLUGIN_FAIL_FAST environment variable")]
-    FailFastEnv(String),
 }
 
 /// What a caller should do about an error.
@@ -262,23 +259,6 @@ pub fn classify_code(code: tonic::Code) -> ErrorClass {
         | Code::Ok => ErrorClass::Retry,
         Code::Unauthenticated => ErrorClass::Credentials,
         _ => ErrorClass::Fatal,
-    }
-}
-
-/// Reads `TELEPORT_PLUGIN_FAIL_FAST` with Go's `strconv.ParseBool` spelling.
-pub fn fail_fast_from_env() -> Result<bool, TeleportError> {
-    match std::env::var("TELEPORT_PLUGIN_FAIL_FAST") {
-        Ok(v) => parse_go_bool(&v),
-        Err(_) => Ok(false),
-    }
-}
-
-fn parse_go_bool(v: &str) -> Result<bool, TeleportError> {
-    match v {
-        "" => Ok(false),
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
-        other => Err(TeleportError::FailFastEnv(other.to_owned())),
     }
 }
 

@@ -388,19 +388,6 @@ fn min_version_check_follows_semver() {
 }
 
 #[test]
-fn fail_fast_env_uses_go_bool_spelling() {
-    assert!(parse_go_bool("true").unwrap());
-    assert!(parse_go_bool("1").unwrap());
-    assert!(!parse_go_bool("FALSE").unwrap());
-    assert!(!parse_go_bool("").unwrap());
-    let e = parse_go_bool("yes").unwrap_err().to_string();
-    assert_eq!(
-        e,
-        "failed to parse content 'yes' of the TELEPORT_PLUGIN_FAIL_FAST environment variable"
-    );
-}
-
-#[test]
 fn statuses_map_to_typed_errors_and_classes() {
     let e = TeleportError::from_status(
         "UpdatePluginData",

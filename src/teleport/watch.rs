@@ -78,8 +78,8 @@ impl Default for WatchConfig {
 }
 
 impl WatchConfig {
-    /// Defaults plus `refresh_identity` and `TELEPORT_PLUGIN_FAIL_FAST` from the config/env.
-    pub fn from_config(c: &crate::config::TeleportConfig) -> Result<Self, TeleportError> {
+    /// Defaults plus `refresh_identity` and `TELEPORT_PLUGIN_FAIL_FAST` from the config.
+    pub fn from_config(c: &crate::config::TeleportConfig) -> Self {
         let refresh_interval = match &c.credentials {
             crate::config::Credentials::IdentityFile {
                 refresh: true,
@@ -88,11 +88,11 @@ impl WatchConfig {
             } => Some(refresh_interval.get()),
             _ => None,
         };
-        Ok(Self {
+        Self {
             refresh_interval,
-            fail_fast: super::fail_fast_from_env()?,
+            fail_fast: c.fail_fast,
             ..Self::default()
-        })
+        }
     }
 }
 
@@ -233,7 +233,7 @@ impl Watcher {
         Ok(Self {
             opts: ConnectOptions::from_config(c),
             source: CredentialSource::from_config(&c.credentials),
-            config: WatchConfig::from_config(c)?,
+            config: WatchConfig::from_config(c),
             latch,
             metrics,
         })

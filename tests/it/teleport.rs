@@ -838,6 +838,7 @@ async fn check_from_config_through_the_proxy() {
             refresh_interval: ConfigDuration::new(Duration::from_secs(60)),
         },
         connect_via: ConnectVia::Auto,
+        fail_fast: false,
     };
     let r = teleport_discord::teleport::check_connectivity(&cfg)
         .await

@@ -562,7 +562,15 @@ fn epoch_secs_after(d: Duration) -> f64 {
     secs(now + d)
 }
 
-fn too_many(scope: Scope, retry_after: Duration, bucket: Option<(u32, u32, Duration)>) -> Response {
+/// A route bucket's state, as its `X-RateLimit-*` headers tell it.
+#[derive(Debug, Clone, Copy)]
+struct BucketHeaders {
+    limit: u32,
+    remaining: u32,
+    reset_after: Duration,
+}
+
+fn too_many(scope: Scope, retry_after: Duration, bucket: Option<BucketHeaders>) -> Response {
     let global = scope == Scope::Global;
     let message = match scope {
         Scope::Shared => "The resource is being rate limited.",
@@ -578,8 +586,8 @@ fn too_many(scope: Scope, retry_after: Duration, bucket: Option<(u32, u32, Durat
     if global {
         insert(h, "x-ratelimit-global", "true".to_owned());
     }
-    if let Some((limit, remaining, reset_after)) = bucket {
-        bucket_headers(h, limit, remaining, reset_after);
+    if let Some(b) = bucket {
+        bucket_headers(h, b);
     }
     resp
 }
@@ -590,7 +598,12 @@ fn insert(h: &mut HeaderMap, name: &'static str, value: String) {
     }
 }
 
-fn bucket_headers(h: &mut HeaderMap, limit: u32, remaining: u32, reset_after: Duration) {
+fn bucket_headers(h: &mut HeaderMap, b: BucketHeaders) {
+    let BucketHeaders {
+        limit,
+        remaining,
+        reset_after,
+    } = b;
     insert(h, "x-ratelimit-limit", limit.to_string());
     insert(h, "x-ratelimit-remaining", remaining.to_string());
     insert(
@@ -658,7 +671,7 @@ fn admit_message(
     channel: &str,
     kind: RouteKind,
     now: Instant,
-) -> Result<(u32, u32, Duration), Response> {
+) -> Result<BucketHeaders, Response> {
     let Some(ch) = inner.channels.get(channel) else {
         return Err(error(StatusCode::NOT_FOUND, 10003, "Unknown Channel"));
     };
@@ -708,14 +721,34 @@ fn admit_message(
             inner.stats.rate_limited_user += 1;
             inner.invalid(now);
         }
-        return Err(too_many(scope, retry, Some((limit, remaining, retry))));
+        return Err(too_many(
+            scope,
+            retry,
+            Some(BucketHeaders {
+                limit,
+                remaining,
+                reset_after: retry,
+            }),
+        ));
     }
     match inner.routes.entry(key).or_default().hit(now, limit, len) {
-        Ok((remaining, reset_after)) => Ok((limit, remaining, reset_after)),
+        Ok((remaining, reset_after)) => Ok(BucketHeaders {
+            limit,
+            remaining,
+            reset_after,
+        }),
         Err(retry) => {
             inner.stats.rate_limited_user += 1;
             inner.invalid(now);
-            Err(too_many(Scope::User, retry, Some((limit, 0, retry))))
+            Err(too_many(
+                Scope::User,
+                retry,
+                Some(BucketHeaders {
+                    limit,
+                    remaining: 0,
+                    reset_after: retry,
+                }),
+            ))
         }
     }
 }
@@ -860,8 +893,18 @@ fn parse_body(body: &Bytes, kind: validate::Kind) -> Result<Value, Response> {
     Ok(v)
 }
 
-/// 5xx / latency / drop decisions for one message request.
-fn faults(inner: &mut Inner) -> (bool, Duration, bool) {
+/// The injected faults one message request meets.
+#[derive(Debug, Clone, Copy)]
+struct FaultDraw {
+    /// Answer 500 at once.
+    fail: bool,
+    /// Wait this long before answering.
+    latency: Duration,
+    /// Process the request, then drop the connection without answering.
+    drop: bool,
+}
+
+fn faults(inner: &mut Inner) -> FaultDraw {
     let f = &mut inner.faults;
     let take = |n: &mut u32| {
         let hit = *n > 0;
@@ -871,7 +914,11 @@ fn faults(inner: &mut Inner) -> (bool, Duration, bool) {
     let fail = take(&mut f.fail_next)
         || (f.server_error_rate > 0.0 && crate::util::random_unit() < f.server_error_rate);
     if fail {
-        return (true, Duration::ZERO, false);
+        return FaultDraw {
+            fail: true,
+            latency: Duration::ZERO,
+            drop: false,
+        };
     }
     let drop =
         take(&mut f.drop_next) || (f.drop_rate > 0.0 && crate::util::random_unit() < f.drop_rate);
@@ -880,11 +927,15 @@ fn faults(inner: &mut Inner) -> (bool, Duration, bool) {
     } else {
         f.latency
     };
-    (false, latency, drop)
+    FaultDraw {
+        fail: false,
+        latency,
+        drop,
+    }
 }
 
-fn with_bucket(mut r: Response, bucket: (u32, u32, Duration)) -> Response {
-    bucket_headers(r.headers_mut(), bucket.0, bucket.1, bucket.2);
+fn with_bucket(mut r: Response, bucket: BucketHeaders) -> Response {
+    bucket_headers(r.headers_mut(), bucket);
     r
 }
 
@@ -898,9 +949,16 @@ async fn create_message(
     finish(post).await
 }
 
-/// An admitted write: the bucket state for headers, the injected latency,
-/// whether to drop the connection after processing, and the parsed body.
-type Admitted = ((u32, u32, Duration), Duration, bool, Value);
+/// An admitted write.
+#[derive(Debug)]
+struct Admitted {
+    /// The bucket state for the response headers.
+    bucket: BucketHeaders,
+    /// Injected latency and connection drop.
+    faults: FaultDraw,
+    /// The parsed body.
+    body: Value,
+}
 
 /// What every message write goes through before it is processed: auth and
 /// global limit, the channel's route limit, injected faults, body validation.
@@ -915,8 +973,8 @@ fn admit_write(
 ) -> Result<Admitted, Post> {
     admit(inner, headers, now).map_err(Post::Now)?;
     let bucket = admit_message(inner, channel, route, now).map_err(Post::Now)?;
-    let (fail, latency, drop) = faults(inner);
-    if fail {
+    let faults = faults(inner);
+    if faults.fail {
         inner.stats.server_errors += 1;
         return Err(Post::Now(error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -928,13 +986,21 @@ fn admit_write(
         inner.stats.rejected_bodies += 1;
         Post::Now(with_bucket(r, bucket))
     })?;
-    Ok((bucket, latency, drop, body))
+    Ok(Admitted {
+        bucket,
+        faults,
+        body,
+    })
 }
 
 fn create_message_sync(s: &Shared, headers: &HeaderMap, channel: &str, body: &Bytes) -> Post {
     let now = Instant::now();
     let mut inner = s.lock();
-    let (bucket, latency, drop, body) = match admit_write(
+    let Admitted {
+        bucket,
+        faults: FaultDraw { latency, drop, .. },
+        body,
+    } = match admit_write(
         &mut inner,
         headers,
         channel,
@@ -1039,7 +1105,11 @@ fn edit_message_sync(
 ) -> Post {
     let now = Instant::now();
     let mut inner = s.lock();
-    let (bucket, latency, drop, body) = match admit_write(
+    let Admitted {
+        bucket,
+        faults: FaultDraw { latency, drop, .. },
+        body,
+    } = match admit_write(
         &mut inner,
         headers,
         channel,
