@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use teleport_discord::discord::{
     ClientOptions, Delivery, DiscordClient, DiscordMetrics, MessagePayload, Op, QueueOptions,
-    nonce_for,
 };
 use teleport_discord::metrics::ProcessStats;
+use teleport_discord::reconcile::nonce_for;
 use teleport_discord::secret::Secret;
 use teleport_discord_testkit::discord::{DiscordEmulator, EmulatorConfig};
 use tokio::time::Instant;

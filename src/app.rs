@@ -7,23 +7,19 @@
 //! second SIGINT exits at once.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{self, Config, ConfigDiff, ConfigError, Env, Loaded, SharedConfig};
-use crate::http::{AppState, Heartbeat, HttpMetrics};
+use crate::config::{Env, Loaded, SharedConfig};
+use crate::http::{AppState, Heartbeat, HttpMetrics, ReloadPort};
 use crate::logging::LogHandle;
 use crate::readiness::Readiness;
+use crate::reload::Reloader;
+use crate::tasks::Tasks;
 use crate::version;
 
 /// How long in-flight work may take to finish after a shutdown signal
@@ -47,180 +43,6 @@ pub enum AppError {
     /// The pipeline could not start, or failed for good.
     #[error(transparent)]
     Service(#[from] crate::service::ServiceError),
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReloadLabels {
-    result: &'static str,
-    trigger: &'static str,
-}
-
-#[derive(Debug, Clone)]
-struct ReloadMetrics {
-    reloads: Family<ReloadLabels, Counter>,
-    last_ok: Gauge,
-    last_success_time: Gauge<f64, std::sync::atomic::AtomicU64>,
-}
-
-impl ReloadMetrics {
-    fn register(registry: &mut Registry) -> Self {
-        let m = Self {
-            reloads: Family::default(),
-            last_ok: Gauge::default(),
-            last_success_time: Gauge::default(),
-        };
-        registry.register(
-            "teleport_discord_config_reloads",
-            "Config reload attempts, by result (success, failure) and trigger (sighup, http)",
-            m.reloads.clone(),
-        );
-        registry.register(
-            "teleport_discord_config_last_reload_successful",
-            "Whether the last config reload succeeded (1) or was refused (0)",
-            m.last_ok.clone(),
-        );
-        registry.register(
-            "teleport_discord_config_last_reload_success_timestamp_seconds",
-            "Time of the last successful config load (start-up or reload), seconds since the Unix epoch",
-            m.last_success_time.clone(),
-        );
-        m.last_ok.set(1);
-        m.last_success_time.set(unix_now());
-        m
-    }
-}
-
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
-/// Re-reads the config file, validates it and swaps it in. Reloads are
-/// serialised; a failed one leaves the running config untouched.
-#[derive(Debug, Clone)]
-pub struct Reloader {
-    inner: Arc<ReloaderInner>,
-}
-
-struct ReloaderInner {
-    path: PathBuf,
-    env: Arc<dyn Env>,
-    config: SharedConfig,
-    log: LogHandle,
-    lock: tokio::sync::Mutex<()>,
-    metrics: ReloadMetrics,
-    updates: tokio::sync::watch::Sender<Arc<Config>>,
-    /// Set once the pipeline runs: puts Discord and Teleport changes into effect.
-    live: std::sync::OnceLock<crate::service::LiveSettings>,
-}
-
-impl std::fmt::Debug for ReloaderInner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReloaderInner")
-            .field("path", &self.path)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Reloader {
-    fn new(
-        path: PathBuf,
-        env: Arc<dyn Env>,
-        config: SharedConfig,
-        log: LogHandle,
-        registry: &mut Registry,
-    ) -> Self {
-        let (updates, _) = tokio::sync::watch::channel(config.load_full());
-        Self {
-            inner: Arc::new(ReloaderInner {
-                path,
-                env,
-                config,
-                log,
-                lock: tokio::sync::Mutex::new(()),
-                metrics: ReloadMetrics::register(registry),
-                updates,
-                live: std::sync::OnceLock::new(),
-            }),
-        }
-    }
-
-    /// Reloads now. `trigger` names the cause for metrics and logs.
-    pub async fn reload(&self, trigger: &'static str) -> Result<ConfigDiff, ConfigError> {
-        let inner = &self.inner;
-        let _serial = inner.lock.lock().await;
-        let (path, env) = (inner.path.clone(), inner.env.clone());
-        let loaded = tokio::task::spawn_blocking(move || config::load(&path, &*env))
-            .await
-            .unwrap_or_else(|e| {
-                Err(ConfigError::Read {
-                    path: inner.path.clone(),
-                    source: std::io::Error::other(e.to_string()),
-                })
-            });
-        let applied = match loaded {
-            Ok(loaded) => {
-                let old = inner.config.load_full();
-                match inner.live.get() {
-                    Some(live) => live
-                        .apply(&old, &loaded.config)
-                        .await
-                        .map(|()| loaded)
-                        .map_err(|n| ConfigError::NotApplied {
-                            path: inner.path.clone(),
-                            key: n.key,
-                            reason: n.reason,
-                        }),
-                    None => Ok(loaded),
-                }
-            }
-            Err(e) => Err(e),
-        };
-        let result = match applied {
-            Ok(loaded) => {
-                for w in &loaded.warnings {
-                    tracing::warn!(file = %loaded.path.display(), "config: {w}");
-                }
-                let old = inner.config.load_full();
-                let new = Arc::new(loaded.config);
-                let diff = ConfigDiff::between(&old, &new);
-                inner.config.store(new.clone());
-                inner.log.set_severity(new.log.severity);
-                inner.updates.send_replace(new);
-                inner.metrics.last_ok.set(1);
-                inner.metrics.last_success_time.set(unix_now());
-                tracing::info!(trigger, changed = ?diff.changed, restart_required = ?diff.restart_required, "Config reloaded");
-                if !diff.restart_required.is_empty() {
-                    tracing::warn!(keys = ?diff.restart_required, "some changed settings take effect only after a restart");
-                }
-                Ok(diff)
-            }
-            Err(e) => {
-                inner.metrics.last_ok.set(0);
-                tracing::error!(trigger, error = %e, "Config reload failed; the running config is unchanged");
-                Err(e)
-            }
-        };
-        let label = ReloadLabels {
-            result: if result.is_ok() { "success" } else { "failure" },
-            trigger,
-        };
-        inner.metrics.reloads.get_or_create(&label).inc();
-        result
-    }
-
-    /// From now on, reloads put Discord and Teleport changes into effect
-    /// through `live` (before that, they apply at the pipeline's start).
-    pub fn set_live(&self, live: crate::service::LiveSettings) {
-        let _ = self.inner.live.set(live);
-    }
-
-    /// Receives every config swapped in by a reload.
-    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<Arc<Config>> {
-        self.inner.updates.subscribe()
-    }
 }
 
 /// Options for [`run`].
@@ -271,29 +93,35 @@ pub async fn run(
     let readiness = Readiness::new();
     registry.register_collector(Box::new(readiness.clone()));
     let service_metrics = crate::service::ServiceMetrics::register(&mut registry);
+    let tasks = Tasks::new(&readiness);
 
     let config: SharedConfig = Arc::new(ArcSwap::from_pointee(loaded.config));
-    let reloader = Reloader::new(
+    let (reloader, reloads) = Reloader::new(
         loaded.path,
         options.env.clone(),
         config.clone(),
         options.log.clone(),
         &mut registry,
     );
+    tasks.spawn("config-reload", reloads.run(shutdown.clone()));
     let metrics = HttpMetrics::register(&mut registry);
     let heartbeat = Heartbeat::new();
     heartbeat.beat();
-    tokio::spawn(heartbeat.clone().run(shutdown.clone()));
-    tokio::spawn(log_readiness(readiness.clone(), shutdown.clone()));
+    tasks.spawn("heartbeat", heartbeat.clone().run(shutdown.clone()));
+    tasks.spawn(
+        "log-readiness",
+        log_readiness(readiness.clone(), shutdown.clone()),
+    );
+    let drained = CancellationToken::new();
     if options.handle_signals {
-        spawn_signal_handlers(shutdown.clone(), reloader.clone());
+        spawn_signal_handlers(&tasks, shutdown.clone(), reloader.clone(), drained.clone());
     }
 
     let state = AppState {
         config: config.clone(),
         readiness: readiness.clone(),
         registry: Arc::new(registry),
-        reloader: reloader.clone(),
+        reload: Arc::new(reloader.clone()),
         metrics,
         heartbeat,
     };
@@ -304,12 +132,15 @@ pub async fn run(
     });
     let server = axum::serve(listener, crate::http::router(state))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let server = tokio::spawn(async move { server.await });
+    let (served_tx, served) = tokio::sync::oneshot::channel();
+    tasks.spawn("http-server", async move {
+        let _ = served_tx.send(server.await);
+    });
 
     // The pipeline; its own stop token, so the HTTP server outlives it.
     let pipeline_stop = CancellationToken::new();
     let started = tokio::select! {
-        p = crate::service::start(config, &service_metrics, &readiness, pipeline_stop.clone(), instance_name(local)) => Some(p),
+        p = crate::service::start(config, &service_metrics, &readiness, &tasks, pipeline_stop.clone(), instance_name(local)) => Some(p),
         () = shutdown.cancelled() => None,
     };
     let mut fatal: Option<AppError> = None;
@@ -329,7 +160,7 @@ pub async fn run(
                 let e = match r {
                     Ok(Ok(())) => None,
                     Ok(Err(e)) => Some(crate::service::ServiceError::Teleport(e)),
-                    Err(join) => Some(crate::service::ServiceError::Teleport(crate::teleport::TeleportError::StreamClosed(format!("watch task failed: {join}")))),
+                    Err(_) => Some(crate::service::ServiceError::Teleport(crate::teleport::TeleportError::StreamClosed("the watch task failed".to_owned()))),
                 };
                 fatal = e.map(AppError::from);
             }
@@ -340,17 +171,21 @@ pub async fn run(
     }
     pipeline_stop.cancel();
     shutdown.cancel();
-    let served = tokio::time::timeout(SHUTDOWN_GRACE, server).await;
+    let served = tokio::time::timeout(SHUTDOWN_GRACE, served).await;
+    drained.cancel();
+    let stopped = tasks.shutdown(SHUTDOWN_GRACE).await;
     if let Some(e) = fatal {
         return Err(e);
     }
     match served {
         Ok(Ok(Ok(()))) => {
-            tracing::info!("Successfully shut down");
+            tracing::info!(aborted = ?stopped.aborted, "Successfully shut down");
             Ok(())
         }
         Ok(Ok(Err(e))) => Err(AppError::Serve(e)),
-        Ok(Err(join)) => Err(AppError::Serve(std::io::Error::other(join.to_string()))),
+        Ok(Err(_)) => Err(AppError::Serve(std::io::Error::other(
+            "the HTTP server task failed",
+        ))),
         Err(_) => {
             tracing::warn!(
                 "shutdown grace period of {}s elapsed; closing remaining connections",
@@ -395,7 +230,14 @@ async fn log_readiness(readiness: Readiness, shutdown: CancellationToken) {
 }
 
 #[cfg(unix)]
-fn spawn_signal_handlers(shutdown: CancellationToken, reloader: Reloader) {
+/// SIGTERM and SIGINT cancel `shutdown`, SIGHUP asks for a reload; a second
+/// SIGINT exits at once, until `done` (the end of the drain) stops listening.
+fn spawn_signal_handlers(
+    tasks: &Tasks,
+    shutdown: CancellationToken,
+    reloader: Reloader,
+    done: CancellationToken,
+) {
     use tokio::signal::unix::{SignalKind, signal};
     let streams = (
         signal(SignalKind::terminate()),
@@ -406,7 +248,7 @@ fn spawn_signal_handlers(shutdown: CancellationToken, reloader: Reloader) {
         tracing::error!("cannot install signal handlers; stop the process with SIGKILL");
         return;
     };
-    tokio::spawn(async move {
+    tasks.spawn("signals", async move {
         let mut interrupts = 0u32;
         loop {
             tokio::select! {
@@ -425,19 +267,28 @@ fn spawn_signal_handlers(shutdown: CancellationToken, reloader: Reloader) {
                 }
                 _ = hup.recv() => {
                     tracing::info!("received SIGHUP, reloading the config");
-                    let r = reloader.clone();
-                    tokio::spawn(async move { let _ = r.reload("sighup").await; });
+                    // The reload task owns it from here; its outcome is logged.
+                    if reloader.request("sighup").is_err() {
+                        tracing::warn!("a reload is already waiting; it will read the file as it is now");
+                    }
                 }
+                () = done.cancelled() => return,
             }
         }
     });
 }
 
 #[cfg(not(unix))]
-fn spawn_signal_handlers(shutdown: CancellationToken, _reloader: Reloader) {
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            shutdown.cancel();
+fn spawn_signal_handlers(
+    tasks: &Tasks,
+    shutdown: CancellationToken,
+    _reloader: Reloader,
+    done: CancellationToken,
+) {
+    tasks.spawn("signals", async move {
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => if r.is_ok() { shutdown.cancel() },
+            () = done.cancelled() => {}
         }
     });
 }

@@ -24,6 +24,7 @@
 //! - [`discord`]: the Discord REST client, rate limiter and delivery queue.
 //! - [`teleport`]: the Teleport gRPC client, credentials and the supervised watch.
 
+pub mod adapters;
 pub mod amr;
 pub mod app;
 pub mod backoff;
@@ -40,9 +41,11 @@ pub mod metrics;
 pub mod plugindata;
 pub mod readiness;
 pub mod reconcile;
+pub mod reload;
 pub mod render;
 pub mod secret;
 pub mod service;
 pub mod sync;
+pub mod tasks;
 pub mod teleport;
 pub mod version;

@@ -3,10 +3,11 @@
 //! through the Discord delivery queue.
 //!
 //! ```text
-//! WatchEvents ──► consume() ──► Reconciler (observed state + work queue)
-//!   (teleport)      │  rules ──► amr::RuleSet          │ workers
-//!                   └─ resync every [reconcile] interval ▼
-//!                        TeleportStore (plugin data CAS)  DiscordMessenger ──► Delivery ──► Discord
+//! WatchEvents ─┐                                     
+//!  (teleport)  ├─► adapters::teleport::dispatch ──► Reconciler (observed state + work queue)
+//! resync ──────┘      rules ──► amr::RuleSet            │ workers
+//!                                                        ▼
+//!              TeleportStore (plugin data CAS)   DiscordMessenger ──► Delivery ──► Discord
 //! ```
 //!
 //! Start-up refuses to go on when Teleport cannot be reached or refuses us, or
@@ -22,23 +23,18 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::adapters;
+use crate::adapters::discord::DiscordMessenger;
+use crate::adapters::teleport::TeleportStore;
 use crate::config::{Config, SharedConfig};
-use crate::discord::types::{ActionRow, Button, Embed, EmbedAuthor, MessagePayload};
-use crate::discord::{
-    AllowedMentions, Delivery, DeliveryError, DiscordClient, DiscordError, DiscordMetrics, Op,
-    QueueOptions,
-};
+use crate::discord::{Delivery, DiscordClient, DiscordError, DiscordMetrics, QueueOptions};
 use crate::readiness::{Latch, Readiness};
-use crate::reconcile::{ClusterInfo, Messenger, Reconciler, SendError};
-use crate::render::MessageBody;
-use crate::teleport::adapters::{TeleportStore, feed};
-use crate::teleport::{
-    KIND_ACCESS_MONITORING_RULE, TeleportError, WatchEvent, WatchMetrics, Watcher,
-};
+use crate::reconcile::{ClusterInfo, Reconciler};
+use crate::tasks::{Ended, Tasks};
+use crate::teleport::{TeleportError, WatchEvent, WatchMetrics, Watcher};
 
 /// How long the Discord queue gets to drain on shutdown.
 pub const DRAIN: Duration = Duration::from_secs(10);
@@ -52,137 +48,6 @@ pub enum ServiceError {
     /// Discord rejected the token or the client could not be built.
     #[error("Discord: {0}")]
     Discord(#[from] DiscordError),
-}
-
-/// Messages through the Discord delivery queue.
-#[derive(Debug, Clone)]
-pub struct DiscordMessenger {
-    delivery: Delivery,
-}
-
-impl DiscordMessenger {
-    /// Wraps a running delivery queue.
-    pub fn new(delivery: Delivery) -> Self {
-        Self { delivery }
-    }
-}
-
-/// Our rendered body as the Discord client's payload.
-pub fn to_payload(body: &MessageBody) -> MessagePayload {
-    MessagePayload {
-        content: Some(body.content.clone()),
-        embeds: body
-            .embeds
-            .iter()
-            .flatten()
-            .map(|e| Embed {
-                title: Some(e.title.clone()),
-                description: (!e.description.is_empty()).then(|| e.description.clone()),
-                color: Some(e.color),
-                author: Some(EmbedAuthor {
-                    name: e.author.name.clone(),
-                }),
-                ..Embed::default()
-            })
-            .collect(),
-        components: body
-            .components
-            .iter()
-            .map(|row| ActionRow {
-                kind: row.kind,
-                components: row
-                    .components
-                    .iter()
-                    .map(|b| Button {
-                        kind: b.kind,
-                        style: b.style,
-                        label: Some(b.label.clone()),
-                        url: Some(b.url.clone()),
-                        custom_id: None,
-                        disabled: false,
-                    })
-                    .collect(),
-            })
-            .collect(),
-        allowed_mentions: AllowedMentions::default(),
-        flags: None,
-    }
-}
-
-/// Whether a message Discord returned shows `payload` (text and embeds).
-fn shows(m: &crate::discord::Message, payload: &MessagePayload) -> bool {
-    payload.content.as_deref().unwrap_or_default() == m.content
-        && m.embeds.len() == payload.embeds.len()
-        && m.embeds
-            .iter()
-            .zip(&payload.embeds)
-            .all(|(a, b)| a.title == b.title && a.description == b.description)
-}
-
-fn send_error(e: DeliveryError) -> SendError {
-    match e {
-        // A bad token is fixed by the operator; the message must not be given up.
-        DeliveryError::Discord(DiscordError::Unauthorized { message }) => {
-            SendError::Retryable(format!("bot token rejected: {message}"))
-        }
-        e if e.is_retryable() => SendError::Retryable(e.to_string()),
-        e => SendError::Permanent(e.to_string()),
-    }
-}
-
-impl DiscordMessenger {
-    async fn deliver(&self, op: Op) -> Result<crate::discord::Message, SendError> {
-        let pending = self
-            .delivery
-            .enqueue(op)
-            .await
-            .map_err(|e| SendError::Retryable(e.to_string()))?;
-        pending.wait().await.map_err(send_error)
-    }
-}
-
-impl Messenger for DiscordMessenger {
-    async fn create(
-        &self,
-        channel: &str,
-        nonce: &str,
-        body: &MessageBody,
-    ) -> Result<String, SendError> {
-        let payload = to_payload(body);
-        let op = Op::Create {
-            channel_id: channel.to_owned(),
-            nonce: nonce.to_owned(),
-            payload: payload.clone(),
-        };
-        let message = self.deliver(op).await?;
-        // `enforce_nonce` answers a repeated create with the message the first
-        // one made, showing what was true then (a poster that crashed before
-        // recording it): bring it up to date.
-        if !shows(&message, &payload) {
-            tracing::info!(channel_id = %channel, message_id = %message.id, "create answered with an earlier message of this request; updating it");
-            let op = Op::Edit {
-                channel_id: channel.to_owned(),
-                message_id: message.id.clone(),
-                payload,
-            };
-            self.deliver(op).await?;
-        }
-        Ok(message.id)
-    }
-
-    async fn edit(
-        &self,
-        channel: &str,
-        message: &str,
-        body: &MessageBody,
-    ) -> Result<(), SendError> {
-        let op = Op::Edit {
-            channel_id: channel.to_owned(),
-            message_id: message.to_owned(),
-            payload: to_payload(body),
-        };
-        self.deliver(op).await.map(|_| ())
-    }
 }
 
 /// The reconciler as it runs in the service.
@@ -299,24 +164,26 @@ impl Collector for ReconcilerCollector {
     }
 }
 
-/// The running pipeline.
+/// The running pipeline; every task of it is owned by the [`Tasks`] it was
+/// started with.
 #[derive(Debug)]
 pub struct Pipeline {
     /// The reconciler.
     pub reconciler: Arc<ServiceReconciler>,
-    /// Ends with the watch's fatal error (or `Ok` on shutdown).
-    pub watch: JoinHandle<Result<(), TeleportError>>,
+    /// Resolves with the watch's fatal error (or `Ok` once stopped).
+    pub watch: oneshot::Receiver<Result<(), TeleportError>>,
     /// Puts reloaded Discord and Teleport settings into effect.
     pub live: LiveSettings,
     delivery: Delivery,
-    workers: JoinHandle<()>,
+    workers: Ended,
 }
 
 impl Pipeline {
-    /// Stops taking work, lets the reconcile workers finish and the Discord
-    /// queue drain within [`DRAIN`].
+    /// Stops taking work (the `cancel` given to [`start`] must have fired),
+    /// lets the reconcile workers finish and the Discord queue drain, each
+    /// within [`DRAIN`].
     pub async fn shutdown(self) {
-        let _ = tokio::time::timeout(DRAIN, self.workers).await;
+        let _ = tokio::time::timeout(DRAIN, self.workers.wait()).await;
         let report = self.delivery.shutdown(DRAIN).await;
         if !report.drained {
             tracing::warn!(
@@ -327,11 +194,13 @@ impl Pipeline {
     }
 }
 
-/// Connects to Discord and Teleport and starts the pipeline. `cancel` stops it.
+/// Connects to Discord and Teleport and starts the pipeline's tasks on
+/// `tasks`. `cancel` stops them.
 pub async fn start(
     config: SharedConfig,
     metrics: &ServiceMetrics,
     readiness: &Readiness,
+    tasks: &Tasks,
     cancel: CancellationToken,
     replica: String,
 ) -> Result<Pipeline, ServiceError> {
@@ -352,15 +221,12 @@ pub async fn start(
         Err(e) => {
             tracing::warn!(error = %e, "Discord is not answering; will keep checking");
             discord_latch.set_not_ready(format!("Discord token check failed: {e}"));
-            tokio::spawn(recheck_token(
-                client.clone(),
-                discord_latch.clone(),
-                cancel.clone(),
-            ));
+            tasks.spawn(
+                "discord-token-recheck",
+                recheck_token(client.clone(), discord_latch.clone(), cancel.clone()),
+            );
         }
     }
-    let delivery = Delivery::start(client.clone(), QueueOptions::default());
-
     tracing::info!("Checking Teleport server version");
     let (tx, rx) = mpsc::channel(1024);
     let watcher = Watcher::from_config(
@@ -372,6 +238,10 @@ pub async fn start(
     let handle = watcher.start(tx.clone(), watch_cancel.clone()).await?;
     let ping = handle.ping().clone();
     tracing::info!(cluster = %ping.cluster_name, version = %ping.server_version, "Connected to Teleport");
+    // Only now: a dispatcher ends when its queue is shut down, which a
+    // start-up that failed above would never do.
+    let (delivery, dispatcher) = Delivery::new(client.clone(), QueueOptions::default());
+    tasks.spawn("discord-delivery", dispatcher);
     let store = TeleportStore::new(handle.client_cell(), crate::plugindata::PLUGIN_NAME);
     let reconciler = Arc::new(Reconciler::new(
         store,
@@ -381,14 +251,21 @@ pub async fn start(
         replica,
     ));
     let _ = metrics.reconciler.set(reconciler.clone());
-    let workers = tokio::spawn(
+    let workers = tasks.spawn(
+        "reconcile",
         reconciler
             .clone()
             .run(snapshot.reconcile.workers as usize, cancel.clone()),
     );
     let cell = handle.client_cell();
-    tokio::spawn(consume(rx, reconciler.clone(), cell.clone()));
-    tokio::spawn(resync(reconciler.clone(), cell, config, cancel.clone()));
+    tasks.spawn(
+        "teleport-dispatch",
+        adapters::teleport::dispatch(rx, reconciler.clone(), cell.clone(), tasks.clone()),
+    );
+    tasks.spawn(
+        "teleport-resync",
+        adapters::teleport::resync(tx.clone(), cell, config, cancel.clone()),
+    );
     let (switch_tx, switches) = mpsc::channel(1);
     let switcher = Switcher {
         current: handle,
@@ -399,9 +276,13 @@ pub async fn start(
         reconciler: reconciler.clone(),
         cancel,
     };
+    let (watch_end, watch) = oneshot::channel();
+    tasks.spawn("teleport-watch", async move {
+        let _ = watch_end.send(switcher.run(switches).await);
+    });
     Ok(Pipeline {
         reconciler,
-        watch: tokio::spawn(switcher.run(switches)),
+        watch,
         live: LiveSettings {
             discord: client,
             teleport: switch_tx,
@@ -411,7 +292,7 @@ pub async fn start(
     })
 }
 
-/// How long a reload waits for a new Teleport address to answer.
+/// How long a switch to new Teleport settings may take to connect.
 pub const SWITCH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Puts reloaded settings into effect that need more than the config swap:
@@ -442,6 +323,10 @@ pub struct NotApplied {
 
 impl LiveSettings {
     /// Applies what changed from `old` to `new`; on error nothing changed.
+    /// Bounded: the Discord check takes at most [`PROBE_TIMEOUT`], a switch
+    /// of Teleport settings at most [`SWITCH_TIMEOUT`]. Dropping the future
+    /// midway may leave the watch moved while the caller does not know it,
+    /// so the caller runs it to the end (the reload task does).
     pub async fn apply(&self, old: &Config, new: &Config) -> Result<(), NotApplied> {
         let discord_changed =
             old.discord.token != new.discord.token || old.discord.api_url != new.discord.api_url;
@@ -451,12 +336,7 @@ impl LiveSettings {
             "discord.api_url"
         };
         if discord_changed {
-            let probe = DiscordClient::new(&new.discord, DiscordMetrics::unregistered(), None)
-                .map_err(|e| NotApplied {
-                    key,
-                    reason: e.to_string(),
-                })?;
-            match probe.check_token().await {
+            match DiscordClient::probe(new.discord.api_url.as_str(), &new.discord.token).await {
                 Ok(user) => {
                     tracing::info!(bot = %user.username, "new Discord settings accepted by Discord")
                 }
@@ -490,14 +370,11 @@ impl LiveSettings {
                     reply,
                 })
                 .await;
+            // The switcher answers every switch within SWITCH_TIMEOUT.
             let result = match sent {
-                Ok(()) => match tokio::time::timeout(SWITCH_TIMEOUT, answer).await {
-                    Ok(Ok(r)) => r.map_err(|e| e.to_string()),
-                    Ok(Err(_)) => Err("the service is shutting down".to_owned()),
-                    Err(_) => Err(format!(
-                        "no answer from Teleport within {}s",
-                        SWITCH_TIMEOUT.as_secs()
-                    )),
+                Ok(()) => match answer.await {
+                    Ok(r) => r.map_err(|e| e.to_string()),
+                    Err(_) => Err("the service is shutting down".to_owned()),
                 },
                 Err(_) => Err("the service is shutting down".to_owned()),
             };
@@ -508,15 +385,11 @@ impl LiveSettings {
         }
         if discord_changed {
             self.discord
-                .set_credentials(new.discord.api_url.as_str(), &new.discord.token)
+                .set_verified_credentials(new.discord.api_url.as_str(), &new.discord.token)
                 .map_err(|e| NotApplied {
                     key,
                     reason: e.to_string(),
                 })?;
-            // Re-enables sending if the old token had been rejected.
-            if let Err(e) = self.discord.check_token().await {
-                tracing::warn!(error = %e, "Discord token check after the reload failed");
-            }
         }
         Ok(())
     }
@@ -554,10 +427,20 @@ impl Switcher {
         let watcher = Watcher::from_config(&config, latch.clone(), self.metrics.clone())?;
         let cancel = self.cancel.child_token();
         let cell = self.current.client_cell();
-        let handle = match watcher
-            .start_in(Some(cell), self.tx.clone(), cancel.clone())
-            .await
-        {
+        // Connect and ping within the deadline; until `start_in` returns the
+        // shared client cell is untouched, so giving up changes nothing.
+        let started = tokio::time::timeout(
+            SWITCH_TIMEOUT,
+            watcher.start_in(Some(cell), self.tx.clone(), cancel.clone()),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(TeleportError::Connect {
+                addr: config.addr.to_string(),
+                reason: format!("no answer within {}s", SWITCH_TIMEOUT.as_secs()),
+            })
+        });
+        let handle = match started {
             Ok(h) => h,
             Err(e) => {
                 // The cell was not touched; the old watch goes on.
@@ -594,98 +477,5 @@ async fn recheck_token(client: DiscordClient, latch: Latch, cancel: Cancellation
             Err(e) => latch.set_not_ready(format!("Discord token check failed: {e}")),
         }
         attempt += 1;
-    }
-}
-
-async fn consume(
-    mut rx: mpsc::Receiver<WatchEvent>,
-    reconciler: Arc<ServiceReconciler>,
-    client: Arc<arc_swap::ArcSwap<crate::teleport::Client>>,
-) {
-    let mut rules_off_logged = false;
-    while let Some(ev) = rx.recv().await {
-        match ev {
-            WatchEvent::Init { confirmed_kinds } => {
-                if confirmed_kinds
-                    .iter()
-                    .any(|k| k == KIND_ACCESS_MONITORING_RULE)
-                {
-                    // Rules first, so the snapshot that follows is routed by them.
-                    let c = crate::teleport::Client::clone(&client.load());
-                    match c
-                        .list_access_monitoring_rules(crate::plugindata::PLUGIN_NAME)
-                        .await
-                    {
-                        Ok(rules) => {
-                            tracing::info!(rules = rules.len(), "access monitoring rules loaded");
-                            reconciler.observe_rule_list(rules.into_iter().map(rule).collect());
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "cannot list access monitoring rules; keeping the ones loaded")
-                        }
-                    }
-                } else if !rules_off_logged {
-                    rules_off_logged = true;
-                    tracing::warn!(
-                        "access monitoring rules are off: the plugin's role may not watch access_monitoring_rule; role_to_recipients applies"
-                    );
-                }
-                tracing::info!("Watcher connected");
-            }
-            WatchEvent::PutAccessMonitoringRule(r) => {
-                let name = r.name.clone();
-                let stored = reconciler.observe_rule_put(rule(r));
-                tracing::info!(rule = %name, ?stored, "access monitoring rule updated");
-            }
-            WatchEvent::DeleteAccessMonitoringRule { name } => {
-                reconciler.observe_rule_delete(&name);
-                tracing::info!(rule = %name, "access monitoring rule deleted");
-            }
-            WatchEvent::Snapshot(list) => {
-                let listed: std::collections::HashSet<String> =
-                    list.iter().map(|r| r.id.clone()).collect();
-                feed(&reconciler, WatchEvent::Snapshot(list));
-                let r = reconciler.clone();
-                tokio::spawn(async move { r.sweep(&listed).await });
-            }
-            other => {
-                feed(&reconciler, other);
-            }
-        }
-    }
-}
-
-fn rule(r: crate::teleport::model::AccessMonitoringRule) -> crate::amr::Rule {
-    crate::amr::Rule {
-        name: r.name,
-        subjects: r.subjects,
-        condition: r.condition,
-        notification_name: r.notification_name.unwrap_or_default(),
-        recipients: r.recipients,
-    }
-}
-
-async fn resync(
-    reconciler: Arc<ServiceReconciler>,
-    client: Arc<arc_swap::ArcSwap<crate::teleport::Client>>,
-    config: SharedConfig,
-    cancel: CancellationToken,
-) {
-    loop {
-        let every = config.load().reconcile.resync_interval.get();
-        tokio::select! {
-            () = tokio::time::sleep(every) => {}
-            () = cancel.cancelled() => return,
-        }
-        let c = crate::teleport::Client::clone(&client.load());
-        match c.list_access_requests(None).await {
-            Ok(list) => {
-                // No sweep here: while the watch is up every deletion reaches
-                // us as an event; the sweep follows each (re)connect's snapshot.
-                tracing::debug!(requests = list.len(), "periodic resync");
-                reconciler.observe_list(list.into_iter().map(Into::into).collect());
-            }
-            Err(e) => tracing::warn!(error = %e, "periodic resync could not list access requests"),
-        }
     }
 }

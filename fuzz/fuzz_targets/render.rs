@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use teleport_discord::discord::nonce_for;
+use teleport_discord::reconcile::nonce_for;
 use teleport_discord::emulators::discord::validate::{Kind, validate};
 use teleport_discord::render::{Needed, RequestView, ReviewView, Status, StatusField, render};
-use teleport_discord::service::to_payload;
+use teleport_discord::discord::MessagePayload;
 
 /// Pieces that have broken renderers before: mentions, markdown, bidi and
 /// zero-width controls, surrogate pairs, combining marks, newlines.
@@ -187,7 +187,7 @@ fn run(u: &mut Unstructured<'_>) -> Result<()> {
     for with_embeds in [true, false] {
         let body = render(&v, with_embeds);
         assert!(body.content.contains("*Status*: "), "status line lost");
-        let payload = serde_json::to_value(to_payload(&body)).expect("json");
+        let payload = serde_json::to_value(MessagePayload::from(&body)).expect("json");
         check_limits(&payload);
         let edit = validate(&payload, Kind::Edit);
         assert!(edit.is_empty(), "edit rejected: {}", edit.to_json());

@@ -8,7 +8,7 @@
 //! 401 → the client stops sending and the readiness latch flips; other 4xx →
 //! a typed, permanent [`DiscordError`].
 //!
-//! Creates carry a deterministic `nonce` ([`nonce_for`]) with
+//! Creates carry the caller's deterministic `nonce` with
 //! `enforce_nonce: true`, so a retried create never makes a second message.
 
 use std::sync::Arc;
@@ -27,6 +27,9 @@ use crate::backoff::{Backoff, random_jitter};
 use crate::config::DiscordConfig;
 use crate::readiness::Latch;
 use crate::secret::Secret;
+
+/// The longest [`DiscordClient::probe`] takes.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Project URL for the `User-Agent`.
 pub const PROJECT_URL: &str = "https://github.com/teleport-discord/teleport-discord";
@@ -128,22 +131,6 @@ impl Endpoint {
     }
 }
 
-/// A deterministic nonce (25 chars) for the create of `request_id`'s message
-/// in `channel_id`: the same pair always gives the same nonce.
-pub fn nonce_for(request_id: &str, channel_id: &str) -> String {
-    let digest = ring::digest::digest(
-        &ring::digest::SHA256,
-        format!("{request_id}\0{channel_id}").as_bytes(),
-    );
-    let hex: String = digest
-        .as_ref()
-        .iter()
-        .take(12)
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("t{hex}")
-}
-
 fn check_snowflake(id: &str) -> Result<(), DiscordError> {
     if !id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit()) {
         Ok(())
@@ -193,13 +180,35 @@ impl DiscordClient {
         })
     }
 
-    /// Points the client at a new base URL and token (a config reload). Rate
-    /// limit state is kept. Sending resumes only after a successful
-    /// [`Self::check_token`] if the old token had been rejected.
-    pub fn set_credentials(&self, api_url: &str, token: &Secret) -> Result<(), DiscordError> {
+    /// Points the client at a new base URL and token (a config reload) that
+    /// [`probe`](Self::probe) just accepted: sending resumes at once if the
+    /// old token had been rejected. Rate limit state is kept.
+    pub fn set_verified_credentials(
+        &self,
+        api_url: &str,
+        token: &Secret,
+    ) -> Result<(), DiscordError> {
         let endpoint = Endpoint::new(api_url, token)?;
         self.inner.endpoint.store(Arc::new(endpoint));
+        self.inner.token_rejected.store(false, Ordering::Relaxed);
+        if let Some(latch) = &self.inner.latch {
+            latch.set_ready();
+        }
         Ok(())
+    }
+
+    /// Checks a token and API URL with one `GET /users/@me` of at most
+    /// [`PROBE_TIMEOUT`], on a client of its own (its own limiter, no
+    /// metrics, no readiness): what a reload asks before it swaps them in.
+    pub async fn probe(api_url: &str, token: &Secret) -> Result<BotUser, DiscordError> {
+        let options = ClientOptions {
+            request_timeout: PROBE_TIMEOUT,
+            max_attempts: 1,
+            max_rate_limited: 0,
+            ..ClientOptions::new(api_url, token.clone())
+        };
+        let probe = Self::with_options(options, DiscordMetrics::unregistered(), None)?;
+        probe.check_token().await
     }
 
     /// The limiter (tests and diagnostics).
@@ -482,21 +491,6 @@ impl DiscordClient {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn nonce_is_deterministic_short_and_distinct() {
-        let a = nonce_for("0b3e5a2c-1111-2222-3333-444455556666", "123456789012345678");
-        assert_eq!(
-            a,
-            nonce_for("0b3e5a2c-1111-2222-3333-444455556666", "123456789012345678")
-        );
-        assert_eq!(a.chars().count(), 25);
-        assert_ne!(
-            a,
-            nonce_for("0b3e5a2c-1111-2222-3333-444455556666", "123456789012345679")
-        );
-        assert_ne!(a, nonce_for("other", "123456789012345678"));
-    }
 
     #[test]
     fn snowflakes_are_checked_before_building_a_path() {

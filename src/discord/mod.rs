@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-pub use client::{ClientOptions, DiscordClient, nonce_for};
+pub use client::{ClientOptions, DiscordClient};
 pub use metrics::DiscordMetrics;
 pub use queue::{Delivery, DeliveryError, Op, Pending, QueueOptions, ShutdownReport};
 pub use types::{

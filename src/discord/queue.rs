@@ -43,7 +43,8 @@ use super::types::{Message, MessagePayload};
 /// One operation for Discord.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
-    /// Post a message; `nonce` from [`super::nonce_for`] makes retries idempotent.
+    /// Post a message; a `nonce` deterministic per message (the reconciler's
+    /// `nonce_for`) with `enforce_nonce` makes retries idempotent.
     Create {
         /// Channel snowflake.
         channel_id: String,
@@ -301,8 +302,20 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    /// Starts the dispatcher on the current runtime.
+    /// Starts the dispatcher on the current runtime (see [`Self::new`] to
+    /// own the dispatcher task).
     pub fn start(client: DiscordClient, options: QueueOptions) -> Self {
+        let (delivery, dispatcher) = Self::new(client, options);
+        tokio::spawn(dispatcher);
+        delivery
+    }
+
+    /// The queue and its dispatcher, for the caller to run; the dispatcher
+    /// ends once [`Self::shutdown`] has drained (or given up on) the queue.
+    pub fn new(
+        client: DiscordClient,
+        options: QueueOptions,
+    ) -> (Self, impl std::future::Future<Output = ()> + Send + 'static) {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 max_edits: options.max_edits_per_channel.max(1),
@@ -314,8 +327,12 @@ impl Delivery {
             client,
             cancel: CancellationToken::new(),
         });
-        tokio::spawn(dispatch(shared.clone()));
-        Self { shared }
+        (
+            Self {
+                shared: shared.clone(),
+            },
+            dispatch(shared),
+        )
     }
 
     /// Adds an operation, waiting while the queue is full.

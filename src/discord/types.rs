@@ -13,9 +13,10 @@ pub struct MessagePayload {
     /// Text, ≤ 2000 characters.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
-    /// Up to 10 rich embeds.
-    #[serde(skip_serializing_if = "Vec::is_empty", default)]
-    pub embeds: Vec<Embed>,
+    /// Up to 10 rich embeds. `None` leaves a message's embeds as they are on
+    /// edit (and sends none on create); `Some(vec![])` removes them.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub embeds: Option<Vec<Embed>>,
     /// Up to 5 action rows. On edit, an empty list removes the buttons.
     #[serde(default)]
     pub components: Vec<ActionRow>,
@@ -33,6 +34,54 @@ impl MessagePayload {
         Self {
             content: Some(content.into()),
             ..Self::default()
+        }
+    }
+}
+
+impl From<&crate::render::MessageBody> for MessagePayload {
+    /// The rendered body as Discord's payload, field for field: what
+    /// serialises is exactly what `render` produced (a test checks the JSON).
+    fn from(body: &crate::render::MessageBody) -> Self {
+        Self {
+            content: Some(body.content.clone()),
+            embeds: body.embeds.as_ref().map(|embeds| {
+                embeds
+                    .iter()
+                    .map(|e| Embed {
+                        title: Some(e.title.clone()),
+                        description: (!e.description.is_empty()).then(|| e.description.clone()),
+                        color: Some(e.color),
+                        author: Some(EmbedAuthor {
+                            name: e.author.name.clone(),
+                        }),
+                        ..Embed::default()
+                    })
+                    .collect()
+            }),
+            components: body
+                .components
+                .iter()
+                .map(|row| ActionRow {
+                    kind: row.kind,
+                    components: row
+                        .components
+                        .iter()
+                        .map(|b| Button {
+                            kind: b.kind,
+                            style: b.style,
+                            label: Some(b.label.clone()),
+                            custom_id: None,
+                            url: Some(b.url.clone()),
+                            disabled: false,
+                        })
+                        .collect(),
+                })
+                .collect(),
+            allowed_mentions: AllowedMentions {
+                parse: body.allowed_mentions.parse.clone(),
+                ..AllowedMentions::default()
+            },
+            flags: None,
         }
     }
 }
@@ -130,7 +179,7 @@ pub struct Button {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// Greyed out.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub disabled: bool,
 }
 
@@ -212,4 +261,52 @@ pub struct Channel {
     /// Name (absent for DMs).
     #[serde(default)]
     pub name: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::{self, RequestView, Status, StatusField};
+
+    fn view(status: Status) -> RequestView {
+        RequestView {
+            id: "3fa85f64-5717-4562-b3fc-2c963f66afa6".into(),
+            cluster: "example".into(),
+            user: "alice@example.com".into(),
+            roles: vec!["dev".into()],
+            reason: "deploy".into(),
+            status: StatusField(status),
+            reviews: vec![render::ReviewView {
+                author: "bob".into(),
+                approved: true,
+                reason: "ok".into(),
+                created_unix: 1_136_214_245,
+            }],
+            web_proxy_url: Some("https://teleport.example.com".into()),
+            ..RequestView::default()
+        }
+    }
+
+    #[test]
+    fn the_payload_says_exactly_what_render_produced() {
+        let mut no_reviews = view(Status::Pending);
+        no_reviews.reviews.clear();
+        for body in [
+            render::render(&view(Status::Pending), true),
+            // Embeds left alone on edit (upstream's EXPIRED edit) …
+            render::render(&view(Status::Expired), false),
+            // … versus none to show: the empty list clears them.
+            render::render(&no_reviews, true),
+        ] {
+            let payload = MessagePayload::from(&body);
+            assert_eq!(
+                serde_json::to_value(&payload).expect("payload"),
+                serde_json::to_value(&body).expect("body"),
+            );
+        }
+        let left = MessagePayload::from(&render::render(&view(Status::Expired), false));
+        assert_eq!(left.embeds, None);
+        let cleared = MessagePayload::from(&render::render(&no_reviews, true));
+        assert_eq!(cleared.embeds, Some(Vec::new()));
+    }
 }

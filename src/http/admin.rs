@@ -7,7 +7,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use super::{AppState, error_response};
+use super::{AppState, RELOAD_WAIT, Refused, error_response};
 use crate::secret::Secret;
 
 /// Outcome of checking an `Authorization` header against the admin token.
@@ -83,30 +83,78 @@ pub(super) async fn require_token(
 }
 
 #[derive(Debug, Serialize)]
-struct Reloaded {
+struct Reloaded<'a> {
     status: &'static str,
-    changed: Vec<&'static str>,
-    restart_required: Vec<&'static str>,
+    id: u64,
+    changed: &'a [&'static str],
+    restart_required: &'a [&'static str],
 }
 
+#[derive(Debug, Serialize)]
+struct InProgress {
+    status: &'static str,
+    id: Option<u64>,
+}
+
+/// `POST /admin/reload`: hands the reload to its task and waits up to
+/// [`RELOAD_WAIT`] for the report: 200 (applied), 422 (refused; the running
+/// config is unchanged), or 202 when it is still under way (its outcome is
+/// then at `GET /admin/reload`).
 pub(super) async fn reload(State(state): State<AppState>) -> Response {
-    match state.reloader.reload("http").await {
-        Ok(diff) => Json(Reloaded {
+    let answer = match state.reload.request("http") {
+        Ok(rx) => rx,
+        Err(Refused::Busy) => {
+            return error_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many reloads are waiting; the next one reads the file as it is then",
+                Vec::new(),
+            );
+        }
+        Err(Refused::ShuttingDown) => {
+            return error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the service is shutting down",
+                Vec::new(),
+            );
+        }
+    };
+    match tokio::time::timeout(RELOAD_WAIT, answer).await {
+        Ok(Ok(report)) if report.result == "success" => Json(Reloaded {
             status: "reloaded",
-            changed: diff.changed,
-            restart_required: diff.restart_required,
+            id: report.id,
+            changed: &report.changed,
+            restart_required: &report.restart_required,
         })
         .into_response(),
-        Err(e) => error_response(
+        Ok(Ok(report)) => error_response(
             StatusCode::UNPROCESSABLE_ENTITY,
-            if matches!(e, crate::config::ConfigError::NotApplied { .. }) {
-                "the new config could not be put into effect; the running config is unchanged"
-            } else {
-                "the new config is invalid; the running config is unchanged"
-            },
-            e.problems(),
+            report.error.clone().unwrap_or_default(),
+            report.details.clone(),
         ),
+        Ok(Err(_)) => error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the service is shutting down",
+            Vec::new(),
+        ),
+        Err(_) => {
+            let mut resp = (
+                StatusCode::ACCEPTED,
+                Json(InProgress {
+                    status: "in progress",
+                    id: state.reload.status().running,
+                }),
+            )
+                .into_response();
+            resp.headers_mut()
+                .insert(header::LOCATION, HeaderValue::from_static("/admin/reload"));
+            resp
+        }
     }
+}
+
+/// `GET /admin/reload`: the reload under way, if any, and the last report.
+pub(super) async fn reload_status(State(state): State<AppState>) -> Response {
+    Json(state.reload.status()).into_response()
 }
 
 #[cfg(test)]

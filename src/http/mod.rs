@@ -6,9 +6,12 @@
 //! | `GET /readyz` | 200 when every component is ready, else 503 naming what is not |
 //! | `GET /metrics` | Prometheus (OpenMetrics) text |
 //! | `POST /admin/reload` | re-read and swap the config; needs `Authorization: Bearer <admin_token>` |
+//! | `GET /admin/reload` | the last reload's outcome, and whether one is running (same token) |
 //!
 //! Every error is a JSON body `{"error": "...", "details": [...]}`. Handlers
-//! never wait on Discord or Teleport: they read shared state or hand work over.
+//! never call Discord or Teleport: they read shared state or hand work over
+//! (a reload to the task that owns it, [`ReloadPort`]), and the handler that
+//! waits for a reload's report waits at most [`RELOAD_WAIT`].
 
 mod admin;
 
@@ -33,7 +36,6 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::app::Reloader;
 use crate::config::SharedConfig;
 use crate::readiness::Readiness;
 
@@ -41,8 +43,12 @@ pub use admin::authorize;
 
 /// Largest request body accepted (none of our routes takes one).
 pub const BODY_LIMIT: usize = 16 * 1024;
-/// Time limit for one request.
+/// Time limit for one request (but `POST /admin/reload`).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `POST /admin/reload` waits for the reload's report before it
+/// answers 202: longer than the longest reload (a Discord check of at most
+/// 10 s, then a switch of Teleport settings of at most 30 s).
+pub const RELOAD_WAIT: Duration = Duration::from_secs(45);
 /// `/healthz` fails when the runtime heartbeat is older than this.
 pub const HEARTBEAT_STALE: Duration = Duration::from_secs(10);
 
@@ -53,7 +59,64 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/readyz"),
     ("GET", "/metrics"),
     ("POST", "/admin/reload"),
+    ("GET", "/admin/reload"),
 ];
+
+/// A finished reload, as `/admin/reload` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReloadReport {
+    /// Counts reloads since the start.
+    pub id: u64,
+    /// `sighup` or `http` (the first asker's, when several shared it).
+    pub trigger: &'static str,
+    /// When it started, RFC 3339.
+    pub started_at: String,
+    /// When it finished, RFC 3339.
+    pub finished_at: String,
+    /// `success` or `failure`.
+    pub result: &'static str,
+    /// Config keys whose value changed.
+    pub changed: Vec<&'static str>,
+    /// Changed keys that take effect only after a restart.
+    pub restart_required: Vec<&'static str>,
+    /// Why it failed: one sentence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Every problem, each naming its key.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<String>,
+}
+
+/// Whether a reload is running, and the last one's report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReloadStatus {
+    /// The ID of the reload under way, if any.
+    pub running: Option<u64>,
+    /// The last finished reload (none since the start: `null`).
+    pub last: Option<Arc<ReloadReport>>,
+}
+
+/// Why a reload was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Too many reload requests are waiting already.
+    Busy,
+    /// The service is stopping.
+    ShuttingDown,
+}
+
+/// What the HTTP surface needs of reloads (implemented by the reload task's
+/// handle, `reload::Reloader`).
+pub trait ReloadPort: Send + Sync + std::fmt::Debug + 'static {
+    /// Asks for a reload; the receiver gets its report. The reload goes on
+    /// to its end whether or not anyone still waits.
+    fn request(
+        &self,
+        trigger: &'static str,
+    ) -> Result<tokio::sync::oneshot::Receiver<Arc<ReloadReport>>, Refused>;
+    /// The reload under way and the last report.
+    fn status(&self) -> ReloadStatus;
+}
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -65,7 +128,7 @@ pub struct AppState {
     /// Metrics to expose.
     pub registry: Arc<Registry>,
     /// Reloads the config.
-    pub reloader: Reloader,
+    pub reload: Arc<dyn ReloadPort>,
     /// HTTP request metrics.
     pub metrics: HttpMetrics,
     /// Runtime liveness.
@@ -187,8 +250,16 @@ pub fn error_response(
 
 /// The router with every route and layer.
 pub fn router(state: AppState) -> Router {
+    let timeout = |d| TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, d);
+    // The reload handler bounds its own wait (RELOAD_WAIT, then 202); the
+    // layer is only a backstop above it.
     let admin = Router::new()
-        .route("/admin/reload", post(admin::reload))
+        .route(
+            "/admin/reload",
+            post(admin::reload)
+                .layer(timeout(RELOAD_WAIT + Duration::from_secs(5)))
+                .merge(get(admin::reload_status).layer(timeout(REQUEST_TIMEOUT))),
+        )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             admin::require_token,
@@ -197,15 +268,12 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .layer(timeout(REQUEST_TIMEOUT))
         .merge(admin)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            REQUEST_TIMEOUT,
-        ))
         .layer(CatchPanicLayer::custom(
             |_panic: Box<dyn std::any::Any + Send>| {
                 error_response(

@@ -194,9 +194,23 @@ pub struct Outcome {
     pub dropped: usize,
 }
 
-/// The deterministic create nonce of a request's message in a channel
-/// (≤ 25 characters, as Discord allows).
-pub use crate::discord::nonce_for;
+/// The create nonce of `request_id`'s message in `channel_id` (25
+/// characters, as Discord allows): the same pair always gives the same nonce,
+/// so a create repeated by a crashed or racing replica finds the first one's
+/// message (`enforce_nonce`).
+pub fn nonce_for(request_id: &str, channel_id: &str) -> String {
+    let digest = ring::digest::digest(
+        &ring::digest::SHA256,
+        format!("{request_id}\0{channel_id}").as_bytes(),
+    );
+    let hex: String = digest
+        .as_ref()
+        .iter()
+        .take(12)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("t{hex}")
+}
 
 /// Digest of a message body, stored as `discord_rendered`.
 pub fn digest(body: &MessageBody) -> String {
@@ -435,17 +449,26 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
         self.observed().len()
     }
 
-    /// Runs `workers` workers until `cancel` fires and the queue drains.
+    /// Runs `workers` workers until `cancel` fires and the queue drains. A
+    /// worker that panics takes this task down with its panic (the owner
+    /// logs it and flips readiness) rather than leaving fewer workers.
     pub async fn run(self: Arc<Self>, workers: usize, cancel: tokio_util::sync::CancellationToken) {
-        let mut tasks = Vec::new();
+        let mut set = tokio::task::JoinSet::new();
         for _ in 0..workers.max(1) {
             let me = self.clone();
-            tasks.push(tokio::spawn(async move { me.worker().await }));
+            set.spawn(async move { me.worker().await });
         }
-        cancel.cancelled().await;
-        self.queue.shutdown();
-        for t in tasks {
-            let _ = t.await;
+        let me = self.clone();
+        set.spawn(async move {
+            cancel.cancelled().await;
+            me.queue.shutdown();
+        });
+        while let Some(ended) = set.join_next().await {
+            if let Err(e) = ended
+                && e.is_panic()
+            {
+                std::panic::resume_unwind(e.into_panic());
+            }
         }
     }
 

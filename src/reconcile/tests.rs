@@ -124,7 +124,7 @@ impl Messenger for Discord {
         let mut nonces = self.nonces.lock().unwrap();
         if let Some(id) = nonces.get(&key) {
             // The real messenger brings a de-duplicated create's message up
-            // to date with an edit (`service::DiscordMessenger`).
+            // to date with an edit (`adapters::discord::DiscordMessenger`).
             if let Some(m) = self.messages.lock().unwrap().get_mut(id)
                 && m.body != *body
             {

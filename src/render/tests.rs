@@ -398,7 +398,7 @@ fn json_len(v: Option<&serde_json::Value>) -> usize {
 /// validator and every documented limit, and pings nobody.
 fn assert_payload_fits(b: &MessageBody, id: &str) {
     use teleport_discord_testkit::discord::validate::{Kind, validate};
-    let payload = serde_json::to_value(crate::service::to_payload(b)).expect("json");
+    let payload = serde_json::to_value(crate::discord::MessagePayload::from(b)).expect("json");
     assert!(json_len(payload.get("content")) <= CONTENT_LIMIT);
     let embeds = payload["embeds"].as_array().cloned().unwrap_or_default();
     assert!(embeds.len() <= EMBEDS_LIMIT);
@@ -430,7 +430,7 @@ fn assert_payload_fits(b: &MessageBody, id: &str) {
     let errs = validate(&payload, Kind::Edit);
     assert!(errs.is_empty(), "edit rejected: {}", errs.to_json());
     let mut create = payload;
-    create["nonce"] = crate::discord::nonce_for(id, "123456789012345678").into();
+    create["nonce"] = crate::reconcile::nonce_for(id, "123456789012345678").into();
     create["enforce_nonce"] = true.into();
     let errs = validate(&create, Kind::Create);
     assert!(errs.is_empty(), "create rejected: {}", errs.to_json());

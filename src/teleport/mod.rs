@@ -13,7 +13,6 @@
 //! - [`watch`]: the supervised watch task (reconnect, readiness, metrics,
 //!   identity refresh).
 //! - [`check`]: the connectivity check behind `teleport-discord check`.
-//! - [`adapters`]: glue to the reconciler (request conversion, plugin-data store, event feed).
 //!
 //! # Connection mode
 //! `connect_via = "auto"` picks direct Auth (ALPN `h2`) when the port is
@@ -28,7 +27,6 @@
 //! We send no `version` metadata header: Auth skips its client-version check
 //! when the header is absent, and a non-semver value would get us cut off.
 
-pub mod adapters;
 pub mod check;
 pub mod client;
 pub mod identity;

@@ -13,6 +13,7 @@
 //! - [`discord`]: the Discord REST emulator with Discord's rate limits and
 //!   validation rules.
 //! - [`sandbox`]: both emulators and a config for `start`.
+//! - [`net`]: stand-ins on the way to an emulator (a slow link).
 //! - [`demo`]: `teleport-discord demo`: the service against the sandbox, a
 //!   scripted story, a page.
 //! - [`chaos`]: the chaos runner: replicas of `start` as processes, faults,
@@ -23,6 +24,7 @@
 pub mod chaos;
 pub mod demo;
 pub mod discord;
+pub mod net;
 pub mod pb;
 pub mod sandbox;
 pub mod teleport;

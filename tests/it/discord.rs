@@ -7,9 +7,10 @@ use std::time::Duration;
 use teleport_discord::discord::ratelimit::BucketKey;
 use teleport_discord::discord::{
     ActionRow, Button, ClientOptions, Delivery, DeliveryError, DiscordClient, DiscordError,
-    DiscordMetrics, Embed, MessagePayload, Op, QueueOptions, nonce_for,
+    DiscordMetrics, Embed, MessagePayload, Op, QueueOptions,
 };
 use teleport_discord::readiness::Readiness;
+use teleport_discord::reconcile::nonce_for;
 use teleport_discord::secret::Secret;
 use teleport_discord_testkit::discord::{
     DiscordEmulator, EmulatorConfig, Faults, MESSAGE_BUCKET, Scope,
@@ -136,6 +137,7 @@ async fn emulator_speaks_discords_rate_limit_headers_and_429_bodies() {
 
 #[tokio::test]
 async fn emulator_bans_after_too_many_invalid_requests() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let emu = DiscordEmulator::start(EmulatorConfig {
         ban_threshold: 2,
         ..fast_limits()
@@ -177,10 +179,10 @@ async fn typed_errors_from_discord_bodies() {
     let (emu, client) = setup().await;
     let ch = emu.add_channel("general");
     let too_long = MessagePayload {
-        embeds: vec![Embed {
+        embeds: Some(vec![Embed {
             title: Some("t".repeat(300)),
             ..Embed::default()
-        }],
+        }]),
         ..text("x")
     };
     let err = client
@@ -216,10 +218,10 @@ async fn typed_errors_from_discord_bodies() {
 
     // Buttons, embeds and suppressed mentions go through as sent.
     let payload = MessagePayload {
-        embeds: vec![Embed {
+        embeds: Some(vec![Embed {
             title: Some("Access request".to_owned()),
             ..Embed::default()
-        }],
+        }]),
         components: vec![ActionRow::new(vec![
             Button::action(3, "Approve", "approve:1"),
             Button::action(4, "Deny", "deny:1"),

@@ -119,6 +119,118 @@ async fn a_reload_applies_a_new_token_and_a_new_teleport_address() {
     app.stop().await;
 }
 
+/// A reload whose new Teleport address answers only after longer than the
+/// HTTP request timeout (a 6 s link: the handshake and `Ping` take about
+/// 12 s, each within its own limit, against the 10 s request timeout) is owned to its end
+/// by the reload task: a client that gives up changes nothing about it, the
+/// outcome is at `GET /admin/reload`, and a patient client gets its 200.
+/// Either way the watch, the stored config, the metric and the log agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_teleport_switch_is_finished_whatever_the_client_does() {
+    use teleport_discord_testkit::net::SlowLink;
+    let app = TestApp::start(&admin()).await;
+    app.wait_ready().await;
+    let sb = &app.sandbox;
+    let auth_addr = sb.teleport.addr().to_string();
+    let latency = Duration::from_secs(6);
+    let get_status = || async {
+        let r = app
+            .client
+            .get(app.url("/admin/reload"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("GET /admin/reload");
+        assert_eq!(r.status(), 200);
+        r.json::<serde_json::Value>().await.expect("JSON")
+    };
+    assert_eq!(get_status().await["last"], serde_json::Value::Null);
+
+    // 1. The client hangs up after a second.
+    let slow = SlowLink::start(sb.teleport.addr(), latency)
+        .await
+        .expect("slow");
+    let text = sb.config(&admin());
+    app.rewrite_config_raw(&text.replace(&auth_addr, &slow.addr().to_string()));
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .build()
+        .expect("client");
+    let gave_up = impatient
+        .post(app.url("/admin/reload"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "the client timed out");
+    assert_eq!(get_status().await["running"], 1, "still running");
+    let started = tokio::time::Instant::now();
+    let last = loop {
+        let s = get_status().await;
+        if !s["last"].is_null() {
+            break s["last"].clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(40),
+            "never finished: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(last["result"], "success", "{last}");
+    assert_eq!(
+        last["changed"],
+        serde_json::json!(["teleport.addr"]),
+        "{last}"
+    );
+    assert!(
+        slow.forwarded() >= 1,
+        "the new watch goes through the slow address"
+    );
+    eventually("the old watch is stopped", || {
+        (app.sandbox.teleport.watchers().len() == 1).then_some(())
+    })
+    .await;
+    let metrics = app.get("/metrics").await.text().await.expect("metrics");
+    assert!(
+        metrics.contains(
+            r#"teleport_discord_config_reloads_total{result="success",trigger="http"} 1"#
+        ),
+        "{metrics}"
+    );
+    // 2. A patient client gets the outcome itself, past the 10 s request
+    // timeout: 200 after the switch, not a 503 from a timeout layer.
+    let slower = SlowLink::start(sb.teleport.addr(), latency)
+        .await
+        .expect("slow");
+    app.rewrite_config_raw(&text.replace(&auth_addr, &slower.addr().to_string()));
+    let patient = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client");
+    let asked = tokio::time::Instant::now();
+    let r = patient
+        .post(app.url("/admin/reload"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("POST /admin/reload");
+    assert!(
+        asked.elapsed() > teleport_discord::http::REQUEST_TIMEOUT,
+        "took {:?}: not slower than the request timeout",
+        asked.elapsed()
+    );
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.expect("JSON");
+    assert_eq!(body["id"], 2, "{body}");
+    assert_eq!(
+        body["changed"],
+        serde_json::json!(["teleport.addr"]),
+        "{body}"
+    );
+    assert!(slower.forwarded() >= 1);
+    app.wait_ready().await;
+    app.stop().await;
+}
+
 /// Upstream's `getLoginsByRole`: each requested role's logins in the message;
 /// without `role` read the message goes out without them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

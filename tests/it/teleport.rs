@@ -855,8 +855,8 @@ async fn check_from_config_through_the_proxy() {
 
 #[tokio::test]
 async fn plugin_data_store_for_the_reconciler_maps_conflicts() {
+    use teleport_discord::adapters::teleport::TeleportStore;
     use teleport_discord::reconcile::{PluginDataStore, StoreError};
-    use teleport_discord::teleport::adapters::TeleportStore;
     let env = env().await;
     let w = start_watch(&env, fast_watch()).await;
     let store = TeleportStore::new(w.handle.client_cell(), "discord");

@@ -1,18 +1,21 @@
-//! Glue to the reconciler: our [`AccessRequest`] as the reconciler's
-//! [`reconcile::Request`], a [`reconcile::PluginDataStore`] over the current
-//! Teleport client, [`ClusterInfo`] from `Ping`, and [`feed`] that hands watch
-//! events to a [`reconcile::Reconciler`].
+//! The reconciler's Teleport side, in one place: Teleport's
+//! [`AccessRequest`] as the reconciler's [`reconcile::Request`],
+//! [`ClusterInfo`] from `Ping`, the [`PluginDataStore`] port over the current
+//! Teleport client ([`TeleportStore`]), and the one dispatch of watch events
+//! to the reconciler ([`dispatch`], fed by the watch and by [`resync`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
-use super::TeleportError;
-use super::client::{Client, PingInfo};
-use super::model::{AccessRequest, RequestState, WatchEvent};
+use crate::config::SharedConfig;
 use crate::reconcile::{self, ClusterInfo, Messenger, PluginDataStore, Reconciler, StoreError};
+use crate::teleport::model::{AccessMonitoringRule, AccessRequest, RequestState, WatchEvent};
+use crate::teleport::{Client, KIND_ACCESS_MONITORING_RULE, PingInfo, TeleportError};
 
 fn unix(t: Option<SystemTime>) -> Option<i64> {
     let t = t?;
@@ -171,17 +174,109 @@ impl PluginDataStore for TeleportStore {
     }
 }
 
-/// Hands one watch event to the reconciler: PUT → `observe_put`, DELETE →
-/// `observe_delete`, Snapshot → `observe_list`. Init and rule events are not
-/// the reconciler's business (returned as `false`).
-pub fn feed<P: PluginDataStore, M: Messenger>(r: &Reconciler<P, M>, ev: WatchEvent) -> bool {
-    match ev {
-        WatchEvent::PutAccessRequest(a) => r.observe_put(a.into()),
-        WatchEvent::DeleteAccessRequest { id } => r.observe_delete(&id),
-        WatchEvent::Snapshot(list) => r.observe_list(list.into_iter().map(Into::into).collect()),
-        _ => return false,
+/// Hands Teleport's events to the reconciler until the channel closes; the
+/// only place watch events reach it. PUT → `observe_put`, DELETE →
+/// `observe_delete`, a (re)connect's snapshot → `observe_list` then the
+/// sweep (spawned on `tasks`), a periodic listing → `observe_list`; rule
+/// events update the rule set, and an Init lists the rules first so the
+/// snapshot that follows is routed by them.
+pub async fn dispatch<P: PluginDataStore, M: Messenger>(
+    mut events: mpsc::Receiver<WatchEvent>,
+    reconciler: Arc<Reconciler<P, M>>,
+    client: Arc<ArcSwap<Client>>,
+    tasks: crate::tasks::Tasks,
+) {
+    let mut rules_off_logged = false;
+    while let Some(ev) = events.recv().await {
+        match ev {
+            WatchEvent::Init { confirmed_kinds } => {
+                if confirmed_kinds
+                    .iter()
+                    .any(|k| k == KIND_ACCESS_MONITORING_RULE)
+                {
+                    let c = Client::clone(&client.load());
+                    match c
+                        .list_access_monitoring_rules(crate::plugindata::PLUGIN_NAME)
+                        .await
+                    {
+                        Ok(rules) => {
+                            tracing::info!(rules = rules.len(), "access monitoring rules loaded");
+                            reconciler.observe_rule_list(rules.into_iter().map(rule).collect());
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot list access monitoring rules; keeping the ones loaded")
+                        }
+                    }
+                } else if !rules_off_logged {
+                    rules_off_logged = true;
+                    tracing::warn!(
+                        "access monitoring rules are off: the plugin's role may not watch access_monitoring_rule; role_to_recipients applies"
+                    );
+                }
+            }
+            WatchEvent::Snapshot(list) => {
+                let listed: HashSet<String> = list.iter().map(|r| r.id.clone()).collect();
+                reconciler.observe_list(list.into_iter().map(Into::into).collect());
+                let r = reconciler.clone();
+                tasks.spawn("sweep", async move {
+                    r.sweep(&listed).await;
+                });
+            }
+            WatchEvent::Relisted(list) => {
+                reconciler.observe_list(list.into_iter().map(Into::into).collect());
+            }
+            WatchEvent::PutAccessRequest(a) => reconciler.observe_put(a.into()),
+            WatchEvent::DeleteAccessRequest { id } => reconciler.observe_delete(&id),
+            WatchEvent::PutAccessMonitoringRule(r) => {
+                let name = r.name.clone();
+                let stored = reconciler.observe_rule_put(rule(r));
+                tracing::info!(rule = %name, ?stored, "access monitoring rule updated");
+            }
+            WatchEvent::DeleteAccessMonitoringRule { name } => {
+                reconciler.observe_rule_delete(&name);
+                tracing::info!(rule = %name, "access monitoring rule deleted");
+            }
+        }
     }
-    true
+}
+
+fn rule(r: AccessMonitoringRule) -> crate::amr::Rule {
+    crate::amr::Rule {
+        name: r.name,
+        subjects: r.subjects,
+        condition: r.condition,
+        notification_name: r.notification_name.unwrap_or_default(),
+        recipients: r.recipients,
+    }
+}
+
+/// Every `[reconcile] resync_interval`, lists the access requests and hands
+/// the listing to [`dispatch`] as [`WatchEvent::Relisted`] (no sweep: while
+/// the watch is up every deletion arrives as an event; the sweep follows
+/// each (re)connect's snapshot). Ends with `cancel` or when `dispatch` is gone.
+pub async fn resync(
+    events: mpsc::Sender<WatchEvent>,
+    client: Arc<ArcSwap<Client>>,
+    config: SharedConfig,
+    cancel: CancellationToken,
+) {
+    loop {
+        let every = config.load().reconcile.resync_interval.get();
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = cancel.cancelled() => return,
+        }
+        let c = Client::clone(&client.load());
+        match c.list_access_requests(None).await {
+            Ok(list) => {
+                tracing::debug!(requests = list.len(), "periodic resync");
+                if events.send(WatchEvent::Relisted(list)).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "periodic resync could not list access requests"),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -214,7 +309,7 @@ mod tests {
             state: RequestState::Denied,
             request_reason: "why".into(),
             resolve_reason: "no".into(),
-            reviews: vec![super::super::model::AccessReview {
+            reviews: vec![crate::teleport::model::AccessReview {
                 author: "alice".into(),
                 proposed_state: RequestState::Denied,
                 reason: "no".into(),
