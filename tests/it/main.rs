@@ -6,6 +6,7 @@ mod demo;
 mod deploy;
 mod discord;
 mod http;
+mod layout;
 mod lifecycle;
 mod proc;
 mod reliability;
