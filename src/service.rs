@@ -264,7 +264,7 @@ pub async fn start(
     );
     tasks.spawn(
         "teleport-resync",
-        adapters::teleport::resync(tx.clone(), cell, config, cancel.clone()),
+        adapters::teleport::resync(reconciler.clone(), cell, config, cancel.clone()),
     );
     let (switch_tx, switches) = mpsc::channel(1);
     let switcher = Switcher {

@@ -1,8 +1,8 @@
 //! The reconciler's Teleport side, in one place: Teleport's
 //! [`AccessRequest`] as the reconciler's [`reconcile::Request`],
 //! [`ClusterInfo`] from `Ping`, the [`PluginDataStore`] port over the current
-//! Teleport client ([`TeleportStore`]), and the one dispatch of watch events
-//! to the reconciler ([`dispatch`], fed by the watch and by [`resync`]).
+//! Teleport client ([`TeleportStore`]), the one dispatch of watch events to
+//! the reconciler ([`dispatch`]), and the periodic listing ([`resync`]).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -215,15 +215,15 @@ pub async fn dispatch<P: PluginDataStore, M: Messenger>(
                 }
             }
             WatchEvent::Snapshot(list) => {
+                // The watch lists after its Init and before any newer event,
+                // so the listing is newer than everything dispatched so far.
                 let listed: HashSet<String> = list.iter().map(|r| r.id.clone()).collect();
-                reconciler.observe_list(list.into_iter().map(Into::into).collect());
+                let mark = reconciler.list_mark();
+                reconciler.observe_list(list.into_iter().map(Into::into).collect(), mark);
                 let r = reconciler.clone();
                 tasks.spawn("sweep", async move {
                     r.sweep(&listed).await;
                 });
-            }
-            WatchEvent::Relisted(list) => {
-                reconciler.observe_list(list.into_iter().map(Into::into).collect());
             }
             WatchEvent::PutAccessRequest(a) => reconciler.observe_put(a.into()),
             WatchEvent::DeleteAccessRequest { id } => reconciler.observe_delete(&id),
@@ -251,11 +251,12 @@ fn rule(r: AccessMonitoringRule) -> crate::amr::Rule {
 }
 
 /// Every `[reconcile] resync_interval`, lists the access requests and hands
-/// the listing to [`dispatch`] as [`WatchEvent::Relisted`] (no sweep: while
-/// the watch is up every deletion arrives as an event; the sweep follows
-/// each (re)connect's snapshot). Ends with `cancel` or when `dispatch` is gone.
-pub async fn resync(
-    events: mpsc::Sender<WatchEvent>,
+/// the listing to the reconciler, as kube-runtime's periodic requeue does for
+/// changes that might have been missed (no sweep: while the watch is up every
+/// deletion arrives as an event; the sweep follows each (re)connect's
+/// snapshot). The listing's mark keeps it from undoing newer events.
+pub async fn resync<P: PluginDataStore, M: Messenger>(
+    reconciler: Arc<Reconciler<P, M>>,
     client: Arc<ArcSwap<Client>>,
     config: SharedConfig,
     cancel: CancellationToken,
@@ -267,12 +268,11 @@ pub async fn resync(
             () = cancel.cancelled() => return,
         }
         let c = Client::clone(&client.load());
+        let mark = reconciler.list_mark();
         match c.list_access_requests(None).await {
             Ok(list) => {
                 tracing::debug!(requests = list.len(), "periodic resync");
-                if events.send(WatchEvent::Relisted(list)).await.is_err() {
-                    return;
-                }
+                reconciler.observe_list(list.into_iter().map(Into::into).collect(), mark);
             }
             Err(e) => tracing::warn!(error = %e, "periodic resync could not list access requests"),
         }

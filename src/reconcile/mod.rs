@@ -172,6 +172,11 @@ impl Observed {
     }
 }
 
+/// How far the watch's news had come when a listing was asked for
+/// ([`Reconciler::list_mark`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListMark(u64);
+
 /// Why a reconcile did not finish.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ReconcileError {
@@ -275,6 +280,10 @@ pub struct Reconciler<P, M> {
     /// refusal is kept as "none").
     role_cache: Mutex<HashMap<String, CachedLogins>>,
     rules: Mutex<RuleSet>,
+    /// Watch events observed so far; each request's last one's number is in
+    /// `stamps` (lock order: `observed`, then `stamps`).
+    events: AtomicU64,
+    stamps: Mutex<HashMap<String, u64>>,
     queue: WorkQueue<String>,
     store: P,
     messenger: M,
@@ -302,6 +311,8 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
             replica,
             role_cache: Mutex::new(HashMap::new()),
             rules: Mutex::new(RuleSet::new()),
+            events: AtomicU64::new(0),
+            stamps: Mutex::new(HashMap::new()),
             queue: WorkQueue::new(),
             store,
             messenger,
@@ -328,8 +339,11 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
     /// A request was created or changed.
     pub fn observe_put(&self, request: Request) {
         let id = request.id.clone();
-        self.observed()
-            .insert(id.clone(), Observed::Present(Box::new(request)));
+        {
+            let mut obs = self.observed();
+            obs.insert(id.clone(), Observed::Present(Box::new(request)));
+            self.stamp(&id);
+        }
         self.queue.add(id);
     }
 
@@ -339,23 +353,41 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
             let mut obs = self.observed();
             let previous = obs.remove(id);
             obs.insert(id.to_owned(), Observed::deleted(previous));
+            self.stamp(id);
         }
         self.queue.add(id.to_owned());
     }
 
-    /// A full listing (after every (re)connect and periodically): every listed
-    /// request is recorded and marked dirty; a tracked request missing from
-    /// the listing was deleted while we were not looking.
-    pub fn observe_list(&self, requests: Vec<Request>) {
+    /// Notes that the watch just told us about `id` (call with `observed` held).
+    fn stamp(&self, id: &str) {
+        let n = self.events.fetch_add(1, Ordering::SeqCst) + 1;
+        crate::sync::lock(&self.stamps).insert(id.to_owned(), n);
+    }
+
+    /// Where the watch's news stands now: take it just before asking
+    /// Teleport for a listing, and hand it to [`Self::observe_list`].
+    pub fn list_mark(&self) -> ListMark {
+        ListMark(self.events.load(Ordering::SeqCst))
+    }
+
+    /// A full listing (after every (re)connect and periodically), asked for
+    /// at `mark`: every listed request is recorded and marked dirty; a
+    /// tracked request missing from the listing was deleted while we were
+    /// not looking. What the watch told us about a request after `mark` is
+    /// newer than the listing and stays (a listing never takes a request
+    /// back to an older state).
+    pub fn observe_list(&self, requests: Vec<Request>, mark: ListMark) {
         let mut ids = Vec::with_capacity(requests.len());
         {
             let mut obs = self.observed();
+            let stamps = crate::sync::lock(&self.stamps);
+            let newer = |id: &str| stamps.get(id).is_some_and(|s| *s > mark.0);
             let listed: std::collections::HashSet<&str> =
                 requests.iter().map(|r| r.id.as_str()).collect();
             let vanished: Vec<String> = obs
                 .iter()
                 .filter(|(id, o)| {
-                    matches!(o, Observed::Present(_)) && !listed.contains(id.as_str())
+                    matches!(o, Observed::Present(_)) && !listed.contains(id.as_str()) && !newer(id)
                 })
                 .map(|(id, _)| id.clone())
                 .collect();
@@ -365,6 +397,9 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
                 ids.push(id);
             }
             for r in requests {
+                if newer(&r.id) {
+                    continue;
+                }
                 ids.push(r.id.clone());
                 obs.insert(r.id.clone(), Observed::Present(Box::new(r)));
             }
@@ -569,6 +604,7 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
             let mut obs = self.observed();
             if obs.get(id) == Some(&seen) {
                 obs.remove(id);
+                crate::sync::lock(&self.stamps).remove(id);
             }
         }
         result

@@ -605,7 +605,7 @@ async fn approved_then_deleted_before_a_worker_ran_shows_approved() {
     r.observe_put(pending);
     r.reconcile("r1").await.expect("post");
     r.observe_put(approved);
-    r.observe_list(Vec::new());
+    r.observe_list(Vec::new(), r.list_mark());
     r.reconcile("r1").await.expect("resolve");
     assert_eq!(stored(&store, "r1").resolution, "APPROVED");
     assert_eq!(r.tracked(), 0, "a deleted request is forgotten once shown");
@@ -741,7 +741,7 @@ async fn other_replicas_leave_the_owner_a_moment_then_take_over() {
 async fn listing_catches_up_and_notices_vanished_requests() {
     let (store, discord) = (Store::default(), Discord::default());
     let r = reconciler(&store, &discord);
-    r.observe_list(vec![request("a"), request("b")]);
+    r.observe_list(vec![request("a"), request("b")], r.list_mark());
     assert_eq!(r.queue().len(), 2);
     while let Some(id) = tokio::time::timeout(Duration::from_millis(10), r.queue().next())
         .await
@@ -753,7 +753,7 @@ async fn listing_catches_up_and_notices_vanished_requests() {
     }
     assert_eq!(discord.in_channel("1001").len(), 2);
     // "b" is gone from the next listing: it expired while we were away.
-    r.observe_list(vec![request("a")]);
+    r.observe_list(vec![request("a")], r.list_mark());
     let id = r.queue().next().await.expect("id");
     let id2 = r.queue().next().await.expect("id");
     let mut ids = [id.clone(), id2.clone()];
@@ -845,5 +845,37 @@ async fn role_logins_are_asked_once_per_role_a_minute_even_when_refused() {
         discord.in_channel("1001").len(),
         3,
         "every request still posted"
+    );
+}
+
+/// A listing asked for before an event arrived (the periodic resync's, taken
+/// while the approval was on its way) does not take the request back to
+/// pending, nor does it delete a request the watch created meanwhile.
+#[tokio::test]
+async fn a_listing_never_undoes_a_newer_event() {
+    let (store, discord) = (Store::default(), Discord::default());
+    let r = reconciler(&store, &discord);
+    r.observe_put(request("a"));
+    let mark = r.list_mark();
+    // Meanwhile: "a" is approved, "b" is created.
+    let mut approved = request("a");
+    approved.state = RequestState::Approved;
+    r.observe_put(approved.clone());
+    r.observe_put(request("b"));
+    // The listing, as Teleport had it at the mark: "a" pending, no "b".
+    r.observe_list(vec![request("a")], mark);
+    assert_eq!(
+        r.observed().get("a"),
+        Some(&Observed::Present(Box::new(approved)))
+    );
+    assert!(
+        matches!(r.observed().get("b"), Some(Observed::Present(_))),
+        "b kept"
+    );
+    // A listing asked for after the events applies.
+    r.observe_list(vec![request("b")], r.list_mark());
+    assert!(
+        matches!(r.observed().get("a"), Some(Observed::Deleted(Some(_)))),
+        "a gone"
     );
 }

@@ -160,8 +160,6 @@ pub enum WatchEvent {
     /// Catch-up after an Init: every access request currently stored, so a
     /// consumer can handle what happened while no watch was open.
     Snapshot(Vec<AccessRequest>),
-    /// A periodic listing while the watch is up (no gap to catch up on).
-    Relisted(Vec<AccessRequest>),
     /// Created or updated access request.
     PutAccessRequest(AccessRequest),
     /// Deleted (usually expired) access request.
@@ -184,7 +182,6 @@ impl WatchEvent {
         match self {
             Self::Init { .. } => ("watch_status", "init"),
             Self::Snapshot(_) => (super::KIND_ACCESS_REQUEST, "snapshot"),
-            Self::Relisted(_) => (super::KIND_ACCESS_REQUEST, "relist"),
             Self::PutAccessRequest(_) => (super::KIND_ACCESS_REQUEST, "put"),
             Self::DeleteAccessRequest { .. } => (super::KIND_ACCESS_REQUEST, "delete"),
             Self::PutAccessMonitoringRule(_) => (super::KIND_ACCESS_MONITORING_RULE, "put"),
