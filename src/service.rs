@@ -3,9 +3,9 @@
 //! through the Discord delivery queue.
 //!
 //! ```text
-//! WatchEvents ─┐                                     
-//!  (teleport)  ├─► adapters::teleport::dispatch ──► Reconciler (observed state + work queue)
-//! resync ──────┘      rules ──► amr::RuleSet            │ workers
+//! WatchEvents ──► adapters::teleport::dispatch ──► Reconciler (observed state + work queue)
+//!  (teleport)         rules ──► amr::RuleSet         ▲   │ workers
+//! adapters::teleport::resync (periodic listing) ─────┘   │
 //!                                                        ▼
 //!              TeleportStore (plugin data CAS)   DiscordMessenger ──► Delivery ──► Discord
 //! ```
