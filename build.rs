@@ -34,6 +34,11 @@ const PROTOS: &[&str] = &[
     "proto/teleport/legacy/types/wrappers/wrappers.proto",
     "proto/teleport/header/v1/metadata.proto",
     "proto/teleport/accessmonitoringrules/v1/access_monitoring_rules.proto",
+    "proto/teleport/legacy/types/access_requests.proto",
+    "proto/teleport/header/v1/resourceheader.proto",
+    "proto/teleport/users/v1/users_service.proto",
+    "proto/teleport/accesslist/v1/accesslist.proto",
+    "proto/teleport/accesslist/v1/accesslist_service.proto",
 ];
 
 fn compile_protos() {

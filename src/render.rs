@@ -365,7 +365,9 @@ pub fn render(view: &RequestView, with_embeds: bool) -> MessageBody {
                 base.trim_end_matches('/'),
                 path_escape(&view.id)
             );
-            if url.len() <= BUTTON_URL_LIMIT && status == Status::Pending {
+            // Discord refuses a link button whose URL is not http(s).
+            let web = url.starts_with("https://") || url.starts_with("http://");
+            if web && url.len() <= BUTTON_URL_LIMIT && status == Status::Pending {
                 vec![ActionRow {
                     kind: 1,
                     components: vec![Button {

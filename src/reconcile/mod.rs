@@ -570,6 +570,13 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
         }
         let result = match observed {
             Observed::Present(req) => match req.state {
+                // A recorded resolution is newer than any pending view:
+                // Teleport never reopens a request, so this view is stale
+                // (a lagging watch, or a refresh that failed) and must not
+                // paint the message back to pending.
+                RequestState::Pending if !data.resolution.is_empty() => {
+                    self.reconcile_recorded(&req, data).await
+                }
                 RequestState::Pending => self.reconcile_pending(&req, data).await,
                 RequestState::Approved | RequestState::Denied | RequestState::Promoted => {
                     self.reconcile_resolved(&req, data).await
@@ -854,6 +861,28 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
             d.reviews_count = d.reviews_count.max(reviews);
         })
         .await
+    }
+
+    /// A pending view of a request whose resolution is already recorded:
+    /// shows the recorded resolution, never the pending state.
+    async fn reconcile_recorded(
+        &self,
+        req: &Request,
+        data: PluginData,
+    ) -> Result<Outcome, ReconcileError> {
+        let state = match data.resolution.as_str() {
+            t if t == Status::Approved.tag() => RequestState::Approved,
+            t if t == Status::Denied.tag() => RequestState::Denied,
+            t if t == Status::Promoted.tag() => RequestState::Promoted,
+            // Expired (a deletion was seen) or a tag we do not know: what
+            // plugin data can rebuild.
+            _ => return self.reconcile_deleted(&req.id, data).await,
+        };
+        tracing::debug!(request_id = %req.id, resolution = %data.resolution, "pending view of a resolved request; showing the recorded resolution");
+        let mut resolved = req.clone();
+        resolved.state = state;
+        resolved.resolve_reason = data.resolve_reason.clone();
+        self.reconcile_resolved(&resolved, data).await
     }
 
     async fn reconcile_deleted(

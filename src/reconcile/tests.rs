@@ -879,3 +879,47 @@ async fn a_listing_never_undoes_a_newer_event() {
         "a gone"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_lagging_pending_view_never_paints_a_resolved_request_back() {
+    let (store, discord) = (Store::default(), Discord::default());
+    let r = reconciler(&store, &discord);
+    let mut req = request("r1");
+    r.observe_put(req.clone());
+    r.reconcile("r1").await.expect("post");
+    req.state = RequestState::Approved;
+    req.resolve_reason = "fine".into();
+    r.observe_put(req.clone());
+    r.reconcile("r1").await.expect("approve");
+    assert_eq!(stored(&store, "r1").resolution, "APPROVED");
+    // Another replica whose watch lags still sees the request pending, with
+    // a review the first replica never showed (so its digest differs).
+    let lagging = reconciler(&store, &discord);
+    let mut stale = request("r1");
+    stale.reviews.push(Review {
+        author: "reviewer1".into(),
+        approved: true,
+        reason: "okay".into(),
+        created_unix: 1_136_214_245,
+    });
+    lagging.observe_put(stale);
+    as_other_replica(&lagging, "r1").await;
+    for ch in ["1001", "1002"] {
+        let m = &discord.in_channel(ch)[0];
+        assert!(
+            m.body.content.contains("*Status*: ✅ APPROVED"),
+            "{}",
+            m.body.content
+        );
+    }
+    // The request is deleted afterwards: the approval stays shown.
+    lagging.observe_delete("r1");
+    lagging.reconcile("r1").await.expect("delete");
+    assert!(
+        discord.in_channel("1001")[0]
+            .body
+            .content
+            .contains("APPROVED")
+    );
+    assert_eq!(stored(&store, "r1").resolution, "APPROVED");
+}

@@ -1,5 +1,6 @@
-//! Server stubs and message types generated (by `build.rs`) from the
-//! product's trimmed Teleport protos in `../proto`.
+//! Server stubs, message types and (for the testkit's own tests) client stubs
+//! generated (by `build.rs`) from the product's trimmed Teleport protos in
+//! `../proto`.
 
 #![allow(
     missing_docs,
@@ -14,7 +15,7 @@
 pub mod proto {
     tonic::include_proto!("proto");
 }
-/// Package `types` (AccessRequestV3, PluginDataV3, RoleV6, ...).
+/// Package `types` (AccessRequestV3, PluginDataV3, RoleV6, SemaphoreV3, UserV2, ...).
 pub mod types {
     tonic::include_proto!("types");
 }
@@ -38,6 +39,20 @@ pub mod teleport {
             tonic::include_proto!("teleport.accessmonitoringrules.v1");
         }
     }
+    /// `teleport.users.v1` (UsersService).
+    pub mod users {
+        /// `teleport.users.v1`.
+        pub mod v1 {
+            tonic::include_proto!("teleport.users.v1");
+        }
+    }
+    /// `teleport.accesslist.v1` (AccessListService).
+    pub mod accesslist {
+        /// `teleport.accesslist.v1`.
+        pub mod v1 {
+            tonic::include_proto!("teleport.accesslist.v1");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -54,6 +69,14 @@ mod tests {
         assert_eq!(
             super::teleport::accessmonitoringrules::v1::access_monitoring_rules_service_server::SERVICE_NAME,
             "teleport.accessmonitoringrules.v1.AccessMonitoringRulesService"
+        );
+        assert_eq!(
+            super::teleport::users::v1::users_service_server::SERVICE_NAME,
+            "teleport.users.v1.UsersService"
+        );
+        assert_eq!(
+            super::teleport::accesslist::v1::access_list_service_server::SERVICE_NAME,
+            "teleport.accesslist.v1.AccessListService"
         );
     }
 }

@@ -212,6 +212,7 @@ async fn typed_errors_from_discord_bodies() {
             .as_deref(),
         Some("general")
     );
+    emu.add_user_with_id("4242", "reviewer");
     let dm = client.create_dm("4242").await.expect("dm");
     assert_eq!(dm.kind, 1);
     assert_eq!(client.create_dm("4242").await.expect("dm again").id, dm.id);

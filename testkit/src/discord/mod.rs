@@ -21,10 +21,24 @@
 //! - `nonce` + `enforce_nonce`: a repeated nonce within the window returns the
 //!   existing message instead of creating another.
 //! - Fault injection ([`Faults`], [`DiscordEmulator::force_429`]).
+//! - The application (`application`): an ID and an Ed25519 key pair made at
+//!   start ([`DiscordEmulator::public_key_hex`]), the Interactions Endpoint
+//!   URL ([`DiscordEmulator::set_interactions_endpoint`]).
+//! - Interactions (`interactions`): users clicking buttons of stored messages
+//!   ([`DiscordEmulator::click`]), submitting modals
+//!   ([`DiscordEmulator::submit_modal`]), PINGs; signed and delivered as
+//!   Discord does, with the 3-second first-answer rule, 40060, 10062, the
+//!   callback route and the raw building blocks for security tests.
+//! - Follow-ups (`webhooks`): the interaction webhook routes, valid for the
+//!   token's 15 minutes, with their own per-token bucket outside the global
+//!   limit.
+//! - Users and DMs (`dm`): [`DiscordEmulator::add_user`], Create DM with its
+//!   own bucket, 50007 for users who do not accept DMs.
 //!
 //! Start it with [`DiscordEmulator::start`] (binds `127.0.0.1:0`), add
-//! channels, point a client at [`DiscordEmulator::api_url`], then inspect
-//! [`DiscordEmulator::messages`] and [`DiscordEmulator::stats`].
+//! channels and users, point a client at [`DiscordEmulator::api_url`], then
+//! inspect [`DiscordEmulator::messages`], [`DiscordEmulator::interactions`]
+//! and [`DiscordEmulator::stats`].
 
 // Checks return the early answer as `Err(Response)`; its size does not matter in a test server.
 #![allow(clippy::result_large_err)]
@@ -33,6 +47,18 @@
 /// use them as an oracle.
 #[doc(hidden)]
 pub mod validate;
+
+mod application;
+mod dm;
+#[cfg(test)]
+mod interaction_tests;
+mod interactions;
+mod webhooks;
+
+pub use interactions::{
+    Answer, AnswerVia, FailReason, InteractionError, InteractionKind, InteractionRecord,
+    InteractionReply, InteractionState, RawInteraction, RawReply, Replay,
+};
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -55,6 +81,12 @@ pub const DISCORD_EPOCH_MS: u64 = 1_420_070_400_000;
 
 /// The bucket hash the emulator gives message create and edit (one hash, two counters).
 pub const MESSAGE_BUCKET: &str = "80c17d2f203122d936070c88c8d10f33";
+
+/// The bucket hash of the interaction webhook routes (one counter per token).
+pub const WEBHOOK_BUCKET: &str = "d6a4a4f4b1c9e1f7a8b2c3d4e5f60718";
+
+/// The bucket hash of `POST /users/@me/channels` (one counter per bot).
+pub const DM_BUCKET: &str = "3e9a1b7c5d2f4e6a8b0c1d2e3f405162";
 
 /// Limits and identity of an emulator.
 #[derive(Debug, Clone)]
@@ -79,6 +111,20 @@ pub struct EmulatorConfig {
     pub nonce_window: Duration,
     /// Invalid requests per 10 minutes that trigger the temporary ban.
     pub ban_threshold: u32,
+    /// Time an interaction's first answer must arrive within (Discord: 3 s).
+    pub interaction_deadline: Duration,
+    /// How long an interaction token works for follow-ups (Discord: 15 minutes).
+    pub interaction_token_lifetime: Duration,
+    /// Requests per webhook window, per interaction token (the emulator's
+    /// choice, after the observed 5 per 2 s: discord-api-docs#2701).
+    pub webhook_limit: u32,
+    /// Webhook window.
+    pub webhook_window: Duration,
+    /// DM channel opens per window, per bot (the emulator's choice: Discord
+    /// publishes no number).
+    pub dm_limit: u32,
+    /// DM window.
+    pub dm_window: Duration,
 }
 
 impl Default for EmulatorConfig {
@@ -94,6 +140,12 @@ impl Default for EmulatorConfig {
             global_window: Duration::from_secs(1),
             nonce_window: Duration::from_secs(300),
             ban_threshold: 10_000,
+            interaction_deadline: Duration::from_secs(3),
+            interaction_token_lifetime: Duration::from_secs(15 * 60),
+            webhook_limit: 5,
+            webhook_window: Duration::from_secs(2),
+            dm_limit: 5,
+            dm_window: Duration::from_secs(5),
         }
     }
 }
@@ -176,6 +228,32 @@ pub struct Stats {
     pub dropped: u64,
     /// The `User-Agent` of the last request.
     pub last_user_agent: Option<String>,
+    /// Interactions sent to the endpoint (clicks, modal submits, pings, raw deliveries).
+    pub interactions_delivered: u64,
+    /// Interactions whose first answer was accepted in time.
+    pub interactions_acknowledged: u64,
+    /// Interactions that failed ("This interaction failed"): no valid answer in time.
+    pub interactions_failed: u64,
+    /// Answers that came after the deadline.
+    pub answered_late: u64,
+    /// Second acknowledgements refused (40060), inline or by callback.
+    pub already_acknowledged: u64,
+    /// Callbacks answered "Unknown interaction" (10062).
+    pub unknown_interaction: u64,
+    /// Interaction answers refused as invalid (400: 50035, 50006, 50109).
+    pub invalid_answers: u64,
+    /// Follow-up messages created (`POST /webhooks/{application_id}/{token}`).
+    pub followups: u64,
+    /// Edits through the webhook routes (`@original` or a follow-up).
+    pub webhook_edits: u64,
+    /// Webhook requests answered "Unknown Webhook" (10015).
+    pub unknown_webhook: u64,
+    /// 429s served on the webhook routes.
+    pub webhook_rate_limited: u64,
+    /// DM channels opened (a repeated open returns the same channel and is not counted).
+    pub dm_channels_opened: u64,
+    /// Messages refused with 50007 "Cannot send messages to this user".
+    pub cannot_message_user: u64,
 }
 
 impl Stats {
@@ -202,14 +280,68 @@ pub struct StoredMessage {
     pub nonce: Option<String>,
     /// Every body applied, the create first, then each edit.
     pub history: Vec<Value>,
-    /// Who would have been pinged by the create or any edit ("user:<id>",
-    /// "role:<id>", "everyone").
+    /// Who would have been pinged by the create or any edit (`user:<id>`,
+    /// `role:<id>`, `everyone`).
     pub would_mention: Vec<String>,
+    /// Message flags (e.g. EPHEMERAL 64, LOADING 128).
+    pub flags: u64,
+    /// The interaction whose response or follow-up this is (none for the bot's own messages).
+    pub interaction_id: Option<String>,
 }
 
 impl StoredMessage {
+    /// A message created with `body` (already validated).
+    fn from_body(id: String, channel_id: &str, body: Value, nonce: Option<String>) -> Self {
+        Self {
+            id,
+            channel_id: channel_id.to_owned(),
+            content: body
+                .get("content")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            embeds: body.get("embeds").cloned().unwrap_or_else(|| json!([])),
+            components: body.get("components").cloned().unwrap_or_else(|| json!([])),
+            nonce,
+            would_mention: mentions(&body),
+            flags: body.get("flags").and_then(Value::as_u64).unwrap_or(0),
+            interaction_id: None,
+            history: vec![body],
+        }
+    }
+
+    /// Applies an edit body (already validated): fields present replace,
+    /// `null` clears, the editable flags are taken from `flags` when given.
+    fn apply_edit(&mut self, body: Value) {
+        if let Some(c) = body.get("content") {
+            self.content = c.as_str().unwrap_or_default().to_owned();
+        }
+        if let Some(e) = body.get("embeds") {
+            self.embeds = if e.is_null() { json!([]) } else { e.clone() };
+        }
+        if let Some(c) = body.get("components") {
+            self.components = if c.is_null() { json!([]) } else { c.clone() };
+        }
+        if let Some(f) = body.get("flags").and_then(Value::as_u64) {
+            let editable = validate::SUPPRESS_EMBEDS | validate::IS_COMPONENTS_V2;
+            self.flags = (self.flags & !editable) | (f & editable);
+        }
+        let allowed = body.get("allowed_mentions").cloned().or_else(|| {
+            // Interactions and webhooks parse only users by default.
+            self.interaction_id
+                .as_ref()
+                .map(|_| json!({"parse": ["users"]}))
+        });
+        for m in mentions(&json!({"content": self.content, "allowed_mentions": allowed})) {
+            if !self.would_mention.contains(&m) {
+                self.would_mention.push(m);
+            }
+        }
+        self.history.push(body);
+    }
+
     fn to_json(&self, bot: &Value) -> Value {
-        json!({
+        let mut v = json!({
             "id": self.id,
             "channel_id": self.channel_id,
             "type": 0,
@@ -218,9 +350,14 @@ impl StoredMessage {
             "components": self.components,
             "author": bot,
             "nonce": self.nonce,
+            "flags": self.flags,
             "edited_timestamp": if self.history.len() > 1 { Value::String("edited".to_owned()) } else { Value::Null },
             "mentions": [],
-        })
+        });
+        if let (Some(id), Some(obj)) = (&self.interaction_id, v.as_object_mut()) {
+            obj.insert("interaction_metadata".to_owned(), json!({"id": id}));
+        }
+        v
     }
 }
 
@@ -228,6 +365,7 @@ impl StoredMessage {
 enum RouteKind {
     Create,
     Edit,
+    Dm,
 }
 
 #[derive(Debug, Default)]
@@ -267,6 +405,8 @@ struct Channel {
     kind: u8,
     name: String,
     forbidden: bool,
+    /// The user of a DM channel.
+    recipient: Option<String>,
     messages: Vec<StoredMessage>,
     nonces: HashMap<String, (usize, Instant)>,
     seen_nonces: HashSet<String>,
@@ -293,6 +433,12 @@ struct Inner {
     armed_429: Vec<(Option<String>, Scope, Duration)>,
     last_snowflake: u64,
     bot_id: String,
+    /// The one guild every text channel belongs to.
+    guild_id: String,
+    users: HashMap<String, dm::User>,
+    endpoint: Option<String>,
+    interactions: Vec<interactions::Interaction>,
+    webhook_windows: HashMap<String, Window>,
 }
 
 impl Inner {
@@ -328,6 +474,10 @@ impl Inner {
 #[derive(Debug)]
 struct Shared {
     inner: Mutex<Inner>,
+    /// The application: its ID and key pair (the private key lives only here).
+    app: application::Application,
+    /// Woken whenever an interaction is acknowledged or fails.
+    settled: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -376,10 +526,19 @@ impl DiscordEmulator {
             armed_429: Vec::new(),
             last_snowflake: 0,
             bot_id: String::new(),
+            guild_id: String::new(),
+            users: HashMap::new(),
+            endpoint: None,
+            interactions: Vec::new(),
+            webhook_windows: HashMap::new(),
         };
         inner.bot_id = inner.snowflake();
+        inner.guild_id = inner.snowflake();
+        let app = application::Application::generate(inner.snowflake())?;
         let shared = Arc::new(Shared {
             inner: Mutex::new(inner),
+            app,
+            settled: tokio::sync::Notify::new(),
         });
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
@@ -462,6 +621,7 @@ impl DiscordEmulator {
     pub fn stats(&self) -> Stats {
         let mut inner = self.shared.lock();
         inner.prune_invalid(Instant::now());
+        interactions::sweep(&mut inner, Instant::now());
         inner.stats.clone()
     }
 
@@ -482,18 +642,16 @@ impl DiscordEmulator {
         let id = inner.snowflake();
         let body = json!({"content": content});
         if let Some(ch) = inner.channels.get_mut(channel) {
-            ch.messages.push(StoredMessage {
-                id: id.clone(),
-                channel_id: channel.to_owned(),
-                content: content.to_owned(),
-                embeds: json!([]),
-                components: json!([]),
-                nonce: None,
-                would_mention: Vec::new(),
-                history: vec![body],
-            });
+            let mut msg = StoredMessage::from_body(id.clone(), channel, body, None);
+            msg.would_mention.clear();
+            ch.messages.push(msg);
         }
         id
+    }
+
+    /// The guild the text channels belong to.
+    pub fn guild_id(&self) -> String {
+        self.shared.lock().guild_id.clone()
     }
 
     /// Message counts per channel.
@@ -513,6 +671,7 @@ fn new_channel(id: &str, kind: u8, name: &str) -> Channel {
         kind,
         name: name.to_owned(),
         forbidden: false,
+        recipient: None,
         messages: Vec::new(),
         nonces: HashMap::new(),
         seen_nonces: HashSet::new(),
@@ -522,12 +681,24 @@ fn new_channel(id: &str, kind: u8, name: &str) -> Channel {
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/api/v10/users/@me", get(get_me))
-        .route("/api/v10/users/@me/channels", post(create_dm))
+        .route("/api/v10/users/@me/channels", post(dm::create_dm))
         .route("/api/v10/channels/{channel}", get(get_channel))
         .route("/api/v10/channels/{channel}/messages", post(create_message))
         .route(
             "/api/v10/channels/{channel}/messages/{message}",
             patch(edit_message).get(get_message),
+        )
+        .route(
+            "/api/v10/interactions/{interaction}/{token}/callback",
+            post(interactions::callback),
+        )
+        .route(
+            "/api/v10/webhooks/{application}/{token}",
+            post(webhooks::create_followup),
+        )
+        .route(
+            "/api/v10/webhooks/{application}/{token}/messages/{message}",
+            patch(webhooks::edit_message).get(webhooks::get_message),
         )
         .with_state(shared)
 }
@@ -568,6 +739,8 @@ struct BucketHeaders {
     limit: u32,
     remaining: u32,
     reset_after: Duration,
+    /// The `X-RateLimit-Bucket` hash.
+    bucket: &'static str,
 }
 
 fn too_many(scope: Scope, retry_after: Duration, bucket: Option<BucketHeaders>) -> Response {
@@ -603,6 +776,7 @@ fn bucket_headers(h: &mut HeaderMap, b: BucketHeaders) {
         limit,
         remaining,
         reset_after,
+        bucket,
     } = b;
     insert(h, "x-ratelimit-limit", limit.to_string());
     insert(h, "x-ratelimit-remaining", remaining.to_string());
@@ -616,11 +790,12 @@ fn bucket_headers(h: &mut HeaderMap, b: BucketHeaders) {
         "x-ratelimit-reset-after",
         format!("{:.3}", secs(reset_after)),
     );
-    insert(h, "x-ratelimit-bucket", MESSAGE_BUCKET.to_owned());
+    insert(h, "x-ratelimit-bucket", bucket.to_owned());
 }
 
-/// Auth, ban and global limit, common to every route. `Err` is the answer.
-fn admit(inner: &mut Inner, headers: &HeaderMap, now: Instant) -> Result<(), Response> {
+/// What every request meets first: counted, and refused while the IP is
+/// banned (the ban is Cloudflare's, per IP, so it covers every route).
+fn arrive(inner: &mut Inner, headers: &HeaderMap, now: Instant) -> Result<(), Response> {
     inner.stats.requests += 1;
     inner.stats.last_user_agent = headers
         .get(header::USER_AGENT)
@@ -636,6 +811,12 @@ fn admit(inner: &mut Inner, headers: &HeaderMap, now: Instant) -> Result<(), Res
         )
             .into_response());
     }
+    Ok(())
+}
+
+/// Auth, ban and global limit, common to every bot route. `Err` is the answer.
+fn admit(inner: &mut Inner, headers: &HeaderMap, now: Instant) -> Result<(), Response> {
+    arrive(inner, headers, now)?;
     let expected = format!("Bot {}", inner.config.token);
     let ok = headers
         .get(header::AUTHORIZATION)
@@ -679,10 +860,23 @@ fn admit_message(
         inner.invalid(now);
         return Err(error(StatusCode::FORBIDDEN, 50013, "Missing Permissions"));
     }
+    if kind == RouteKind::Create
+        && let Some(user) = &ch.recipient
+        && inner.users.get(user).is_none_or(|u| !u.accepts_dms)
+    {
+        inner.invalid(now);
+        inner.stats.cannot_message_user += 1;
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            50007,
+            "Cannot send messages to this user",
+        ));
+    }
     let key = (channel.to_owned(), kind);
     let (limit, len) = match kind {
         RouteKind::Create => (inner.config.create_limit, inner.config.create_window),
         RouteKind::Edit => (inner.config.edit_limit, inner.config.edit_window),
+        RouteKind::Dm => (inner.config.dm_limit, inner.config.dm_window),
     };
     // Forced 429s: arm a block, then honour any active one.
     if let Some(pos) = inner
@@ -728,6 +922,7 @@ fn admit_message(
                 limit,
                 remaining,
                 reset_after: retry,
+                bucket: MESSAGE_BUCKET,
             }),
         ));
     }
@@ -736,6 +931,7 @@ fn admit_message(
             limit,
             remaining,
             reset_after,
+            bucket: MESSAGE_BUCKET,
         }),
         Err(retry) => {
             inner.stats.rate_limited_user += 1;
@@ -747,6 +943,7 @@ fn admit_message(
                     limit,
                     remaining: 0,
                     reset_after: retry,
+                    bucket: MESSAGE_BUCKET,
                 }),
             ))
         }
@@ -759,44 +956,6 @@ async fn get_me(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
         return r;
     }
     json_response(StatusCode::OK, &inner.bot_json())
-}
-
-async fn create_dm(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
-    let mut inner = s.lock();
-    if let Err(r) = admit(&mut inner, &headers, Instant::now()) {
-        return r;
-    }
-    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            50109,
-            "The request body contains invalid JSON.",
-        );
-    };
-    let Some(recipient) = body
-        .get("recipient_id")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-    else {
-        let errs = json!({"recipient_id": {"_errors": [{"code": "BASE_TYPE_REQUIRED", "message": "This field is required"}]}});
-        return json_response(
-            StatusCode::BAD_REQUEST,
-            &json!({"code": 50035, "message": "Invalid Form Body", "errors": errs}),
-        );
-    };
-    let id = match inner.dms.get(&recipient) {
-        Some(id) => id.clone(),
-        None => {
-            let id = inner.snowflake();
-            inner.channels.insert(id.clone(), new_channel(&id, 1, ""));
-            inner.dms.insert(recipient.clone(), id.clone());
-            id
-        }
-    };
-    json_response(
-        StatusCode::OK,
-        &json!({"id": id, "type": 1, "recipients": [{"id": recipient, "username": "user"}]}),
-    )
 }
 
 async fn get_channel(
@@ -816,10 +975,19 @@ async fn get_channel(
         inner.invalid(now);
         return error(StatusCode::FORBIDDEN, 50001, "Missing Access");
     }
-    json_response(
-        StatusCode::OK,
-        &json!({"id": c.id, "type": c.kind, "name": c.name}),
-    )
+    let mut v = json!({"id": c.id, "type": c.kind, "name": c.name});
+    if let Some(obj) = v.as_object_mut() {
+        match &c.recipient {
+            Some(user) => {
+                let user = inner.users.get(user).map(dm::User::to_json);
+                obj.insert("recipients".to_owned(), json!([user]));
+            }
+            None => {
+                obj.insert("guild_id".to_owned(), json!(inner.guild_id));
+            }
+        }
+    }
+    json_response(StatusCode::OK, &v)
 }
 
 async fn get_message(
@@ -1056,20 +1224,7 @@ fn create_message_sync(s: &Shared, headers: &HeaderMap, channel: &str, body: &By
         duplicate = !ch.seen_nonces.insert(n.clone());
         ch.nonces.insert(n.clone(), (ch.messages.len(), now));
     }
-    let msg = StoredMessage {
-        id,
-        channel_id: channel.to_owned(),
-        content: body
-            .get("content")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned(),
-        embeds: body.get("embeds").cloned().unwrap_or_else(|| json!([])),
-        components: body.get("components").cloned().unwrap_or_else(|| json!([])),
-        nonce,
-        would_mention: mentions(&body),
-        history: vec![body],
-    };
+    let msg = StoredMessage::from_body(id, channel, body, nonce);
     let resp = msg.to_json(&bot);
     ch.messages.push(msg);
     inner.stats.messages_created += 1;
@@ -1132,23 +1287,7 @@ fn edit_message_sync(
             bucket,
         ));
     };
-    if let Some(c) = body.get("content") {
-        msg.content = c.as_str().unwrap_or_default().to_owned();
-    }
-    if let Some(e) = body.get("embeds") {
-        msg.embeds = if e.is_null() { json!([]) } else { e.clone() };
-    }
-    if let Some(c) = body.get("components") {
-        msg.components = if c.is_null() { json!([]) } else { c.clone() };
-    }
-    for m in
-        mentions(&json!({"content": msg.content, "allowed_mentions": body.get("allowed_mentions")}))
-    {
-        if !msg.would_mention.contains(&m) {
-            msg.would_mention.push(m);
-        }
-    }
-    msg.history.push(body);
+    msg.apply_edit(body);
     let resp = msg.to_json(&bot);
     inner.stats.edits += 1;
     if drop {

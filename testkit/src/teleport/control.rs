@@ -3,8 +3,8 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /requests` | all requests (id, user, roles, state, reasons) |
-//! | `POST /requests` `{"user","roles","reason","approvals"}` | create a PENDING request (`approvals` needed to approve, default 1) → `{"id"}` |
+//! | `GET /requests` | all requests (id, user, roles, state, reasons, kind) |
+//! | `POST /requests` `{"user","roles","reason","approvals","kind"}` | create a PENDING request (`approvals` needed to approve, default 1; `kind` `"UNDEFINED"` (default), `"SHORT_TERM"` or `"LONG_TERM"`) → `{"id"}` |
 //! | `POST /requests/{id}/reviews` `{"author","approve","reason"}` | add a review |
 //! | `POST /requests/{id}/resolve` `{"approve","reason"}` | set the state directly |
 //! | `DELETE /requests/{id}` | delete (DELETE event) |
@@ -22,7 +22,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::{EmulatorError, TeleportEmulator};
+use super::{AccessRequestKind, EmulatorError, TeleportEmulator};
 
 #[derive(Debug, Deserialize)]
 struct CreateBody {
@@ -33,6 +33,9 @@ struct CreateBody {
     reason: String,
     #[serde(default)]
     approvals: Option<u32>,
+    /// `AccessRequestKind` by name.
+    #[serde(default)]
+    kind: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -64,6 +67,7 @@ struct RequestView {
     request_reason: String,
     resolve_reason: String,
     reviews: usize,
+    kind: &'static str,
 }
 
 type Reply = (StatusCode, Json<serde_json::Value>);
@@ -109,6 +113,8 @@ async fn list(State(emu): State<Arc<TeleportEmulator>>) -> Reply {
                 state: crate::pb::types::RequestState::try_from(spec.state)
                     .map_or("NONE", |s| s.as_str_name()),
                 reviews: spec.reviews.len(),
+                kind: AccessRequestKind::try_from(spec.request_kind)
+                    .map_or("UNDEFINED", |k| k.as_str_name()),
                 user: spec.user,
                 roles: spec.roles,
                 request_reason: spec.request_reason,
@@ -122,7 +128,21 @@ async fn list(State(emu): State<Arc<TeleportEmulator>>) -> Reply {
 async fn create(State(emu): State<Arc<TeleportEmulator>>, Json(b): Json<CreateBody>) -> Reply {
     let roles: Vec<&str> = b.roles.iter().map(String::as_str).collect();
     let approvals = b.approvals.unwrap_or(1).clamp(1, 10);
-    let id = emu.create_request_with_threshold(&b.user, &roles, &b.reason, approvals, 1);
+    let kind = match b.kind.as_deref() {
+        None => AccessRequestKind::Undefined,
+        Some(k) => match AccessRequestKind::from_str_name(k) {
+            Some(kind) => kind,
+            None => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    Json(serde_json::json!({
+                        "error": format!("unknown request kind {k:?} (UNDEFINED, SHORT_TERM, LONG_TERM)")
+                    })),
+                );
+            }
+        },
+    };
+    let id = emu.new_request(&b.user, &roles, &b.reason, (approvals, 1), kind);
     (StatusCode::CREATED, Json(serde_json::json!({ "id": id })))
 }
 

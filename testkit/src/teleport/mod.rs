@@ -1,28 +1,57 @@
 //! A Teleport Auth Service emulator: a tonic server for the same gRPC paths
-//! (`/proto.AuthService/...`, `/teleport.accessmonitoringrules.v1...`) over
-//! mutual TLS with PKI generated at run time ([`pki`]).
+//! (`/proto.AuthService/...`, `/teleport.accessmonitoringrules.v1...`,
+//! `/teleport.users.v1.UsersService/...`,
+//! `/teleport.accesslist.v1.AccessListService/...`) over mutual TLS with PKI
+//! generated at run time ([`pki`]).
+//!
+//! This module owns the emulator's state and its programmatic API; the rules
+//! the state follows, shared by the RPCs and the API, live in `service` and
+//! its submodules (one per feature: reviews, plugin data, semaphores, users,
+//! access lists).
 //!
 //! It follows Teleport's documented semantics (shared/reference/teleport-wire.md):
 //! `OpInit` with a `WatchStatus` first, PUT with the full request, DELETE with a
 //! `ResourceHeader`, watch filters (`id`, `user`, `state`; other keys are
 //! InvalidArgument), review thresholds resolving requests, the exact plugin
-//! data compare-and-swap rules, plugin data that outlives its request until an
-//! hour past the request's access expiry, and `SubmitAccessReview` author rules.
+//! data compare-and-swap rules (on kinds `access_request` and `access_list`,
+//! kept apart), plugin data that outlives its request until an hour past the
+//! request's access expiry (access list data: 14 days from each update),
+//! `SubmitAccessReview` author rules including reviews submitted for users
+//! (`SubmittedBy`, `submitted_on_behalf_of_author`), distributed semaphores
+//! (leases), users with traits (`ListUsers` with `UserFilter.Traits`,
+//! `GetUser`) and access lists (`ListAccessLists`, `GetAccessList`,
+//! `GetAccessListOwners`).
 //!
-//! Simplification: a request is denied when any threshold's deny count is
+//! Simplifications: a request is denied when any threshold's deny count is
 //! reached and approved when every threshold's approve count is reached
-//! (Teleport also maps thresholds per role).
+//! (Teleport also maps thresholds per role). Which roles a user may review is
+//! set directly ([`TeleportEmulator::put_user_reviews`]) or read from the
+//! `review_requests.roles` of the user's stored roles; `where` clauses, deny
+//! rules and claims are not modelled. Reviews by the caller itself (the
+//! classic path) and [`TeleportEmulator::add_review`] are not checked against
+//! any RBAC, as before. Access list RBAC without `access_list` read/list
+//! falls back to lists the caller owns (membership is not modelled).
 //!
 //! Faults: [`TeleportEmulator::drop_watch_streams`],
 //! [`TeleportEmulator::go_unavailable`], [`TeleportEmulator::rotate_client_cert`]
 //! (the old certificate is refused on new connections),
-//! [`TeleportEmulator::stall_init`]. [`proxy::EmulatedProxy`] is a TLS-routing Proxy.
+//! [`TeleportEmulator::stall_init`], [`TeleportEmulator::set_review_delay`].
+//! Older servers: [`TeleportEmulator::set_list_unimplemented`],
+//! [`TeleportEmulator::set_on_behalf_reviews_supported`],
+//! [`TeleportEmulator::set_user_filter_ignored`],
+//! [`TeleportEmulator::set_access_lists_unimplemented`].
+//! [`proxy::EmulatedProxy`] is a TLS-routing Proxy.
 //! [`control::router`] exposes the programmatic API over HTTP for `demo`.
 
 pub mod control;
 pub mod pki;
 pub mod proxy;
 mod service;
+#[cfg(test)]
+mod tests;
+
+pub use crate::pb::types::AccessRequestKind;
+pub use service::LeaseInfo;
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
@@ -111,15 +140,33 @@ pub struct Permissions {
     pub read_access_monitoring_rules: bool,
     /// `role` read (`GetRole`, for logins by role).
     pub read_roles: bool,
+    /// `semaphore` create, update, read, list and delete (all five semaphore
+    /// RPCs). Default true.
+    pub use_semaphores: bool,
+    /// `user` list and read (`ListUsers`, and `GetUser` of other users).
+    /// Default true.
+    pub read_users: bool,
+    /// `review_requests.submit_for_users: ['*']`: may submit reviews on behalf
+    /// of other users. Default false: Teleport's documented plugin role does
+    /// not have it.
+    pub submit_reviews_for_users: bool,
+    /// `access_list` read and list (without it only lists the caller owns are
+    /// visible). Default true.
+    pub read_access_lists: bool,
 }
 
 impl Default for Permissions {
-    /// Everything the plugin's documented role grants.
+    /// Everything the plugin's documented role grants, plus semaphores, users
+    /// and access lists; not `submit_for_users`.
     fn default() -> Self {
         Self {
             write_plugin_data: true,
             read_access_monitoring_rules: true,
             read_roles: true,
+            use_semaphores: true,
+            read_users: true,
+            submit_reviews_for_users: false,
+            read_access_lists: true,
         }
     }
 }
@@ -127,11 +174,13 @@ impl Default for Permissions {
 #[derive(Default)]
 pub(crate) struct State {
     requests: BTreeMap<String, AccessRequestV3>,
-    plugin_data: BTreeMap<String, BTreeMap<String, BTreeMap<String, String>>>,
-    /// When each resource's plugin data expires (set when it is created: the
-    /// request's access expiry + 1 h, as Teleport does, so it outlives the
-    /// request's deletion); none for data written with `put_plugin_data`.
-    plugin_data_expires: BTreeMap<String, SystemTime>,
+    /// Plugin data by (resource kind, resource name), then plugin, then key.
+    plugin_data: BTreeMap<service::PluginDataKey, BTreeMap<String, BTreeMap<String, String>>>,
+    /// When each resource's plugin data expires (for an access request: set
+    /// when it is created, the request's access expiry + 1 h, as Teleport
+    /// does, so it outlives the request's deletion; for an access list: 14
+    /// days from every update); none for data written with `put_*plugin_data`.
+    plugin_data_expires: BTreeMap<service::PluginDataKey, SystemTime>,
     rules: BTreeMap<String, pb::teleport::accessmonitoringrules::v1::AccessMonitoringRule>,
     roles: BTreeMap<String, pb::types::RoleV6>,
     watchers: Vec<WatcherEntry>,
@@ -144,6 +193,20 @@ pub(crate) struct State {
     max_page: Option<usize>,
     calls: BTreeMap<&'static str, u64>,
     permissions: Option<Permissions>,
+    /// Semaphores by (kind, name).
+    semaphores: BTreeMap<(String, String), service::Semaphore>,
+    users: BTreeMap<String, pb::types::UserV2>,
+    /// Roles each user may review (`review_requests.roles`, set directly).
+    user_reviews: BTreeMap<String, Vec<String>>,
+    /// `ListUsers` drops `UserFilter.Traits` (an Auth Service older than it).
+    user_filter_ignored: bool,
+    /// `SubmitAccessReview` ignores fields 11/12 (an Auth Service older than them).
+    on_behalf_unsupported: bool,
+    /// How long `SubmitAccessReview` takes before it answers.
+    review_delay: Duration,
+    access_lists: BTreeMap<String, pb::teleport::accesslist::v1::AccessList>,
+    /// The access list service answers Unimplemented (not served).
+    access_lists_unimplemented: bool,
 }
 
 pub(crate) struct Shared {
@@ -350,7 +413,8 @@ impl TeleportEmulator {
         self.shared.lock().list_unimplemented = on;
     }
 
-    /// Caps `ListAccessRequests` pages (to exercise paging).
+    /// Caps `ListAccessRequests`, `ListUsers` and `ListAccessLists` pages (to
+    /// exercise paging).
     pub fn set_max_page(&self, n: Option<usize>) {
         self.shared.lock().max_page = n;
     }
@@ -360,7 +424,8 @@ impl TeleportEmulator {
         self.shared.lock().permissions = Some(p);
     }
 
-    /// Calls of an RPC so far (e.g. `"UpdatePluginData"`).
+    /// Calls of an RPC so far, by its method name (e.g. `"UpdatePluginData"`,
+    /// `"AcquireSemaphore"`, `"ListUsers"`, `"ListAccessLists"`).
     pub fn calls(&self, method: &str) -> u64 {
         self.shared.lock().calls.get(method).copied().unwrap_or(0)
     }
@@ -390,6 +455,36 @@ impl TeleportEmulator {
         reason: &str,
         approve: u32,
         deny: u32,
+    ) -> String {
+        self.new_request(
+            user,
+            roles,
+            reason,
+            (approve, deny),
+            AccessRequestKind::Undefined,
+        )
+    }
+
+    /// Creates a PENDING request of a kind (`RequestKind`, field 24: the web
+    /// UI sends SHORT_TERM or LONG_TERM, tsh and tctl UNDEFINED), with the
+    /// default threshold.
+    pub fn create_request_with_kind(
+        &self,
+        user: &str,
+        roles: &[&str],
+        reason: &str,
+        kind: AccessRequestKind,
+    ) -> String {
+        self.new_request(user, roles, reason, (1, 1), kind)
+    }
+
+    fn new_request(
+        &self,
+        user: &str,
+        roles: &[&str],
+        reason: &str,
+        (approve, deny): (u32, u32),
+        kind: AccessRequestKind,
     ) -> String {
         let mut st = self.shared.lock();
         st.next_request += 1;
@@ -422,6 +517,7 @@ impl TeleportEmulator {
                     deny: deny.max(1),
                     ..Default::default()
                 }],
+                request_kind: kind as i32,
                 ..Default::default()
             }),
         };
@@ -485,29 +581,19 @@ impl TeleportEmulator {
         self.shared.lock().requests.get(id).cloned()
     }
 
-    /// Writes plugin data directly, as another plugin version left it (no event).
+    /// Writes plugin data of an access request directly, as another plugin
+    /// version left it (no event, no expiry).
     pub fn put_plugin_data(&self, id: &str, plugin: &str, data: &[(&str, &str)]) {
         self.shared
             .lock()
-            .plugin_data
-            .entry(id.to_owned())
-            .or_default()
-            .insert(
-                plugin.to_owned(),
-                data.iter()
-                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                    .collect(),
-            );
+            .put_plugin_data(service::KIND_ACCESS_REQUEST, id, plugin, data);
     }
 
-    /// Plugin data of one request for one plugin.
+    /// Plugin data of one access request for one plugin.
     pub fn plugin_data(&self, id: &str, plugin: &str) -> Option<BTreeMap<String, String>> {
         self.shared
             .lock()
-            .plugin_data
-            .get(id)
-            .and_then(|p| p.get(plugin))
-            .cloned()
+            .stored_plugin_data(service::KIND_ACCESS_REQUEST, id, plugin)
     }
 
     /// Creates or replaces a role.

@@ -1,6 +1,20 @@
 //! The emulator's gRPC services and its TLS listener. State changes and the
-//! rules they follow live here (`State` methods), shared by the RPCs and the
-//! programmatic API.
+//! rules they follow live here and in the submodules (`State` methods),
+//! shared by the RPCs and the programmatic API: access requests and watches
+//! here; [`reviews`] (SubmitAccessReview's author rules, reviews submitted for
+//! users, thresholds), [`plugin_data`] (the compare-and-swap, expiry, the two
+//! resource kinds), [`semaphores`] (leases), [`users`] (UsersService) and
+//! [`access_lists`] (AccessListService).
+
+mod access_lists;
+mod plugin_data;
+mod reviews;
+mod semaphores;
+mod users;
+
+pub(crate) use plugin_data::{KIND_ACCESS_REQUEST, PluginDataKey};
+pub use semaphores::LeaseInfo;
+pub(crate) use semaphores::Semaphore;
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -25,9 +39,21 @@ use crate::pb::teleport::accessmonitoringrules::v1::access_monitoring_rules_serv
     AccessMonitoringRulesService, AccessMonitoringRulesServiceServer,
 };
 use crate::pb::types::{AccessRequestV3, RequestState};
-use crate::util::{GO_ZERO_TIME_SECONDS, timestamp as time_to_pb};
+use crate::util::timestamp as time_to_pb;
 
+/// The builtin Admin identity (may review for anyone, read secrets).
 const ADMIN_USER: &str = "admin";
+
+/// Teleport's RBAC denial (`CheckAccessToRule`) for each verb, aggregated as
+/// `trace.NewAggregate` does (messages joined by ", "): PermissionDenied.
+pub(crate) fn access_denied(resource: &str, verbs: &[&str]) -> Status {
+    let msg = verbs
+        .iter()
+        .map(|v| format!("access denied to perform action {v:?} on {resource:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Status::permission_denied(msg)
+}
 
 fn state_name(v: i32) -> &'static str {
     match RequestState::try_from(v) {
@@ -39,24 +65,7 @@ fn state_name(v: i32) -> &'static str {
     }
 }
 
-/// How long plugin data outlives its request's access expiry.
-pub(crate) const PLUGIN_DATA_GRACE: Duration = Duration::from_secs(3600);
-
 impl State {
-    /// Drops plugin data whose expiry has passed (Teleport's backend expires it).
-    pub(crate) fn expire_plugin_data(&mut self, now: SystemTime) {
-        let gone: Vec<String> = self
-            .plugin_data_expires
-            .iter()
-            .filter(|(_, at)| **at <= now)
-            .map(|(res, _)| res.clone())
-            .collect();
-        for res in gone {
-            self.plugin_data_expires.remove(&res);
-            self.plugin_data.remove(&res);
-        }
-    }
-
     pub(crate) fn put_request(&mut self, req: AccessRequestV3) {
         let id = req
             .metadata
@@ -102,99 +111,6 @@ impl State {
                 Err(mpsc::error::TrySendError::Closed(_)) => false,
             }
         });
-    }
-
-    pub(crate) fn review(
-        &mut self,
-        id: &str,
-        mut review: pb::types::AccessReview,
-    ) -> Result<AccessRequestV3, Status> {
-        let mut req = self
-            .requests
-            .get(id)
-            .cloned()
-            .ok_or_else(|| Status::not_found(format!("access_request \"{id}\" not found")))?;
-        let spec = req.spec.get_or_insert_with(Default::default);
-        if spec.state != RequestState::Pending as i32 {
-            return Err(Status::permission_denied(format!(
-                "the access request has been already {}",
-                state_name(spec.state)
-            )));
-        }
-        if review.proposed_state == RequestState::Promoted as i32 {
-            return Err(Status::invalid_argument(
-                "promoted is not a valid review state",
-            ));
-        }
-        if review.proposed_state != RequestState::Approved as i32
-            && review.proposed_state != RequestState::Denied as i32
-        {
-            return Err(Status::invalid_argument(format!(
-                "invalid state proposal: {}",
-                state_name(review.proposed_state)
-            )));
-        }
-        if review
-            .annotations
-            .as_ref()
-            .is_some_and(|a| !a.values.is_empty())
-        {
-            return Err(Status::unimplemented(
-                "annotations are not supported on reviews",
-            ));
-        }
-        if !review.roles.is_empty() && review.roles.len() != spec.roles.len() {
-            return Err(Status::unimplemented(
-                "role subselection is not yet supported in reviews",
-            ));
-        }
-        if spec.reviews.iter().any(|r| r.author == review.author) {
-            return Err(Status::permission_denied(format!(
-                "user \"{}\" has already reviewed this request",
-                review.author
-            )));
-        }
-        if review
-            .created
-            .as_ref()
-            .is_none_or(|c| c.seconds == GO_ZERO_TIME_SECONDS)
-        {
-            review.created = Some(time_to_pb(SystemTime::now()));
-        }
-        let reason = review.reason.clone();
-        spec.reviews.push(review);
-        let approvals = u32::try_from(
-            spec.reviews
-                .iter()
-                .filter(|r| r.proposed_state == RequestState::Approved as i32)
-                .count(),
-        )
-        .unwrap_or(u32::MAX);
-        let denials = u32::try_from(
-            spec.reviews
-                .iter()
-                .filter(|r| r.proposed_state == RequestState::Denied as i32)
-                .count(),
-        )
-        .unwrap_or(u32::MAX);
-        let thresholds = if spec.thresholds.is_empty() {
-            vec![pb::types::AccessReviewThreshold {
-                approve: 1,
-                deny: 1,
-                ..Default::default()
-            }]
-        } else {
-            spec.thresholds.clone()
-        };
-        if thresholds.iter().any(|t| t.deny > 0 && denials >= t.deny) {
-            spec.state = RequestState::Denied as i32;
-            spec.resolve_reason = reason;
-        } else if thresholds.iter().all(|t| approvals >= t.approve.max(1)) {
-            spec.state = RequestState::Approved as i32;
-            spec.resolve_reason = reason;
-        }
-        self.put_request(req.clone());
-        Ok(req)
     }
 
     pub(crate) fn set_state(
@@ -303,27 +219,10 @@ fn caller<T>(req: &Request<T>) -> Result<(String, String), Status> {
     Ok((user, cert.raw_serial_as_string().replace(':', "")))
 }
 
-pub(crate) struct AuthSvc {
-    shared: Arc<Shared>,
-}
-
-impl AuthSvc {
+impl Shared {
     /// Counts the call and refuses it during an emulated outage.
-    /// Checks a plugin data kind, then locks the state with expired
-    /// plugin data dropped.
-    fn plugin_data_state(&self, kind: &str) -> Result<std::sync::MutexGuard<'_, State>, Status> {
-        if kind != "access_request" && kind != "access_list" {
-            return Err(Status::invalid_argument(format!(
-                "unsupported resource kind {kind:?}"
-            )));
-        }
-        let mut st = self.shared.lock();
-        st.expire_plugin_data(SystemTime::now());
-        Ok(st)
-    }
-
-    fn enter(&self, method: &'static str) -> Result<(), Status> {
-        let mut st = self.shared.lock();
+    pub(crate) fn enter(&self, method: &'static str) -> Result<(), Status> {
+        let mut st = self.lock();
         *st.calls.entry(method).or_default() += 1;
         if let Some(until) = st.unavailable_until {
             if tokio::time::Instant::now() < until {
@@ -335,6 +234,10 @@ impl AuthSvc {
         }
         Ok(())
     }
+}
+
+pub(crate) struct AuthSvc {
+    shared: Arc<Shared>,
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::proto::Event, Status>> + Send>>;
@@ -360,7 +263,7 @@ impl AuthService for AuthSvc {
         &self,
         req: Request<pb::proto::PingRequest>,
     ) -> Result<Response<pb::proto::PingResponse>, Status> {
-        self.enter("Ping")?;
+        self.shared.enter("Ping")?;
         caller(&req)?;
         let o = &self.shared.opts;
         Ok(Response::new(pb::proto::PingResponse {
@@ -381,7 +284,7 @@ impl AuthService for AuthSvc {
         &self,
         req: Request<pb::proto::Watch>,
     ) -> Result<Response<EventStream>, Status> {
-        self.enter("WatchEvents")?;
+        self.shared.enter("WatchEvents")?;
         let (user, serial) = caller(&req)?;
         let watch = req.into_inner();
         let mut st = self.shared.lock();
@@ -449,7 +352,7 @@ impl AuthService for AuthSvc {
         &self,
         req: Request<pb::types::AccessRequestFilter>,
     ) -> Result<Response<RequestStream>, Status> {
-        self.enter("GetAccessRequestsV2")?;
+        self.shared.enter("GetAccessRequestsV2")?;
         caller(&req)?;
         let f = req.into_inner();
         let items: Vec<_> = filter_requests(&self.shared.lock(), &f)
@@ -463,7 +366,7 @@ impl AuthService for AuthSvc {
         &self,
         req: Request<pb::proto::ListAccessRequestsRequest>,
     ) -> Result<Response<pb::proto::ListAccessRequestsResponse>, Status> {
-        self.enter("ListAccessRequests")?;
+        self.shared.enter("ListAccessRequests")?;
         caller(&req)?;
         let r = req.into_inner();
         let st = self.shared.lock();
@@ -497,7 +400,7 @@ impl AuthService for AuthSvc {
         &self,
         req: Request<AccessRequestV3>,
     ) -> Result<Response<AccessRequestV3>, Status> {
-        self.enter("CreateAccessRequestV2")?;
+        self.shared.enter("CreateAccessRequestV2")?;
         caller(&req)?;
         let mut r = req.into_inner();
         let mut st = self.shared.lock();
@@ -521,7 +424,7 @@ impl AuthService for AuthSvc {
         &self,
         req: Request<pb::proto::RequestId>,
     ) -> Result<Response<()>, Status> {
-        self.enter("DeleteAccessRequest")?;
+        self.shared.enter("DeleteAccessRequest")?;
         caller(&req)?;
         let id = req.into_inner().id;
         self.shared.lock().delete_request(&id)?;
@@ -532,7 +435,7 @@ impl AuthService for AuthSvc {
         &self,
         req: Request<pb::proto::RequestStateSetter>,
     ) -> Result<Response<()>, Status> {
-        self.enter("SetAccessRequestState")?;
+        self.shared.enter("SetAccessRequestState")?;
         caller(&req)?;
         let r = req.into_inner();
         let state = RequestState::try_from(r.state)
@@ -545,19 +448,14 @@ impl AuthService for AuthSvc {
         &self,
         req: Request<pb::types::AccessReviewSubmission>,
     ) -> Result<Response<AccessRequestV3>, Status> {
-        self.enter("SubmitAccessReview")?;
+        self.shared.enter("SubmitAccessReview")?;
         let (user, _) = caller(&req)?;
-        let sub = req.into_inner();
-        let mut review = sub.review.unwrap_or_default();
-        if review.author.is_empty() {
-            review.author = user;
-        } else if review.author != user && user != ADMIN_USER {
-            return Err(Status::permission_denied(format!(
-                "user {user:?} cannot submit reviews on behalf of {:?}",
-                review.author
-            )));
+        let delay = self.shared.lock().review_delay;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
         }
-        let r = self.shared.lock().review(&sub.request_id, review)?;
+        let sub = req.into_inner();
+        let r = self.shared.lock().submit_review(&user, sub)?;
         Ok(Response::new(r))
     }
 
@@ -565,110 +463,23 @@ impl AuthService for AuthSvc {
         &self,
         req: Request<pb::types::PluginDataFilter>,
     ) -> Result<Response<pb::proto::PluginDataSeq>, Status> {
-        self.enter("GetPluginData")?;
+        self.shared.enter("GetPluginData")?;
         caller(&req)?;
         let f = req.into_inner();
-        let st = self.plugin_data_state(&f.kind)?;
-        let seq = st
-            .plugin_data
-            .iter()
-            .filter(|(res, _)| f.resource.is_empty() || **res == f.resource)
-            .filter_map(|(res, entries)| {
-                let entries: std::collections::HashMap<_, _> = entries
-                    .iter()
-                    .filter(|(p, _)| f.plugin.is_empty() || **p == f.plugin)
-                    .map(|(p, d)| {
-                        (
-                            p.clone(),
-                            pb::types::PluginDataEntry {
-                                data: d.clone().into_iter().collect(),
-                            },
-                        )
-                    })
-                    .collect();
-                (!entries.is_empty()).then(|| pb::types::PluginDataV3 {
-                    kind: "plugin_data".into(),
-                    sub_kind: f.kind.clone(),
-                    version: "v3".into(),
-                    metadata: Some(pb::types::Metadata {
-                        name: res.clone(),
-                        namespace: "default".into(),
-                        ..Default::default()
-                    }),
-                    spec: Some(pb::types::PluginDataSpecV3 { entries }),
-                })
-            })
-            .collect();
-        Ok(Response::new(pb::proto::PluginDataSeq { plugin_data: seq }))
+        let plugin_data = self.shared.lock().get_plugin_data(&f, SystemTime::now())?;
+        Ok(Response::new(pb::proto::PluginDataSeq { plugin_data }))
     }
 
     async fn update_plugin_data(
         &self,
         req: Request<pb::types::PluginDataUpdateParams>,
     ) -> Result<Response<()>, Status> {
-        self.enter("UpdatePluginData")?;
+        self.shared.enter("UpdatePluginData")?;
         caller(&req)?;
         let p = req.into_inner();
-        let mut st = self.plugin_data_state(&p.kind)?;
-        if !st.permissions().write_plugin_data {
-            return Err(Status::permission_denied(
-                "access denied to perform action \"update\" on \"access_plugin_data\"",
-            ));
-        }
-        let exists = st.plugin_data.contains_key(&p.resource);
-        if !exists {
-            let Some(req) = st.requests.get(&p.resource) else {
-                return Err(Status::not_found(format!(
-                    "access_request \"{}\" not found",
-                    p.resource
-                )));
-            };
-            let access_expiry = req
-                .spec
-                .as_ref()
-                .and_then(|s| s.expires.as_ref())
-                .and_then(|t| u64::try_from(t.seconds).ok())
-                .map(|secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
-            if let Some(at) = access_expiry {
-                st.plugin_data_expires
-                    .insert(p.resource.clone(), at + PLUGIN_DATA_GRACE);
-            }
-        }
-        let current = st
-            .plugin_data
-            .get(&p.resource)
-            .and_then(|e| e.get(&p.plugin))
-            .cloned();
-        // Expect: missing entry or key reads as ""; only named keys are checked.
-        let mut expect: Vec<_> = p.expect.iter().collect();
-        expect.sort();
-        for (k, v) in expect {
-            let have = current
-                .as_ref()
-                .and_then(|d| d.get(k))
-                .map_or("", String::as_str);
-            if have != v {
-                return Err(Status::failed_precondition(format!(
-                    "expectations not met for field {k:?}"
-                )));
-            }
-        }
-        let entries = st.plugin_data.entry(p.resource.clone()).or_default();
-        let data = entries.entry(p.plugin.clone()).or_default();
-        for (k, v) in p.set {
-            if v.is_empty() {
-                data.remove(&k);
-            } else {
-                data.insert(k, v);
-            }
-        }
-        if data.is_empty() {
-            entries.remove(&p.plugin);
-        }
-        if entries.is_empty() {
-            st.plugin_data.remove(&p.resource);
-            st.plugin_data_expires.remove(&p.resource);
-        }
+        self.shared
+            .lock()
+            .update_plugin_data(p, SystemTime::now())?;
         Ok(Response::new(()))
     }
 
@@ -676,7 +487,7 @@ impl AuthService for AuthSvc {
         &self,
         req: Request<pb::proto::GetRoleRequest>,
     ) -> Result<Response<pb::types::RoleV6>, Status> {
-        self.enter("GetRole")?;
+        self.shared.enter("GetRole")?;
         caller(&req)?;
         let name = req.into_inner().name;
         let st = self.shared.lock();
@@ -690,6 +501,66 @@ impl AuthService for AuthSvc {
             .cloned()
             .map(Response::new)
             .ok_or_else(|| Status::not_found(format!("role {name} is not found")))
+    }
+
+    async fn acquire_semaphore(
+        &self,
+        req: Request<pb::types::AcquireSemaphoreRequest>,
+    ) -> Result<Response<pb::types::SemaphoreLease>, Status> {
+        self.shared.enter("AcquireSemaphore")?;
+        caller(&req)?;
+        let mut st = self.shared.lock();
+        st.semaphore_access(&["create", "update"])?;
+        st.acquire_semaphore(req.into_inner(), SystemTime::now())
+            .map(Response::new)
+    }
+
+    async fn keep_alive_semaphore_lease(
+        &self,
+        req: Request<pb::types::SemaphoreLease>,
+    ) -> Result<Response<()>, Status> {
+        self.shared.enter("KeepAliveSemaphoreLease")?;
+        caller(&req)?;
+        let mut st = self.shared.lock();
+        st.semaphore_access(&["update"])?;
+        st.keep_alive_lease(&req.into_inner(), SystemTime::now())
+            .map(Response::new)
+    }
+
+    async fn cancel_semaphore_lease(
+        &self,
+        req: Request<pb::types::SemaphoreLease>,
+    ) -> Result<Response<()>, Status> {
+        self.shared.enter("CancelSemaphoreLease")?;
+        caller(&req)?;
+        let mut st = self.shared.lock();
+        st.semaphore_access(&["update"])?;
+        st.cancel_lease(&req.into_inner(), SystemTime::now())
+            .map(Response::new)
+    }
+
+    async fn get_semaphores(
+        &self,
+        req: Request<pb::types::SemaphoreFilter>,
+    ) -> Result<Response<pb::proto::Semaphores>, Status> {
+        self.shared.enter("GetSemaphores")?;
+        caller(&req)?;
+        let mut st = self.shared.lock();
+        st.semaphore_access(&["readnosecrets", "list"])?;
+        let semaphores = st.get_semaphores(&req.into_inner(), SystemTime::now());
+        Ok(Response::new(pb::proto::Semaphores { semaphores }))
+    }
+
+    async fn delete_semaphore(
+        &self,
+        req: Request<pb::types::SemaphoreFilter>,
+    ) -> Result<Response<()>, Status> {
+        self.shared.enter("DeleteSemaphore")?;
+        caller(&req)?;
+        let mut st = self.shared.lock();
+        st.semaphore_access(&["delete"])?;
+        st.delete_semaphore(&req.into_inner(), SystemTime::now())
+            .map(Response::new)
     }
 }
 
@@ -839,7 +710,11 @@ pub(crate) fn serve(
         .add_service(AuthServiceServer::new(AuthSvc {
             shared: shared.clone(),
         }))
-        .add_service(AccessMonitoringRulesServiceServer::new(AmrSvc { shared }));
+        .add_service(AccessMonitoringRulesServiceServer::new(AmrSvc {
+            shared: shared.clone(),
+        }))
+        .add_service(users::server(shared.clone()))
+        .add_service(access_lists::server(shared));
     tokio::spawn(async move {
         if let Err(e) = router
             .serve_with_incoming_shutdown(incoming, cancel.cancelled())
