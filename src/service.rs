@@ -105,6 +105,11 @@ impl Collector for ReconcilerCollector {
                 q.oldest_age().as_secs_f64(),
             ),
             (
+                "teleport_discord_reconcile_awaiting_discord",
+                "Requests whose Discord operations are in flight (no worker waits for them)",
+                r.awaiting_discord() as f64,
+            ),
+            (
                 "teleport_discord_requests_tracked",
                 "Access requests whose latest state is held in memory",
                 r.tracked() as f64,
@@ -153,6 +158,12 @@ impl Collector for ReconcilerCollector {
         ] {
             ConstCounter::new(v).encode(family.encode_family(&[("action", action)])?)?;
         }
+        ConstCounter::new(s.at_rest).encode(encoder.encode_descriptor(
+            "teleport_discord_resync_at_rest",
+            "Listed requests a resync found already shown (compared with the plugin data listing, not reconciled)",
+            None,
+            MetricType::Counter,
+        )?)?;
         let mut family = encoder.encode_descriptor(
             "teleport_discord_rule_evaluation_errors",
             "Access monitoring rule conditions that failed to evaluate",

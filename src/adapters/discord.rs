@@ -1,11 +1,11 @@
 //! The reconciler's Discord port ([`Messenger`]) over the delivery queue:
 //! rendered bodies become Discord payloads (the lossless conversion the
-//! `discord` module owns), answers become [`SendError`]s.
+//! `discord` module owns), answers become [`SendError`]s and are handed to
+//! the reconciler's callback; nothing here waits for Discord.
 
 use crate::discord::types::MessagePayload;
 use crate::discord::{Delivery, DeliveryError, DiscordError, Op};
-use crate::reconcile::{Messenger, SendError};
-use crate::render::MessageBody;
+use crate::reconcile::{Answer, MessageOp, Messenger, SendError};
 
 /// Messages through the Discord delivery queue.
 #[derive(Debug, Clone)]
@@ -42,57 +42,61 @@ fn send_error(e: DeliveryError) -> SendError {
     }
 }
 
-impl DiscordMessenger {
-    async fn deliver(&self, op: Op) -> Result<crate::discord::Message, SendError> {
-        let pending = self
-            .delivery
-            .enqueue(op)
-            .await
-            .map_err(|e| SendError::Retryable(e.to_string()))?;
-        pending.wait().await.map_err(send_error)
-    }
-}
-
 impl Messenger for DiscordMessenger {
-    async fn create(
-        &self,
-        channel: &str,
-        nonce: &str,
-        body: &MessageBody,
-    ) -> Result<String, SendError> {
-        let payload = MessagePayload::from(body);
-        let op = Op::Create {
-            channel_id: channel.to_owned(),
-            nonce: nonce.to_owned(),
-            payload: payload.clone(),
-        };
-        let message = self.deliver(op).await?;
-        // `enforce_nonce` answers a repeated create with the message the first
-        // one made, showing what was true then (a poster that crashed before
-        // recording it): bring it up to date.
-        if !shows(&message, &payload) {
-            tracing::info!(channel_id = %channel, message_id = %message.id, "create answered with an earlier message of this request; updating it");
-            let op = Op::Edit {
-                channel_id: channel.to_owned(),
-                message_id: message.id.clone(),
-                payload,
-            };
-            self.deliver(op).await?;
+    fn submit(&self, op: MessageOp, answer: Answer) {
+        match op {
+            MessageOp::Create {
+                channel,
+                nonce,
+                body,
+            } => {
+                let payload = MessagePayload::from(&*body);
+                let op = Op::Create {
+                    channel_id: channel.clone(),
+                    nonce,
+                    payload: payload.clone(),
+                };
+                let delivery = self.delivery.clone();
+                self.delivery.submit(
+                    op,
+                    Box::new(move |result| match result {
+                        // `enforce_nonce` answers a repeated create with the
+                        // message the first one made, showing what was true
+                        // then (a poster that crashed before recording it):
+                        // bring it up to date before answering.
+                        Ok(message) if !shows(&message, &payload) => {
+                            tracing::info!(channel_id = %channel, message_id = %message.id, "create answered with an earlier message of this request; updating it");
+                            let id = message.id;
+                            let op = Op::Edit {
+                                channel_id: channel,
+                                message_id: id.clone(),
+                                payload,
+                            };
+                            delivery.submit(
+                                op,
+                                Box::new(move |r| answer(r.map(|_| id).map_err(send_error))),
+                            );
+                        }
+                        Ok(message) => answer(Ok(message.id)),
+                        Err(e) => answer(Err(send_error(e))),
+                    }),
+                );
+            }
+            MessageOp::Edit {
+                channel,
+                message,
+                body,
+            } => {
+                let op = Op::Edit {
+                    channel_id: channel,
+                    message_id: message,
+                    payload: MessagePayload::from(&*body),
+                };
+                self.delivery.submit(
+                    op,
+                    Box::new(move |r| answer(r.map(|m| m.id).map_err(send_error))),
+                );
+            }
         }
-        Ok(message.id)
-    }
-
-    async fn edit(
-        &self,
-        channel: &str,
-        message: &str,
-        body: &MessageBody,
-    ) -> Result<(), SendError> {
-        let op = Op::Edit {
-            channel_id: channel.to_owned(),
-            message_id: message.to_owned(),
-            payload: MessagePayload::from(body),
-        };
-        self.deliver(op).await.map(|_| ())
     }
 }

@@ -4,7 +4,7 @@
 //! Teleport client ([`TeleportStore`]), the one dispatch of watch events to
 //! the reconciler ([`dispatch`]), and the periodic listing ([`resync`]).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -148,20 +148,12 @@ impl PluginDataStore for TeleportStore {
         }
     }
 
-    async fn unresolved(&self) -> Result<Vec<String>, StoreError> {
+    async fn list(&self) -> Result<Vec<reconcile::Listed>, StoreError> {
         let client = Client::clone(&self.client.load());
-        let all = client
+        client
             .list_plugin_data(&self.plugin)
             .await
-            .map_err(store_error)?;
-        Ok(all
-            .into_iter()
-            .filter(|(_, d)| {
-                let has = |k: &str| d.get(k).is_some_and(|v| !v.is_empty());
-                (has("messages") || has("discord_channels")) && !has("resolution")
-            })
-            .map(|(id, _)| id)
-            .collect())
+            .map_err(store_error)
     }
 
     async fn current(&self, request_id: &str) -> Result<Option<reconcile::Request>, StoreError> {
@@ -176,8 +168,8 @@ impl PluginDataStore for TeleportStore {
 
 /// Hands Teleport's events to the reconciler until the channel closes; the
 /// only place watch events reach it. PUT → `observe_put`, DELETE →
-/// `observe_delete`, a (re)connect's snapshot → `observe_list` then the
-/// sweep (spawned on `tasks`), a periodic listing → `observe_list`; rule
+/// `observe_delete`, a (re)connect's snapshot → `resync` with the sweep
+/// (spawned on `tasks`), a periodic listing → `resync`; rule
 /// events update the rule set, and an Init lists the rules first so the
 /// snapshot that follows is routed by them.
 pub async fn dispatch<P: PluginDataStore, M: Messenger>(
@@ -216,13 +208,20 @@ pub async fn dispatch<P: PluginDataStore, M: Messenger>(
             }
             WatchEvent::Snapshot(list) => {
                 // The watch lists after its Init and before any newer event,
-                // so the listing is newer than everything dispatched so far.
-                let listed: HashSet<String> = list.iter().map(|r| r.id.clone()).collect();
+                // so the listing is newer than everything dispatched so far;
+                // the mark keeps events dispatched while our plugin data is
+                // being listed from being undone by it.
                 let mark = reconciler.list_mark();
-                reconciler.observe_list(list.into_iter().map(Into::into).collect(), mark);
                 let r = reconciler.clone();
-                tasks.spawn("sweep", async move {
-                    r.sweep(&listed).await;
+                tasks.spawn("resync", async move {
+                    let requests = list.into_iter().map(Into::into).collect();
+                    let found = r.resync(requests, mark, true).await;
+                    tracing::info!(
+                        listed = found.listed,
+                        at_rest = found.at_rest,
+                        swept = found.swept,
+                        "access requests listed and compared with plugin data"
+                    );
                 });
             }
             WatchEvent::PutAccessRequest(a) => reconciler.observe_put(a.into()),
@@ -271,8 +270,14 @@ pub async fn resync<P: PluginDataStore, M: Messenger>(
         let mark = reconciler.list_mark();
         match c.list_access_requests(None).await {
             Ok(list) => {
-                tracing::debug!(requests = list.len(), "periodic resync");
-                reconciler.observe_list(list.into_iter().map(Into::into).collect(), mark);
+                let found = reconciler
+                    .resync(list.into_iter().map(Into::into).collect(), mark, false)
+                    .await;
+                tracing::debug!(
+                    listed = found.listed,
+                    at_rest = found.at_rest,
+                    "periodic resync"
+                );
             }
             Err(e) => tracing::warn!(error = %e, "periodic resync could not list access requests"),
         }

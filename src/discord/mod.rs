@@ -22,7 +22,7 @@ use serde_json::Value;
 
 pub use client::{ClientOptions, DiscordClient};
 pub use metrics::DiscordMetrics;
-pub use queue::{Delivery, DeliveryError, Op, Pending, QueueOptions, ShutdownReport};
+pub use queue::{Delivery, DeliveryError, OnDone, Op, Pending, QueueOptions, ShutdownReport};
 pub use types::{
     ActionRow, AllowedMentions, BotUser, Button, Channel, Embed, EmbedField, EmbedFooter, Message,
     MessagePayload,

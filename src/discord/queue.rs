@@ -23,7 +23,8 @@
 //!   channel's edit windows open early, and no request waits behind
 //!   younger work.
 //! - **Answers are never dropped**: every enqueued operation resolves its
-//!   [`Pending`] with the message, a [`DiscordError`] (retryable ones are the
+//!   [`Pending`] (or calls its [`OnDone`], for owners that do not wait:
+//!   [`Delivery::try_submit`]) with the message, a [`DiscordError`] (retryable ones are the
 //!   owner's to requeue) or [`DeliveryError::ShutDown`].
 //! - **Drain**: [`Delivery::shutdown`] stops intake, lets work finish until
 //!   the deadline, then answers everything left with `ShutDown`.
@@ -99,6 +100,9 @@ pub enum DeliveryError {
     /// The queue shut down before the operation was answered.
     #[error("the Discord queue shut down before the operation was delivered")]
     ShutDown,
+    /// The queue had no room ([`Delivery::submit`] only).
+    #[error("the Discord queue is full")]
+    Full,
 }
 
 impl DeliveryError {
@@ -106,7 +110,7 @@ impl DeliveryError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Discord(e) => e.is_retryable(),
-            Self::ShutDown => true,
+            Self::ShutDown | Self::Full => true,
         }
     }
 }
@@ -173,9 +177,40 @@ enum LaneKind {
 
 type LaneKey = (String, LaneKind);
 
+/// Called once with an operation's answer, on the queue's task (keep it
+/// short: record the answer and wake whoever needs it).
+pub type OnDone = Box<dyn FnOnce(Result<Message, DeliveryError>) + Send>;
+
+/// Where an answer goes.
+enum Reply {
+    Channel(oneshot::Sender<Result<Message, DeliveryError>>),
+    Callback(OnDone),
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Channel(_) => "Channel",
+            Self::Callback(_) => "Callback",
+        })
+    }
+}
+
+impl Reply {
+    fn send(self, result: Result<Message, DeliveryError>) {
+        match self {
+            // The owner may have stopped waiting; nothing else to do then.
+            Self::Channel(tx) => {
+                let _ = tx.send(result);
+            }
+            Self::Callback(f) => f(result),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Waiter {
-    tx: oneshot::Sender<Result<Message, DeliveryError>>,
+    tx: Reply,
     enqueued: Instant,
     superseded: bool,
 }
@@ -352,8 +387,40 @@ impl Delivery {
         }
     }
 
+    /// Adds an operation for an owner that does not wait: `on_done` gets
+    /// its answer, exactly once (see [`OnDone`]) — at once with
+    /// [`DeliveryError::Full`] or [`DeliveryError::ShutDown`] when there is
+    /// no room now.
+    pub fn submit(&self, op: Op, on_done: OnDone) {
+        let refused = match self.shared.capacity.clone().try_acquire_owned() {
+            Ok(slot) => match self.push_reply(op, slot, Reply::Callback(on_done)) {
+                Ok(()) => return,
+                Err((_, reply)) => {
+                    reply.send(Err(DeliveryError::ShutDown));
+                    return;
+                }
+            },
+            Err(tokio::sync::TryAcquireError::NoPermits) => DeliveryError::Full,
+            Err(tokio::sync::TryAcquireError::Closed) => DeliveryError::ShutDown,
+        };
+        on_done(Err(refused));
+    }
+
     fn push(&self, op: Op, slot: OwnedSemaphorePermit) -> Result<Pending, Rejected> {
         let (tx, rx) = oneshot::channel();
+        self.push_reply(op, slot, Reply::Channel(tx))
+            .map_err(|(rejected, _)| rejected)?;
+        Ok(Pending { rx })
+    }
+
+    /// Queues `op` (coalescing an edit into one waiting for the same
+    /// message); a refused op comes back with its reply, unanswered.
+    fn push_reply(
+        &self,
+        op: Op,
+        slot: OwnedSemaphorePermit,
+        tx: Reply,
+    ) -> Result<(), (Rejected, Reply)> {
         let now = Instant::now();
         let waiter = Waiter {
             tx,
@@ -362,7 +429,7 @@ impl Delivery {
         };
         let mut st = self.shared.lock();
         if st.closed {
-            return Err(Rejected::Closed(Box::new(op)));
+            return Err((Rejected::Closed(Box::new(op)), waiter.tx));
         }
         let rank = match op.message_id() {
             Some(m) => st.ranks.for_edit(m, now),
@@ -389,7 +456,7 @@ impl Delivery {
                     w.superseded = true;
                 }
                 job.waiters.push(waiter);
-                return Ok(Pending { rx });
+                return Ok(());
             }
         }
         lane.jobs.push_back(Job {
@@ -403,7 +470,7 @@ impl Delivery {
         self.shared.client.metrics().set_queue_depth(st.queued);
         drop(st);
         self.shared.changed.notify_waiters();
-        Ok(Pending { rx })
+        Ok(())
     }
 
     /// Operations waiting (not in flight).
@@ -480,8 +547,7 @@ fn answer(
             Err(_) => "permanent_error",
         };
         metrics.operation(kind, outcome, w.enqueued.elapsed().as_secs_f64());
-        // The owner may have stopped waiting; nothing else to do then.
-        let _ = w.tx.send(result.clone());
+        w.tx.send(result.clone());
     }
 }
 

@@ -4,9 +4,16 @@
 //! The Teleport watch only records what it saw ([`Reconciler::observe_put`],
 //! [`Reconciler::observe_delete`], [`Reconciler::observe_list`]) and marks the
 //! request dirty; workers take IDs from the [`queue::WorkQueue`] and run
-//! [`Reconciler::reconcile`], which reads plugin data, decides, acts, and
-//! records the result with compare-and-swap. A failure requeues the ID with
-//! backoff; nothing is dropped.
+//! [`Reconciler::reconcile`], which reads plugin data, plans what Discord and
+//! plugin data should become ([`plan`], pure), hands the Discord operations
+//! to the [`Messenger`] and returns an [`Action`] at once: a worker never
+//! waits for Discord (rate limits included). Each answer is kept with the
+//! request's *flight*; the last one marks the request dirty again, and its
+//! next reconcile records the answers with compare-and-swap, then plans from
+//! what is true by then. A request with operations in flight is not planned
+//! again: news observed meanwhile coalesces into the plan after the record.
+//! A failure goes through [`Reconciler::error_policy`]: backoff from the
+//! request's failure count, which the queue keeps per key; nothing is dropped.
 //!
 //! Exactly once, across restarts and replicas:
 //! 1. the first replica to see a pending request *claims* it: a CAS from "no
@@ -21,6 +28,7 @@
 //!    no Discord call.
 
 pub mod model;
+pub mod plan;
 pub mod queue;
 
 use std::collections::{BTreeMap, HashMap};
@@ -29,12 +37,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::amr::{Rule, RuleSet, Stored};
 use crate::backoff::{Backoff, random_jitter};
 use crate::config::{Recipient, SharedConfig};
-use crate::plugindata::{MessageRef, PluginData};
+use crate::plugindata::PluginData;
 use crate::render::{self, MessageBody, RequestView, Status, StatusField};
 
 pub use model::{Request, RequestState, Review, Threshold};
@@ -72,6 +81,9 @@ pub enum StoreError {
     Other(String),
 }
 
+/// One request's raw plugin data in a listing: (request ID, entries).
+pub type Listed = (String, BTreeMap<String, String>);
+
 /// Plugin data access (implemented by the Teleport client).
 pub trait PluginDataStore: Send + Sync + 'static {
     /// Reads the request's data for our plugin; empty when none.
@@ -98,9 +110,10 @@ pub trait PluginDataStore: Send + Sync + 'static {
             "this store cannot read requests".to_owned(),
         )))
     }
-    /// IDs of requests whose plugin data shows messages (or a claim) and no
-    /// resolution. Stores that cannot list answer none.
-    fn unresolved(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send {
+    /// Every request's plugin data for our plugin, in one listing (the
+    /// resync compares it with what it observed; the sweep finds requests
+    /// deleted while unwatched). Stores that cannot list answer none.
+    fn list(&self) -> impl Future<Output = Result<Vec<Listed>, StoreError>> + Send {
         std::future::ready(Ok(Vec::new()))
     }
     /// The logins a role allows (`GetRole`), shown per role in the message;
@@ -126,22 +139,103 @@ pub enum SendError {
     Retryable(String),
 }
 
-/// Discord message operations (implemented by the Discord delivery queue).
+/// One Discord operation handed to the [`Messenger`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum MessageOp {
+    /// Post `body`; must send `nonce` with `enforce_nonce`, and answer with
+    /// the message's ID (a repeated create's message brought up to date).
+    Create {
+        /// Channel snowflake.
+        channel: String,
+        /// [`nonce_for`] the request and channel.
+        nonce: String,
+        /// What to show.
+        body: Arc<MessageBody>,
+    },
+    /// Replace a message's body; answers with the message's ID.
+    Edit {
+        /// Channel snowflake.
+        channel: String,
+        /// Message snowflake.
+        message: String,
+        /// What to show.
+        body: Arc<MessageBody>,
+    },
+}
+
+/// Takes an operation's answer: the message's ID, or why not.
+pub type Answer = Box<dyn FnOnce(Result<String, SendError>) + Send>;
+
+/// Discord message operations (implemented over the Discord delivery queue).
 pub trait Messenger: Send + Sync + 'static {
-    /// Creates a message; returns its ID. Must send `nonce` with `enforce_nonce`.
-    fn create(
-        &self,
-        channel: &str,
-        nonce: &str,
-        body: &MessageBody,
-    ) -> impl Future<Output = Result<String, SendError>> + Send;
-    /// Replaces a message's body.
-    fn edit(
-        &self,
-        channel: &str,
-        message: &str,
-        body: &MessageBody,
-    ) -> impl Future<Output = Result<(), SendError>> + Send;
+    /// Hands `op` over without waiting for Discord; `answer` is called
+    /// exactly once with its result (maybe before `submit` returns, e.g.
+    /// when the queue is full).
+    fn submit(&self, op: MessageOp, answer: Answer);
+}
+
+/// What the queue does with a request after a reconcile (kube-runtime's
+/// `Action`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Converged: nothing to do until news arrives.
+    Done,
+    /// Look again after this long (another replica owns it, or a retry).
+    RequeueAfter(Duration),
+    /// Discord operations are in flight; their last answer marks it dirty.
+    AwaitDiscord,
+}
+
+/// A reconcile's action and what it did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reconciled {
+    /// What to do next.
+    pub action: Action,
+    /// Messages created, edited and given up whose answers were recorded.
+    pub outcome: Outcome,
+}
+
+impl Reconciled {
+    fn done(outcome: Outcome) -> Self {
+        Self {
+            action: Action::Done,
+            outcome,
+        }
+    }
+}
+
+/// A request's Discord operations between hand-over and record.
+struct Flight {
+    /// The observation the plan was made from.
+    seen: Observed,
+    /// Plugin data as read for the plan.
+    read: PluginData,
+    channels: Vec<String>,
+    digest: String,
+    /// The plan's change to plugin data besides messages and digest.
+    update: Arc<dyn Fn(&mut PluginData) + Send + Sync>,
+    /// Operations not answered yet.
+    pending: usize,
+    results: plan::Results,
+}
+
+impl std::fmt::Debug for Flight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flight")
+            .field("channels", &self.channels)
+            .field("pending", &self.pending)
+            .field("results", &self.results)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the reconciler shares with the answers' callbacks.
+#[derive(Debug, Default)]
+struct Shared {
+    queue: WorkQueue<String>,
+    flights: Mutex<HashMap<String, Flight>>,
+    /// Notified at every answer.
+    answered: Notify,
 }
 
 /// Cluster facts from `Ping`.
@@ -172,6 +266,17 @@ impl Observed {
     }
 }
 
+/// What a [`Reconciler::resync`] found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resync {
+    /// Requests listed.
+    pub listed: usize,
+    /// Listed requests whose messages already show their state: not queued.
+    pub at_rest: usize,
+    /// Requests deleted while unwatched, now shown expired.
+    pub swept: usize,
+}
+
 /// How far the watch's news had come when a listing was asked for
 /// ([`Reconciler::list_mark`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,6 +302,14 @@ pub struct Outcome {
     pub edited: usize,
     /// Channels given up on (permanent errors).
     pub dropped: usize,
+}
+
+impl std::ops::AddAssign for Outcome {
+    fn add_assign(&mut self, o: Self) {
+        self.created += o.created;
+        self.edited += o.edited;
+        self.dropped += o.dropped;
+    }
 }
 
 /// The create nonce of `request_id`'s message in `channel_id` (25
@@ -245,10 +358,13 @@ pub struct Stats {
     pub dropped: u64,
     /// Rule conditions that failed to evaluate.
     pub rule_errors: u64,
+    /// Listed requests found at rest (not reconciled) by a resync.
+    pub at_rest: u64,
 }
 
 #[derive(Debug, Default)]
 struct Counters {
+    at_rest: AtomicU64,
     ok: AtomicU64,
     conflicts: AtomicU64,
     retries: AtomicU64,
@@ -284,7 +400,7 @@ pub struct Reconciler<P, M> {
     /// `stamps` (lock order: `observed`, then `stamps`).
     events: AtomicU64,
     stamps: Mutex<HashMap<String, u64>>,
-    queue: WorkQueue<String>,
+    shared: Arc<Shared>,
     store: P,
     messenger: M,
     config: SharedConfig,
@@ -313,7 +429,7 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
             rules: Mutex::new(RuleSet::new()),
             events: AtomicU64::new(0),
             stamps: Mutex::new(HashMap::new()),
-            queue: WorkQueue::new(),
+            shared: Arc::new(Shared::default()),
             store,
             messenger,
             config,
@@ -333,7 +449,16 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
 
     /// The work queue (for metrics and workers).
     pub fn queue(&self) -> &WorkQueue<String> {
-        &self.queue
+        &self.shared.queue
+    }
+
+    fn flights(&self) -> std::sync::MutexGuard<'_, HashMap<String, Flight>> {
+        crate::sync::lock(&self.shared.flights)
+    }
+
+    /// Requests whose Discord operations are in flight.
+    pub fn awaiting_discord(&self) -> usize {
+        self.flights().values().filter(|f| f.pending > 0).count()
     }
 
     /// A request was created or changed.
@@ -344,7 +469,7 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
             obs.insert(id.clone(), Observed::Present(Box::new(request)));
             self.stamp(&id);
         }
-        self.queue.add(id);
+        self.queue().add(id);
     }
 
     /// A request was deleted (expired, or removed by an admin).
@@ -355,7 +480,7 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
             obs.insert(id.to_owned(), Observed::deleted(previous));
             self.stamp(id);
         }
-        self.queue.add(id.to_owned());
+        self.queue().add(id.to_owned());
     }
 
     /// Notes that the watch just told us about `id` (call with `observed` held).
@@ -375,9 +500,18 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
     /// tracked request missing from the listing was deleted while we were
     /// not looking. What the watch told us about a request after `mark` is
     /// newer than the listing and stays (a listing never takes a request
-    /// back to an older state).
-    pub fn observe_list(&self, requests: Vec<Request>, mark: ListMark) {
+    /// back to an older state). With `known` (every request's plugin data,
+    /// listed just before), a listed request whose plugin data already shows
+    /// its state ([`Self::at_rest`]) is recorded but not marked dirty: a
+    /// resync with nothing new costs no call per request.
+    pub fn observe_list(
+        &self,
+        requests: Vec<Request>,
+        mark: ListMark,
+        known: Option<&HashMap<String, PluginData>>,
+    ) {
         let mut ids = Vec::with_capacity(requests.len());
+        let mut skipped = 0u64;
         {
             let mut obs = self.observed();
             let stamps = crate::sync::lock(&self.stamps);
@@ -400,38 +534,121 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
                 if newer(&r.id) {
                     continue;
                 }
-                ids.push(r.id.clone());
+                let rest = known.is_some_and(|k| {
+                    self.at_rest(&r, k.get(&r.id).unwrap_or(&PluginData::default()))
+                });
+                if rest {
+                    skipped += 1;
+                } else {
+                    ids.push(r.id.clone());
+                }
                 obs.insert(r.id.clone(), Observed::Present(Box::new(r)));
             }
         }
+        self.counters.at_rest.fetch_add(skipped, Ordering::Relaxed);
         for id in ids {
-            self.queue.add(id);
+            self.queue().add(id);
+        }
+    }
+
+    /// Whether reconciling `req` with plugin data `data` would do nothing:
+    /// its messages show exactly what it would render and the record holds
+    /// everything the reconcile would write. Anything doubtful (a flight, a
+    /// record in doubt, a view to refresh, a claim to make) is not at rest.
+    pub fn at_rest(&self, req: &Request, data: &PluginData) -> bool {
+        if self.is_unsure(&req.id)
+            || self.flights().contains_key(&req.id)
+            || crate::sync::lock(&self.stale).contains(&req.id)
+        {
+            return false;
+        }
+        let status = match req.state {
+            RequestState::Pending if data.is_empty() => return false,
+            RequestState::Pending if data.resolution.is_empty() => Status::Pending,
+            RequestState::Approved | RequestState::Denied | RequestState::Promoted
+                if data.is_empty() || (data.messages.is_empty() && data.channels.is_empty()) =>
+            {
+                // Never posted: a resolved request is not announced.
+                return true;
+            }
+            RequestState::Approved => Status::Approved,
+            RequestState::Denied => Status::Denied,
+            RequestState::Promoted => Status::Promoted,
+            _ => return false,
+        };
+        if status != Status::Pending && data.resolution != status.tag() {
+            return false;
+        }
+        let body = render::render(&self.view(req, status, data), true);
+        let digest = digest(&body);
+        let channels = plan::channels(data);
+        let (steps, _) = plan::steps(data, &channels, &digest, false);
+        steps.is_empty()
+            && data.rendered == digest
+            && data.channels == channels
+            && data.reviews_count >= req.reviews.len() as u32
+    }
+
+    /// A full listing, in bulk: our plugin data for every request is listed
+    /// once (not asked request by request), the requests are observed
+    /// against it ([`Self::observe_list`]), and with `sweep` (after a gap
+    /// in the watch) requests announced, unresolved and no longer listed are
+    /// confirmed gone with Teleport and shown expired. Returns what it found.
+    pub async fn resync(&self, requests: Vec<Request>, mark: ListMark, sweep: bool) -> Resync {
+        let listed = requests.len();
+        let known: Option<HashMap<String, PluginData>> = match self.store.list().await {
+            Ok(all) => Some(
+                all.into_iter()
+                    .map(|(id, raw)| (id, PluginData::decode(&raw).0))
+                    .collect(),
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list plugin data: every listed request is reconciled, and requests deleted while no replica was watching stay as they are until the next reconnect");
+                None
+            }
+        };
+        let before = self.counters.at_rest.load(Ordering::Relaxed);
+        let ids: std::collections::HashSet<String> = if sweep {
+            requests.iter().map(|r| r.id.clone()).collect()
+        } else {
+            std::collections::HashSet::new()
+        };
+        self.observe_list(requests, mark, known.as_ref());
+        let at_rest = self.counters.at_rest.load(Ordering::Relaxed) - before;
+        let swept = match (sweep, known) {
+            (true, Some(known)) => self.sweep(&ids, &known).await,
+            _ => 0,
+        };
+        Resync {
+            listed,
+            at_rest: at_rest as usize,
+            swept,
         }
     }
 
     /// After a (re)connect's listing: requests we announced and never
-    /// resolved that are neither listed nor known here were deleted while
-    /// every replica that knew them was down (or while the watch was). Each
-    /// is confirmed gone with Teleport, then shown expired. Returns how many
-    /// were found. It reads every entry of our plugin data, so it runs only
-    /// after a gap in the watch: while the watch is up, deletions arrive as
-    /// events.
-    pub async fn sweep(&self, listed: &std::collections::HashSet<String>) -> usize {
-        let ids = match self.store.unresolved().await {
-            Ok(ids) => ids,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot list plugin data: requests deleted while no replica was watching stay as they are until the next reconnect");
-                return 0;
-            }
-        };
+    /// resolved (in `known`, our plugin data) that are neither listed nor
+    /// known here were deleted while every replica that knew them was down
+    /// (or while the watch was). Each is confirmed gone with Teleport, then
+    /// shown expired. Returns how many were found.
+    async fn sweep(
+        &self,
+        listed: &std::collections::HashSet<String>,
+        known: &HashMap<String, PluginData>,
+    ) -> usize {
         let mut found = 0;
-        for id in ids {
-            if listed.contains(&id) || self.observed().contains_key(&id) {
+        for (id, data) in known {
+            let announced = !data.messages.is_empty() || !data.channels.is_empty();
+            if !announced
+                || !data.resolution.is_empty()
+                || listed.contains(id)
+                || self.observed().contains_key(id)
+            {
                 continue;
             }
-            if let Ok(None) = self.store.current(&id).await {
+            if let Ok(None) = self.store.current(id).await {
                 tracing::info!(request_id = %id, "request deleted while unwatched; showing it expired");
-                self.observe_delete(&id);
+                self.observe_delete(id);
                 found += 1;
             }
         }
@@ -476,6 +693,7 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
             edited: get(&c.edited),
             dropped: get(&c.dropped),
             rule_errors: get(&c.rule_errors),
+            at_rest: get(&c.at_rest),
         }
     }
 
@@ -484,9 +702,11 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
         self.observed().len()
     }
 
-    /// Runs `workers` workers until `cancel` fires and the queue drains. A
-    /// worker that panics takes this task down with its panic (the owner
-    /// logs it and flips readiness) rather than leaving fewer workers.
+    /// Runs `workers` workers until `cancel` fires and the queue drains,
+    /// then records the answers of operations still in flight as they come
+    /// (the Discord queue drains after us). A worker that panics takes this
+    /// task down with its panic (the owner logs it and flips readiness)
+    /// rather than leaving fewer workers.
     pub async fn run(self: Arc<Self>, workers: usize, cancel: tokio_util::sync::CancellationToken) {
         let mut set = tokio::task::JoinSet::new();
         for _ in 0..workers.max(1) {
@@ -496,7 +716,7 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
         let me = self.clone();
         set.spawn(async move {
             cancel.cancelled().await;
-            me.queue.shutdown();
+            me.queue().shutdown();
         });
         while let Some(ended) = set.join_next().await {
             if let Err(e) = ended
@@ -505,57 +725,145 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
                 std::panic::resume_unwind(e.into_panic());
             }
         }
+        self.drain().await;
     }
 
-    async fn worker(&self) {
-        let mut failures: HashMap<String, u32> = HashMap::new();
-        while let Some(id) = self.queue.next().await {
-            let result = self.reconcile(&id).await;
-            let bump = |a: &AtomicU64, n: u64| a.fetch_add(n, Ordering::Relaxed);
-            match &result {
-                Ok(o) => {
-                    bump(&self.counters.ok, 1);
-                    bump(&self.counters.created, o.created as u64);
-                    bump(&self.counters.edited, o.edited as u64);
-                    bump(&self.counters.dropped, o.dropped as u64);
+    /// Records every flight's answers as they arrive, until none is left.
+    async fn drain(&self) {
+        loop {
+            let notified = self.shared.answered.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let answered: Vec<(String, Flight)> = {
+                let mut flights = self.flights();
+                if flights.is_empty() {
+                    return;
                 }
-                Err(ReconcileError::Store(StoreError::Conflict)) => {
-                    bump(&self.counters.conflicts, 1);
-                }
-                Err(_) => {
-                    bump(&self.counters.retries, 1);
+                let ids: Vec<String> = flights
+                    .iter()
+                    .filter(|(_, f)| f.pending == 0)
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                ids.into_iter()
+                    .filter_map(|id| flights.remove(&id).map(|f| (id, f)))
+                    .collect()
+            };
+            for (id, flight) in answered {
+                match self.record(&id, flight).await {
+                    Ok(o) => self.count(&o),
+                    Err(e) => {
+                        tracing::debug!(request_id = %id, error = %e, "answer not recorded at shutdown; the next start reconciles it");
+                    }
                 }
             }
-            match result {
-                Ok(_) => {
-                    failures.remove(&id);
-                    self.queue.done(&id);
-                }
-                Err(ReconcileError::Store(StoreError::Conflict)) => {
-                    // Someone else wrote: look again at once.
-                    self.queue.done(&id);
-                    self.queue.add(id);
-                }
-                Err(e) => {
-                    let n = failures.entry(id.clone()).or_insert(0);
-                    let delay = RETRY_BACKOFF.delay(*n, random_jitter());
-                    *n = n.saturating_add(1);
-                    tracing::warn!(request_id = %id, error = %e, retry_in_ms = delay.as_millis() as u64, "Failed to process request; will retry");
-                    self.queue.retry_after(&id, delay);
-                }
+            if self.flights().values().all(|f| f.pending > 0) {
+                notified.await;
             }
         }
     }
 
-    /// Converges Discord and plugin data to the last observed state of `id`.
-    pub async fn reconcile(&self, id: &str) -> Result<Outcome, ReconcileError> {
+    fn count(&self, o: &Outcome) {
+        let bump = |a: &AtomicU64, n: usize| a.fetch_add(n as u64, Ordering::Relaxed);
+        bump(&self.counters.created, o.created);
+        bump(&self.counters.edited, o.edited);
+        bump(&self.counters.dropped, o.dropped);
+    }
+
+    async fn worker(&self) {
+        let queue = self.queue();
+        while let Some(id) = queue.next().await {
+            let action = match self.reconcile(&id).await {
+                Ok(r) => {
+                    self.counters.ok.fetch_add(1, Ordering::Relaxed);
+                    self.count(&r.outcome);
+                    if r.action == Action::Done {
+                        queue.forget(&id);
+                    }
+                    r.action
+                }
+                Err(e) => self.error_policy(&id, &e),
+            };
+            match action {
+                // An answer or news marks it dirty again.
+                Action::Done | Action::AwaitDiscord => queue.done(&id),
+                Action::RequeueAfter(d) => queue.retry_after(&id, d),
+            }
+        }
+    }
+
+    /// What a failed reconcile of `id` leads to: a concurrent writer means
+    /// looking again at once; anything else backs off, longer with each
+    /// failure in a row (counted in the queue, whichever worker runs it).
+    pub fn error_policy(&self, id: &str, error: &ReconcileError) -> Action {
+        if let ReconcileError::Store(StoreError::Conflict) = error {
+            self.counters.conflicts.fetch_add(1, Ordering::Relaxed);
+            return Action::RequeueAfter(Duration::ZERO);
+        }
+        self.counters.retries.fetch_add(1, Ordering::Relaxed);
+        let delay = RETRY_BACKOFF.delay(self.queue().failure(&id.to_owned()), random_jitter());
+        tracing::warn!(request_id = %id, error = %error, retry_in_ms = delay.as_millis() as u64, "Failed to process request; will retry");
+        Action::RequeueAfter(delay)
+    }
+
+    /// Reconciles `id` until it is done or waits for another replica,
+    /// waiting for Discord's answers in between; for tests and tools (the
+    /// workers never wait).
+    pub async fn settle(&self, id: &str) -> Result<Outcome, ReconcileError> {
+        let mut total = Outcome::default();
+        loop {
+            let notified = self.shared.answered.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let r = self.reconcile(id).await?;
+            total += r.outcome;
+            if r.action != Action::AwaitDiscord {
+                return Ok(total);
+            }
+            if self.flights().get(id).is_some_and(|f| f.pending > 0) {
+                notified.await;
+            }
+        }
+    }
+
+    /// Converges Discord and plugin data towards the last observed state of
+    /// `id` without waiting for Discord: records the answers of the
+    /// previous plan if they are all in, then plans and hands over what is
+    /// still to do.
+    pub async fn reconcile(&self, id: &str) -> Result<Reconciled, ReconcileError> {
+        let answered = {
+            let mut flights = self.flights();
+            match flights.get(id) {
+                Some(f) if f.pending > 0 => {
+                    return Ok(Reconciled {
+                        action: Action::AwaitDiscord,
+                        outcome: Outcome::default(),
+                    });
+                }
+                Some(_) => flights.remove(id),
+                None => None,
+            }
+        };
+        let acting = answered.is_some();
+        let recorded = match answered {
+            Some(flight) => self.record(id, flight).await?,
+            None => Outcome::default(),
+        };
+        // Planned from what is observed after the record: news that came
+        // while the answers were on their way is in this plan. Having acted
+        // on it, we carry on rather than leave it to its owner again.
+        let mut next = self.plan(id, acting).await?;
+        next.outcome += recorded;
+        Ok(next)
+    }
+
+    async fn plan(&self, id: &str, acting: bool) -> Result<Reconciled, ReconcileError> {
         let stale = crate::sync::lock(&self.stale).contains(id);
         if stale {
             self.refresh(id).await;
         }
         let observed = self.observed().get(id).cloned();
         let Some(observed) = observed else {
-            return Ok(Outcome::default());
+            return Ok(Reconciled::done(Outcome::default()));
         };
         let seen = observed.clone();
         let raw = self.store.get(id).await?;
@@ -563,10 +871,12 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
         for p in problems {
             tracing::warn!(request_id = %id, key = %p.key, "bad plugin data value skipped: {}", p.message);
         }
-        if let Some(wait) = self.defer(id, &data, Instant::now()) {
+        if let Some(wait) = self.defer(id, &data, Instant::now()).filter(|_| !acting) {
             tracing::debug!(request_id = %id, owner = %data.owner, "another replica owns this request; looking again in a moment");
-            self.queue.add_after(id.to_owned(), wait);
-            return Ok(Outcome::default());
+            return Ok(Reconciled {
+                action: Action::RequeueAfter(wait),
+                outcome: Outcome::default(),
+            });
         }
         let result = match observed {
             Observed::Present(req) => match req.state {
@@ -575,18 +885,18 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
                 // (a lagging watch, or a refresh that failed) and must not
                 // paint the message back to pending.
                 RequestState::Pending if !data.resolution.is_empty() => {
-                    self.reconcile_recorded(&req, data).await
+                    self.reconcile_recorded(&seen, &req, data).await
                 }
-                RequestState::Pending => self.reconcile_pending(&req, data).await,
+                RequestState::Pending => self.reconcile_pending(&seen, &req, data).await,
                 RequestState::Approved | RequestState::Denied | RequestState::Promoted => {
-                    self.reconcile_resolved(&req, data).await
+                    self.reconcile_resolved(&seen, &req, data).await
                 }
                 RequestState::Other(n) => {
                     tracing::warn!(request_id = %id, state = n, "Unknown request state");
-                    Ok(Outcome::default())
+                    Ok(Reconciled::done(Outcome::default()))
                 }
             },
-            Observed::Deleted(Some(last))
+            Observed::Deleted(Some(ref last))
                 if (data.resolution.is_empty() || data.resolution == Status::Expired.tag())
                     && matches!(
                         last.state,
@@ -595,16 +905,13 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
             {
                 // Resolved, then gone before the resolution was shown: the
                 // resolution is the final word, not "expired".
-                self.reconcile_resolved(&last, data).await
+                self.reconcile_resolved(&seen, last, data).await
             }
-            Observed::Deleted(_) => self.reconcile_deleted(id, data).await,
+            Observed::Deleted(_) => self.reconcile_deleted(&seen, id, data).await,
         };
-        // News arrived while we were sending: what we sent may already be
-        // stale, and another replica may have recorded the newer picture.
-        if self.observed().get(id) != Some(&seen) {
-            self.unsure_set(id, true);
-        }
-        if result.is_ok() && matches!(seen, Observed::Deleted(_)) {
+        if matches!(&result, Ok(r) if r.action == Action::Done)
+            && matches!(seen, Observed::Deleted(_))
+        {
             // A deleted request whose deletion was just shown needs no memory
             // any more (a deletion that arrived during another reconcile is
             // still to be shown: that entry stays).
@@ -785,9 +1092,10 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
 
     async fn reconcile_pending(
         &self,
+        seen: &Observed,
         req: &Request,
         data: PluginData,
-    ) -> Result<Outcome, ReconcileError> {
+    ) -> Result<Reconciled, ReconcileError> {
         let data = if data.is_empty() {
             let claim = PluginData {
                 user: req.user.clone(),
@@ -812,7 +1120,7 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
         };
         let body = render::render(&self.view(req, Status::Pending, &data), true);
         let reviews = req.reviews.len() as u32;
-        self.converge(&req.id, data, &body, |d| {
+        self.converge(&req.id, seen, data, &body, move |d| {
             d.reviews_count = d.reviews_count.max(reviews)
         })
         .await
@@ -820,13 +1128,14 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
 
     async fn reconcile_resolved(
         &self,
+        seen: &Observed,
         req: &Request,
         data: PluginData,
-    ) -> Result<Outcome, ReconcileError> {
+    ) -> Result<Reconciled, ReconcileError> {
         if data.is_empty() || (data.messages.is_empty() && data.channels.is_empty()) {
             // Never seen pending: nothing was announced, so nothing to resolve (as upstream).
             tracing::debug!(request_id = %req.id, "resolved request was never posted; nothing to update");
-            return Ok(Outcome::default());
+            return Ok(Reconciled::done(Outcome::default()));
         }
         let status = match req.state {
             RequestState::Approved => Status::Approved,
@@ -842,7 +1151,7 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
             other if other == status.tag() => status,
             other => {
                 tracing::debug!(request_id = %req.id, existing = other, event = status.tag(), "Request is already resolved, ignoring event");
-                return Ok(Outcome::default());
+                return Ok(Reconciled::done(Outcome::default()));
             }
         };
         let body = render::render(&self.view(req, status, &data), true);
@@ -851,7 +1160,7 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
             req.resolve_reason.clone(),
             req.reviews.len() as u32,
         );
-        self.converge(&req.id, data, &body, move |d| {
+        self.converge(&req.id, seen, data, &body, move |d| {
             // Merged into what another replica may have recorded meanwhile:
             // an earlier real resolution stays.
             if d.resolution.is_empty() || d.resolution == Status::Expired.tag() {
@@ -867,40 +1176,42 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
     /// shows the recorded resolution, never the pending state.
     async fn reconcile_recorded(
         &self,
+        seen: &Observed,
         req: &Request,
         data: PluginData,
-    ) -> Result<Outcome, ReconcileError> {
+    ) -> Result<Reconciled, ReconcileError> {
         let state = match data.resolution.as_str() {
             t if t == Status::Approved.tag() => RequestState::Approved,
             t if t == Status::Denied.tag() => RequestState::Denied,
             t if t == Status::Promoted.tag() => RequestState::Promoted,
             // Expired (a deletion was seen) or a tag we do not know: what
             // plugin data can rebuild.
-            _ => return self.reconcile_deleted(&req.id, data).await,
+            _ => return self.reconcile_deleted(seen, &req.id, data).await,
         };
         tracing::debug!(request_id = %req.id, resolution = %data.resolution, "pending view of a resolved request; showing the recorded resolution");
         let mut resolved = req.clone();
         resolved.state = state;
         resolved.resolve_reason = data.resolve_reason.clone();
-        self.reconcile_resolved(&resolved, data).await
+        self.reconcile_resolved(seen, &resolved, data).await
     }
 
     async fn reconcile_deleted(
         &self,
+        seen: &Observed,
         id: &str,
         data: PluginData,
-    ) -> Result<Outcome, ReconcileError> {
+    ) -> Result<Reconciled, ReconcileError> {
         // Claimed but not yet recorded counts too: a poster may have died
         // between the create and the record (the nonce finds its message).
         if data.messages.is_empty() && data.channels.is_empty() {
-            return Ok(Outcome::default());
+            return Ok(Reconciled::done(Outcome::default()));
         }
         let resolved = [Status::Approved, Status::Denied, Status::Promoted]
             .into_iter()
             .find(|s| s.tag() == data.resolution);
         if resolved.is_some() && !data.rendered.is_empty() && !self.is_unsure(id) {
             // Resolved before it went away, and shown: keep it.
-            return Ok(Outcome::default());
+            return Ok(Reconciled::done(Outcome::default()));
         }
         // Rebuild what we can from plugin data; existing review embeds stay.
         let req = Request {
@@ -928,7 +1239,7 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
         // plugin data; otherwise the request expired.
         let status = resolved.unwrap_or(Status::Expired);
         let body = render::render(&self.view(&req, status, &data), false);
-        self.converge(id, data, &body, move |d| {
+        self.converge(id, seen, data, &body, move |d| {
             // Never over a resolution another replica recorded meanwhile.
             if d.resolution.is_empty() {
                 d.resolution = status.tag().to_owned();
@@ -937,106 +1248,126 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
         .await
     }
 
-    /// Creates missing messages, edits stale ones, and records the result.
+    /// Plans the creates of missing messages and the edits of stale ones
+    /// and hands them to Discord (the answers are recorded by a later
+    /// reconcile); with nothing to send, records `update` at once.
     async fn converge(
         &self,
         id: &str,
+        seen: &Observed,
         data: PluginData,
         body: &MessageBody,
-        update: impl Fn(&mut PluginData) + Send + Sync,
-    ) -> Result<Outcome, ReconcileError> {
-        let mut outcome = Outcome::default();
+        update: impl Fn(&mut PluginData) + Send + Sync + 'static,
+    ) -> Result<Reconciled, ReconcileError> {
         let digest = digest(body);
-        // Upstream-written data has no channel list: its messages are the set.
-        let channels: Vec<String> = if data.channels.is_empty() {
-            data.messages.iter().map(|m| m.channel.clone()).collect()
-        } else {
-            data.channels.clone()
+        let channels = plan::channels(&data);
+        let (steps, shown) = plan::steps(&data, &channels, &digest, self.is_unsure(id));
+        let flight = Flight {
+            seen: seen.clone(),
+            read: data,
+            channels,
+            digest,
+            update: Arc::new(update),
+            pending: steps.len(),
+            results: plan::Results {
+                shown,
+                ..plan::Results::default()
+            },
         };
-        let mut created: Vec<MessageRef> = Vec::new();
-        let mut dropped: Vec<String> = Vec::new();
-        let mut retry: Option<SendError> = None;
-        let unsure = self.is_unsure(id);
-        let up_to_date = data.rendered == digest && !unsure;
-        // Channels whose message is known to show `body` now.
-        let mut shown: Vec<String> = Vec::new();
-        for channel in &channels {
-            match data.message_for(channel) {
-                None => match self
-                    .messenger
-                    .create(channel, &nonce_for(id, channel), body)
-                    .await
-                {
-                    Ok(message) => {
-                        tracing::info!(request_id = %id, channel_id = %channel, message_id = %message, "Successfully posted messages");
-                        created.push(MessageRef {
-                            channel: channel.clone(),
-                            message,
-                        });
-                        shown.push(channel.clone());
-                        outcome.created += 1;
-                    }
-                    Err(SendError::Permanent(e)) => {
-                        tracing::error!(request_id = %id, channel_id = %channel, error = %e, "cannot post to this channel; giving it up for this request");
-                        dropped.push(channel.clone());
-                        outcome.dropped += 1;
-                    }
-                    Err(e) => retry = Some(e),
-                },
-                Some(m) if !up_to_date => {
-                    match self.messenger.edit(&m.channel, &m.message, body).await {
-                        Ok(()) => {
-                            shown.push(channel.clone());
-                            outcome.edited += 1;
-                        }
-                        Err(SendError::Permanent(e)) => {
-                            tracing::error!(request_id = %id, channel_id = %channel, message_id = %m.message, error = %e, "cannot edit this message; giving it up");
-                            dropped.push(channel.clone());
-                            outcome.dropped += 1;
-                        }
-                        Err(e) => retry = Some(e),
-                    }
-                }
-                Some(_) => shown.push(channel.clone()),
-            }
+        if steps.is_empty() {
+            return Ok(Reconciled::done(self.record(id, flight).await?));
         }
-        let all_current = retry.is_none();
-        // Record, merging with whatever another replica wrote meanwhile.
-        let wrote = !created.is_empty() || outcome.edited > 0;
+        self.flights().insert(id.to_owned(), flight);
+        let body = Arc::new(body.clone());
+        for step in steps {
+            let op = match &step {
+                plan::Step::Create { channel } => MessageOp::Create {
+                    channel: channel.clone(),
+                    nonce: nonce_for(id, channel),
+                    body: body.clone(),
+                },
+                plan::Step::Edit { channel, message } => MessageOp::Edit {
+                    channel: channel.clone(),
+                    message: message.clone(),
+                    body: body.clone(),
+                },
+            };
+            self.messenger.submit(op, self.answer_to(id, step));
+        }
+        Ok(Reconciled {
+            action: Action::AwaitDiscord,
+            outcome: Outcome::default(),
+        })
+    }
+
+    /// The callback that files the answer to `step` with `id`'s flight; the
+    /// last answer marks `id` dirty.
+    fn answer_to(&self, id: &str, step: plan::Step) -> Answer {
+        let shared = self.shared.clone();
+        let id = id.to_owned();
+        Box::new(move |result| {
+            match (&step, &result) {
+                (plan::Step::Create { channel }, Ok(message)) => {
+                    tracing::info!(request_id = %id, channel_id = %channel, message_id = %message, "Successfully posted messages");
+                }
+                (plan::Step::Create { channel }, Err(SendError::Permanent(e))) => {
+                    tracing::error!(request_id = %id, channel_id = %channel, error = %e, "cannot post to this channel; giving it up for this request");
+                }
+                (plan::Step::Edit { channel, message }, Err(SendError::Permanent(e))) => {
+                    tracing::error!(request_id = %id, channel_id = %channel, message_id = %message, error = %e, "cannot edit this message; giving it up");
+                }
+                _ => {}
+            }
+            let last = {
+                let mut flights = crate::sync::lock(&shared.flights);
+                match flights.get_mut(&id) {
+                    Some(f) => {
+                        f.results.answer(&step, result);
+                        f.pending = f.pending.saturating_sub(1);
+                        f.pending == 0
+                    }
+                    None => false,
+                }
+            };
+            if last {
+                shared.queue.add(id);
+            }
+            shared.answered.notify_waiters();
+        })
+    }
+
+    /// Records a flight's answers in plugin data, merging with whatever
+    /// another replica wrote meanwhile.
+    async fn record(&self, id: &str, flight: Flight) -> Result<Outcome, ReconcileError> {
+        let Flight {
+            seen,
+            read,
+            channels,
+            digest,
+            update,
+            results,
+            ..
+        } = flight;
+        let outcome = Outcome {
+            created: results.created.len(),
+            edited: results.edited,
+            dropped: results.dropped.len(),
+        };
+        let wrote = results.wrote();
         if wrote {
             // Until the record below lands.
             self.unsure_set(id, true);
         }
-        let read = data.clone();
         let mut contended = false;
-        let mut current = data;
-        let mut foreign;
-        loop {
-            let mut next = current.clone();
-            for m in &created {
-                if next.message_for(&m.channel).is_none() {
-                    next.messages.push(m.clone());
-                }
-            }
-            next.messages.retain(|m| !dropped.contains(&m.channel));
-            if next.channels.is_empty() {
-                next.channels = channels.clone();
-            }
-            next.channels.retain(|c| !dropped.contains(c));
-            update(&mut next);
-            // The digest is recorded only when every message is known to show this body.
-            let every_message = next.channels.iter().all(|c| next.message_for(c).is_some());
-            foreign = next.messages.iter().any(|m| !shown.contains(&m.channel));
-            next.rendered = if all_current && every_message && !foreign && !contended {
-                digest.clone()
-            } else {
-                String::new()
-            };
+        let mut current = read.clone();
+        let foreign = loop {
+            let (next, foreign) =
+                plan::merge(&current, &results, &channels, &digest, contended, &*update);
             if next == current {
-                if retry.is_none() && !contended {
+                if results.failed.is_none() && !contended {
                     self.unsure_set(id, false);
                 }
-                break;
+                break foreign;
             }
             match self
                 .store
@@ -1044,33 +1375,32 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
                 .await
             {
                 Ok(()) => {
-                    if retry.is_none() {
+                    if results.failed.is_none() {
                         self.unsure_set(id, false);
                     }
-                    break;
+                    break foreign;
                 }
                 Err(StoreError::Conflict) => {
                     let (fresh, _) = PluginData::decode(&self.store.get(id).await?);
-                    // Another replica recorded a different picture since we
-                    // read: its edits and ours may have landed in either
-                    // order, so nobody can say what Discord shows now.
-                    if wrote
-                        && (fresh.resolution != read.resolution
-                            || (fresh.rendered != read.rendered && fresh.rendered != digest))
-                    {
+                    if plan::contended(&read, &fresh, &digest, wrote) {
                         contended = true;
                     }
                     current = fresh;
                 }
                 Err(e) => return Err(e.into()),
             }
+        };
+        // News arrived while we were sending: what we sent may already be
+        // stale, and another replica may have recorded the newer picture.
+        if self.observed().get(id) != Some(&seen) {
+            self.unsure_set(id, true);
         }
         if contended {
             // Look again with Teleport's current view of the request.
             crate::sync::lock(&self.stale).insert(id.to_owned());
             return Err(StoreError::Conflict.into());
         }
-        match retry {
+        match results.failed {
             Some(e) => Err(ReconcileError::Discord(e)),
             // Another replica recorded a message we did not write: look again.
             None if foreign => Err(StoreError::Conflict.into()),

@@ -33,6 +33,9 @@ struct Inner<K> {
     delayed: BTreeMap<(Instant, u64), K>,
     /// Due time of each delayed key (a key is delayed at most once).
     delayed_at: HashMap<K, (Instant, u64)>,
+    /// Failures in a row of each key (kube-runtime keeps retry state in the
+    /// queue too): whichever worker takes the key next continues its backoff.
+    failures: HashMap<K, u32>,
     seq: u64,
     shutdown: bool,
 }
@@ -53,6 +56,7 @@ impl<K: Clone + Eq + Hash + Ord> WorkQueue<K> {
                 processing: HashSet::new(),
                 delayed: BTreeMap::new(),
                 delayed_at: HashMap::new(),
+                failures: HashMap::new(),
                 seq: 0,
                 shutdown: false,
             }),
@@ -183,6 +187,20 @@ impl<K: Clone + Eq + Hash + Ord> WorkQueue<K> {
         self.add_after(key.clone(), delay);
     }
 
+    /// Counts a failure of `key`; returns how many came before it in a row.
+    pub fn failure(&self, key: &K) -> u32 {
+        let mut g = self.lock();
+        let n = g.failures.entry(key.clone()).or_insert(0);
+        let before = *n;
+        *n = n.saturating_add(1);
+        before
+    }
+
+    /// `key` succeeded: its next failure starts a new backoff.
+    pub fn forget(&self, key: &K) {
+        self.lock().failures.remove(key);
+    }
+
     /// Keys waiting to run now (not counting delayed ones).
     pub fn len(&self) -> usize {
         self.lock().queue.len()
@@ -292,6 +310,17 @@ mod tests {
         let start = Instant::now();
         assert_eq!(q.next().await, Some("x"));
         assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+
+    #[test]
+    fn failures_count_per_key_until_forgotten() {
+        let q = WorkQueue::new();
+        assert_eq!(
+            (q.failure(&"a"), q.failure(&"a"), q.failure(&"b")),
+            (0, 1, 0)
+        );
+        q.forget(&"a");
+        assert_eq!((q.failure(&"a"), q.failure(&"b")), (0, 1));
     }
 
     #[tokio::test(start_paused = true)]

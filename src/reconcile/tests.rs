@@ -17,6 +17,8 @@ type RoleAnswer = Result<Option<Vec<String>>, StoreError>;
 struct Store {
     data: Arc<Mutex<HashMap<String, BTreeMap<String, String>>>>,
     writes: Arc<Mutex<usize>>,
+    /// `get` calls.
+    reads: Arc<Mutex<usize>>,
     /// What `role_logins` answers (none: `Ok(None)`), and how often it was asked.
     role_answer: Arc<Mutex<Option<RoleAnswer>>>,
     role_calls: Arc<Mutex<usize>>,
@@ -24,6 +26,7 @@ struct Store {
 
 impl PluginDataStore for Store {
     async fn get(&self, id: &str) -> Result<BTreeMap<String, String>, StoreError> {
+        *self.reads.lock().unwrap() += 1;
         Ok(self
             .data
             .lock()
@@ -62,6 +65,15 @@ impl PluginDataStore for Store {
         *self.writes.lock().unwrap() += 1;
         Ok(())
     }
+    async fn list(&self) -> Result<Vec<Listed>, StoreError> {
+        Ok(self
+            .data
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
     async fn role_logins(&self, _role: &str) -> Result<Option<Vec<String>>, StoreError> {
         *self.role_calls.lock().unwrap() += 1;
         self.role_answer.lock().unwrap().clone().unwrap_or(Ok(None))
@@ -75,8 +87,14 @@ struct Msg {
     edits: usize,
 }
 
-#[derive(Debug, Default, Clone)]
+/// Operations handed over but not answered while Discord is "slow".
+type Held = Arc<Mutex<Option<Vec<(MessageOp, Answer)>>>>;
+
+#[derive(Default, Clone)]
 struct Discord {
+    /// `Some`: operations wait here until [`Discord::release`].
+    held: Held,
+    submits: Arc<Mutex<usize>>,
     messages: Arc<Mutex<BTreeMap<String, Msg>>>,
     nonces: Arc<Mutex<HashMap<(String, String), String>>>,
     calls: Arc<Mutex<usize>>,
@@ -84,7 +102,49 @@ struct Discord {
     next_id: Arc<Mutex<u64>>,
 }
 
+impl std::fmt::Debug for Discord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Discord").finish_non_exhaustive()
+    }
+}
+
 impl Discord {
+    /// From now on operations are held until released.
+    fn hold(&self) {
+        *self.held.lock().unwrap() = Some(Vec::new());
+    }
+    /// Operations held now.
+    fn held(&self) -> usize {
+        self.held.lock().unwrap().as_ref().map_or(0, Vec::len)
+    }
+    /// Answers every held operation and stops holding.
+    fn release(&self) {
+        let held = self.held.lock().unwrap().take().unwrap_or_default();
+        for (op, answer) in held {
+            self.answer(op, answer);
+        }
+    }
+    fn submits(&self) -> usize {
+        *self.submits.lock().unwrap()
+    }
+    fn answer(&self, op: MessageOp, answer: Answer) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let result = match op {
+                MessageOp::Create {
+                    channel,
+                    nonce,
+                    body,
+                } => me.create(&channel, &nonce, &body).await,
+                MessageOp::Edit {
+                    channel,
+                    message,
+                    body,
+                } => me.edit(&channel, &message, &body).await.map(|()| message),
+            };
+            answer(result);
+        });
+    }
     fn in_channel(&self, channel: &str) -> Vec<Msg> {
         self.messages
             .lock()
@@ -107,6 +167,18 @@ impl Discord {
 }
 
 impl Messenger for Discord {
+    fn submit(&self, op: MessageOp, answer: Answer) {
+        *self.submits.lock().unwrap() += 1;
+        if let Some(held) = self.held.lock().unwrap().as_mut() {
+            held.push((op, answer));
+            return;
+        }
+        // Answered later, on another task, as the delivery queue does.
+        self.answer(op, answer);
+    }
+}
+
+impl Discord {
     async fn create(
         &self,
         channel: &str,
@@ -227,7 +299,7 @@ fn request(id: &str) -> Request {
 /// A replica that did not claim the request leaves it to its owner on the
 /// first look and on any look within [`HANDOFF`], then acts. Needs paused time.
 async fn as_other_replica(r: &Reconciler<Store, Discord>, id: &str) -> Outcome {
-    let first = r.reconcile(id).await.expect("first look");
+    let first = r.settle(id).await.expect("first look");
     assert_eq!(
         first,
         Outcome::default(),
@@ -235,12 +307,24 @@ async fn as_other_replica(r: &Reconciler<Store, Discord>, id: &str) -> Outcome {
     );
     tokio::time::advance(HANDOFF - Duration::from_millis(1)).await;
     assert_eq!(
-        r.reconcile(id).await.expect("look within HANDOFF"),
+        r.settle(id).await.expect("look within HANDOFF"),
         Outcome::default(),
         "a look before HANDOFF is over still leaves it to the owner"
     );
     tokio::time::advance(Duration::from_millis(1)).await;
-    r.reconcile(id).await.expect("look after HANDOFF")
+    r.settle(id).await.expect("look after HANDOFF")
+}
+
+/// One look at `key` as a worker takes it: it is left to its owner for a
+/// while (nothing done, a delayed look queued).
+async fn as_worker(r: &Reconciler<Store, Discord>, key: &str) {
+    let looked = r.reconcile(key).await.expect("look");
+    assert_eq!(looked.outcome, Outcome::default());
+    let Action::RequeueAfter(wait) = looked.action else {
+        panic!("{looked:?}: not left to the owner");
+    };
+    assert!(wait > Duration::ZERO && wait <= HANDOFF, "{wait:?}");
+    r.queue().retry_after(&key.to_owned(), wait);
 }
 
 fn stored(store: &Store, id: &str) -> PluginData {
@@ -261,7 +345,7 @@ async fn pending_posts_once_per_channel_and_records_it() {
     let (store, discord) = (Store::default(), Discord::default());
     let r = reconciler(&store, &discord);
     r.observe_put(request("r1"));
-    let out = r.reconcile("r1").await.expect("reconcile");
+    let out = r.settle("r1").await.expect("reconcile");
     assert_eq!(out.created, 2);
     assert_eq!(discord.in_channel("1001").len(), 1);
     assert_eq!(discord.in_channel("1002").len(), 1);
@@ -284,7 +368,7 @@ async fn pending_posts_once_per_channel_and_records_it() {
 
     // Nothing changed: a second reconcile (a resync) makes no Discord call.
     let calls = discord.calls();
-    let out = r.reconcile("r1").await.expect("reconcile");
+    let out = r.settle("r1").await.expect("reconcile");
     assert_eq!(out, Outcome::default());
     assert_eq!(discord.calls(), calls);
 }
@@ -295,7 +379,7 @@ async fn reviews_and_resolution_edit_every_message() {
     let r = reconciler(&store, &discord);
     let mut req = request("r1");
     r.observe_put(req.clone());
-    r.reconcile("r1").await.expect("post");
+    r.settle("r1").await.expect("post");
     req.reviews.push(Review {
         author: "reviewer1".into(),
         approved: true,
@@ -307,7 +391,7 @@ async fn reviews_and_resolution_edit_every_message() {
         deny: 2,
     }];
     r.observe_put(req.clone());
-    assert_eq!(r.reconcile("r1").await.expect("review").edited, 2);
+    assert_eq!(r.settle("r1").await.expect("review").edited, 2);
     for ch in ["1001", "1002"] {
         let m = &discord.in_channel(ch)[0];
         assert_eq!(m.body.embeds.as_ref().map(Vec::len), Some(1));
@@ -324,7 +408,7 @@ async fn reviews_and_resolution_edit_every_message() {
     req.state = RequestState::Approved;
     req.resolve_reason = "fine".into();
     r.observe_put(req.clone());
-    assert_eq!(r.reconcile("r1").await.expect("approve").edited, 2);
+    assert_eq!(r.settle("r1").await.expect("approve").edited, 2);
     let m = &discord.in_channel("1001")[0];
     assert!(
         m.body
@@ -340,7 +424,7 @@ async fn reviews_and_resolution_edit_every_message() {
     // Expiry after approval keeps ✅ and makes no call.
     let calls = discord.calls();
     r.observe_delete("r1");
-    r.reconcile("r1").await.expect("delete");
+    r.settle("r1").await.expect("delete");
     assert_eq!(discord.calls(), calls);
     assert_eq!(stored(&store, "r1").resolution, "APPROVED");
     assert_eq!(r.tracked(), 0, "a finished deleted request is forgotten");
@@ -358,9 +442,9 @@ async fn deleting_a_pending_request_shows_expired_and_keeps_embeds() {
         created_unix: 0,
     });
     r.observe_put(req);
-    r.reconcile("r1").await.expect("post");
+    r.settle("r1").await.expect("post");
     r.observe_delete("r1");
-    assert_eq!(r.reconcile("r1").await.expect("expire").edited, 2);
+    assert_eq!(r.settle("r1").await.expect("expire").edited, 2);
     let m = &discord.in_channel("1002")[0];
     assert!(
         m.body.content.contains("*Status*: ⌛ EXPIRED"),
@@ -404,7 +488,7 @@ async fn upstream_plugin_data_is_continued_without_new_posts() {
     let mut req = request("r1");
     req.state = RequestState::Denied;
     r.observe_put(req);
-    let out = r.reconcile("r1").await.expect("reconcile");
+    let out = r.settle("r1").await.expect("reconcile");
     assert_eq!(
         out,
         Outcome {
@@ -434,10 +518,7 @@ async fn a_resolved_request_never_seen_pending_posts_nothing() {
     let mut req = request("r1");
     req.state = RequestState::Approved;
     r.observe_put(req);
-    assert_eq!(
-        r.reconcile("r1").await.expect("reconcile"),
-        Outcome::default()
-    );
+    assert_eq!(r.settle("r1").await.expect("reconcile"), Outcome::default());
     assert_eq!(discord.calls(), 0);
 }
 
@@ -487,7 +568,7 @@ async fn permanent_failure_drops_the_channel_and_retryable_failure_retries() {
         Some(SendError::Permanent("Missing Access (50001)".into())),
     );
     r.observe_put(request("r1"));
-    let out = r.reconcile("r1").await.expect("reconcile");
+    let out = r.settle("r1").await.expect("reconcile");
     assert_eq!(
         out,
         Outcome {
@@ -498,14 +579,14 @@ async fn permanent_failure_drops_the_channel_and_retryable_failure_retries() {
     );
     assert_eq!(stored(&store, "r1").channels, ["1001"]);
     let calls = discord.calls();
-    r.reconcile("r1").await.expect("again");
+    r.settle("r1").await.expect("again");
     assert_eq!(discord.calls(), calls, "a dropped channel is not retried");
 
     discord.fail("1002", None);
     discord.fail("1001", Some(SendError::Retryable("503".into())));
     r.observe_put(request("r2"));
     assert!(matches!(
-        r.reconcile("r2").await,
+        r.settle("r2").await,
         Err(ReconcileError::Discord(_))
     ));
     assert_eq!(
@@ -514,7 +595,7 @@ async fn permanent_failure_drops_the_channel_and_retryable_failure_retries() {
         "the channel that worked is recorded"
     );
     discord.fail("1001", None);
-    let out = r.reconcile("r2").await.expect("retry");
+    let out = r.settle("r2").await.expect("retry");
     assert_eq!(out.created, 1);
     assert_eq!(stored(&store, "r2").messages.len(), 2);
     assert_eq!(
@@ -530,7 +611,7 @@ async fn posted_but_not_recorded(id: &str) -> (Store, Discord) {
     let (store, discord) = (Store::default(), Discord::default());
     let r = reconciler(&store, &discord);
     r.observe_put(request(id));
-    r.reconcile(id).await.expect("post");
+    r.settle(id).await.expect("post");
     {
         let mut all = store.data.lock().unwrap();
         let e = all.get_mut(id).expect("data");
@@ -582,14 +663,14 @@ async fn approved_then_deleted_before_a_worker_ran_shows_approved() {
     let (store, discord) = (Store::default(), Discord::default());
     let r = reconciler(&store, &discord);
     r.observe_put(request("r1"));
-    r.reconcile("r1").await.expect("post");
+    r.settle("r1").await.expect("post");
     // Both events arrive before a worker looks again (coalesced).
     let mut approved = request("r1");
     approved.state = RequestState::Approved;
     approved.resolve_reason = "fine".into();
     r.observe_put(approved.clone());
     r.observe_delete("r1");
-    r.reconcile("r1").await.expect("resolve");
+    r.settle("r1").await.expect("resolve");
     let m = &discord.in_channel("1001")[0];
     assert!(
         m.body.content.contains("*Status*: ✅ APPROVED"),
@@ -603,10 +684,10 @@ async fn approved_then_deleted_before_a_worker_ran_shows_approved() {
     let mut pending = approved.clone();
     pending.state = RequestState::Pending;
     r.observe_put(pending);
-    r.reconcile("r1").await.expect("post");
+    r.settle("r1").await.expect("post");
     r.observe_put(approved);
-    r.observe_list(Vec::new(), r.list_mark());
-    r.reconcile("r1").await.expect("resolve");
+    r.observe_list(Vec::new(), r.list_mark(), None);
+    r.settle("r1").await.expect("resolve");
     assert_eq!(stored(&store, "r1").resolution, "APPROVED");
     assert_eq!(r.tracked(), 0, "a deleted request is forgotten once shown");
 }
@@ -619,12 +700,12 @@ async fn a_deletion_during_the_first_post_is_still_shown() {
     // The deletion arrives while the post is on its way.
     let worker = {
         let r = r.clone();
-        tokio::spawn(async move { r.reconcile("r1").await })
+        tokio::spawn(async move { r.settle("r1").await })
     };
     tokio::task::yield_now().await;
     r.observe_delete("r1");
     worker.await.expect("join").expect("post");
-    r.reconcile("r1").await.expect("expire");
+    r.settle("r1").await.expect("expire");
     for ch in ["1001", "1002"] {
         let m = &discord.in_channel(ch)[0];
         assert!(
@@ -641,7 +722,7 @@ async fn an_expiry_recorded_by_a_replica_that_missed_the_approval_gives_way() {
     let (store, discord) = (Store::default(), Discord::default());
     let r = reconciler(&store, &discord);
     r.observe_put(request("r1"));
-    r.reconcile("r1").await.expect("post");
+    r.settle("r1").await.expect("post");
     // A replica that missed the approval saw only the deletion.
     let blind = reconciler(&store, &discord);
     blind.observe_put(request("r1"));
@@ -653,7 +734,7 @@ async fn an_expiry_recorded_by_a_replica_that_missed_the_approval_gives_way() {
     approved.state = RequestState::Approved;
     r.observe_put(approved);
     r.observe_delete("r1");
-    r.reconcile("r1").await.expect("resolve");
+    r.settle("r1").await.expect("resolve");
     assert_eq!(stored(&store, "r1").resolution, "APPROVED");
     let m = &discord.in_channel("1001")[0];
     assert!(
@@ -682,7 +763,7 @@ async fn other_replicas_leave_the_owner_a_moment_then_take_over() {
     let other = reconciler(&store, &discord);
     owner.observe_put(request("r1"));
     other.observe_put(request("r1"));
-    owner.reconcile("r1").await.expect("post");
+    owner.settle("r1").await.expect("post");
     let calls = discord.calls();
     assert!(!stored(&store, "r1").owner.is_empty());
     // A review reaches both; the owner is slow (or gone).
@@ -700,11 +781,7 @@ async fn other_replicas_leave_the_owner_a_moment_then_take_over() {
         other.queue().done(&k);
     }
     let key = other.queue().next().await.expect("key");
-    assert_eq!(
-        other.reconcile(&key).await.expect("defer"),
-        Outcome::default()
-    );
-    other.queue().done(&key);
+    as_worker(&other, &key).await;
     assert_eq!(discord.calls(), calls, "the other replica left it alone");
     assert_eq!(
         other.queue().delayed_len(),
@@ -722,45 +799,41 @@ async fn other_replicas_leave_the_owner_a_moment_then_take_over() {
     });
     other.observe_put(reviewed.clone());
     let key = other.queue().next().await.expect("key");
-    assert_eq!(
-        other.reconcile(&key).await.expect("defer again"),
-        Outcome::default()
-    );
-    other.queue().done(&key);
+    as_worker(&other, &key).await;
     assert_eq!(discord.calls(), calls, "still left to the owner");
     assert_eq!(other.queue().delayed_len(), 1, "for the rest of HANDOFF");
     // After HANDOFF: the owner did nothing, so the other replica edits.
     tokio::time::advance(HANDOFF - Duration::from_secs(2)).await;
-    assert_eq!(other.reconcile("r1").await.expect("take over").edited, 2);
+    assert_eq!(other.settle("r1").await.expect("take over").edited, 2);
     // Had the owner done it, the second look would find nothing to do.
     owner.observe_put(reviewed);
-    assert_eq!(owner.reconcile("r1").await.expect("owner").edited, 0);
+    assert_eq!(owner.settle("r1").await.expect("owner").edited, 0);
 }
 
 #[tokio::test]
 async fn listing_catches_up_and_notices_vanished_requests() {
     let (store, discord) = (Store::default(), Discord::default());
     let r = reconciler(&store, &discord);
-    r.observe_list(vec![request("a"), request("b")], r.list_mark());
+    r.observe_list(vec![request("a"), request("b")], r.list_mark(), None);
     assert_eq!(r.queue().len(), 2);
     while let Some(id) = tokio::time::timeout(Duration::from_millis(10), r.queue().next())
         .await
         .ok()
         .flatten()
     {
-        r.reconcile(&id).await.expect("reconcile");
+        r.settle(&id).await.expect("reconcile");
         r.queue().done(&id);
     }
     assert_eq!(discord.in_channel("1001").len(), 2);
     // "b" is gone from the next listing: it expired while we were away.
-    r.observe_list(vec![request("a")], r.list_mark());
+    r.observe_list(vec![request("a")], r.list_mark(), None);
     let id = r.queue().next().await.expect("id");
     let id2 = r.queue().next().await.expect("id");
     let mut ids = [id.clone(), id2.clone()];
     ids.sort();
     assert_eq!(ids, ["a".to_owned(), "b".to_owned()]);
-    r.reconcile("b").await.expect("expire b");
-    r.reconcile("a").await.expect("a unchanged");
+    r.settle("b").await.expect("expire b");
+    r.settle("a").await.expect("a unchanged");
     assert_eq!(stored(&store, "b").resolution, "EXPIRED");
     assert_eq!(stored(&store, "a").resolution, "");
 }
@@ -777,13 +850,13 @@ async fn access_monitoring_rules_override_the_config() {
         recipients: vec!["2001".into(), "2002".into()],
     });
     r.observe_put(request("r1"));
-    r.reconcile("r1").await.expect("post");
+    r.settle("r1").await.expect("post");
     assert_eq!(stored(&store, "r1").channels, ["2001", "2002"]);
     assert!(discord.in_channel("1001").is_empty());
     // Deleted rule: the config applies to requests that arrive afterwards.
     r.observe_rule_delete("amr");
     r.observe_put(request("r2"));
-    r.reconcile("r2").await.expect("post");
+    r.settle("r2").await.expect("post");
     assert_eq!(stored(&store, "r2").channels, ["1001", "1002"]);
     assert_eq!(
         stored(&store, "r1").channels,
@@ -822,7 +895,7 @@ async fn role_logins_are_asked_once_per_role_a_minute_even_when_refused() {
     let r = reconciler(&store, &discord);
     for id in ["r1", "r2"] {
         r.observe_put(request(id));
-        r.reconcile(id).await.expect("post");
+        r.settle(id).await.expect("post");
     }
     assert_eq!(*store.role_calls.lock().unwrap(), 1, "cached per role");
     assert_eq!(stored(&store, "r2").logins_by_role["editor"], ["root"]);
@@ -833,7 +906,7 @@ async fn role_logins_are_asked_once_per_role_a_minute_even_when_refused() {
     let r = reconciler(&store, &discord);
     for id in ["r1", "r2", "r3"] {
         r.observe_put(request(id));
-        r.reconcile(id).await.expect("post");
+        r.settle(id).await.expect("post");
     }
     assert_eq!(
         *store.role_calls.lock().unwrap(),
@@ -863,7 +936,7 @@ async fn a_listing_never_undoes_a_newer_event() {
     r.observe_put(approved.clone());
     r.observe_put(request("b"));
     // The listing, as Teleport had it at the mark: "a" pending, no "b".
-    r.observe_list(vec![request("a")], mark);
+    r.observe_list(vec![request("a")], mark, None);
     assert_eq!(
         r.observed().get("a"),
         Some(&Observed::Present(Box::new(approved)))
@@ -873,7 +946,7 @@ async fn a_listing_never_undoes_a_newer_event() {
         "b kept"
     );
     // A listing asked for after the events applies.
-    r.observe_list(vec![request("b")], r.list_mark());
+    r.observe_list(vec![request("b")], r.list_mark(), None);
     assert!(
         matches!(r.observed().get("a"), Some(Observed::Deleted(Some(_)))),
         "a gone"
@@ -886,11 +959,11 @@ async fn a_lagging_pending_view_never_paints_a_resolved_request_back() {
     let r = reconciler(&store, &discord);
     let mut req = request("r1");
     r.observe_put(req.clone());
-    r.reconcile("r1").await.expect("post");
+    r.settle("r1").await.expect("post");
     req.state = RequestState::Approved;
     req.resolve_reason = "fine".into();
     r.observe_put(req.clone());
-    r.reconcile("r1").await.expect("approve");
+    r.settle("r1").await.expect("approve");
     assert_eq!(stored(&store, "r1").resolution, "APPROVED");
     // Another replica whose watch lags still sees the request pending, with
     // a review the first replica never showed (so its digest differs).
@@ -914,7 +987,7 @@ async fn a_lagging_pending_view_never_paints_a_resolved_request_back() {
     }
     // The request is deleted afterwards: the approval stays shown.
     lagging.observe_delete("r1");
-    lagging.reconcile("r1").await.expect("delete");
+    lagging.settle("r1").await.expect("delete");
     assert!(
         discord.in_channel("1001")[0]
             .body
@@ -922,4 +995,143 @@ async fn a_lagging_pending_view_never_paints_a_resolved_request_back() {
             .contains("APPROVED")
     );
     assert_eq!(stored(&store, "r1").resolution, "APPROVED");
+}
+
+#[tokio::test]
+async fn a_reconcile_hands_over_and_returns_while_discord_is_slow() {
+    let (store, discord) = (Store::default(), Discord::default());
+    let r = reconciler(&store, &discord);
+    discord.hold();
+    r.observe_put(request("r1"));
+    r.observe_put(request("r2"));
+    // Neither reconcile waits for Discord: both requests' creates are out.
+    for id in ["r1", "r2"] {
+        let first = r.reconcile(id).await.expect("plan");
+        assert_eq!(first.action, Action::AwaitDiscord);
+    }
+    assert_eq!((discord.held(), r.awaiting_discord()), (4, 2));
+    // Looked at again while in flight: nothing is planned twice.
+    assert_eq!(
+        r.reconcile("r1").await.expect("again").action,
+        Action::AwaitDiscord
+    );
+    assert_eq!(discord.submits(), 4);
+    discord.release();
+    assert_eq!(r.settle("r1").await.expect("record").created, 2);
+    assert_eq!(r.settle("r2").await.expect("record").created, 2);
+    assert_eq!(stored(&store, "r1").messages.len(), 2);
+    assert!(!stored(&store, "r2").rendered.is_empty());
+    assert_eq!(r.awaiting_discord(), 0);
+}
+
+#[tokio::test]
+async fn news_during_a_flight_coalesces_into_one_plan_after_it() {
+    let (store, discord) = (Store::default(), Discord::default());
+    let r = reconciler(&store, &discord);
+    let mut req = request("r1");
+    r.observe_put(req.clone());
+    r.settle("r1").await.expect("post");
+    let before = discord.submits();
+    discord.hold();
+    req.reviews.push(Review {
+        author: "a".into(),
+        approved: true,
+        reason: "ok".into(),
+        created_unix: 0,
+    });
+    r.observe_put(req.clone());
+    assert_eq!(
+        r.reconcile("r1").await.expect("edit").action,
+        Action::AwaitDiscord
+    );
+    // Three more states arrive while the edits are on their way.
+    for author in ["b", "c"] {
+        req.reviews.push(Review {
+            author: author.into(),
+            approved: true,
+            reason: "ok".into(),
+            created_unix: 0,
+        });
+        r.observe_put(req.clone());
+        assert_eq!(
+            r.reconcile("r1").await.expect("busy").action,
+            Action::AwaitDiscord
+        );
+    }
+    req.state = RequestState::Approved;
+    r.observe_put(req.clone());
+    discord.release();
+    r.settle("r1").await.expect("settle");
+    // One edit per message for the first review, then one per message for
+    // the newest state: the intermediate ones never went out.
+    assert_eq!(discord.submits() - before, 4);
+    let m = &discord.in_channel("1001")[0];
+    assert!(m.body.content.contains("✅ APPROVED"), "{}", m.body.content);
+    assert_eq!(stored(&store, "r1").resolution, "APPROVED");
+}
+
+#[tokio::test]
+async fn failures_back_off_per_request_whichever_worker_runs_it() {
+    let (store, discord) = (Store::default(), Discord::default());
+    let r = reconciler(&store, &discord);
+    let e = ReconcileError::Discord(SendError::Retryable("503".into()));
+    let delays: Vec<Duration> = (0..6)
+        .map(|_| match r.error_policy("r1", &e) {
+            Action::RequeueAfter(d) => d,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert!(delays[5] > delays[0] * 4, "backoff grows: {delays:?}");
+    // Another request starts its own backoff; a conflict looks again at once.
+    let Action::RequeueAfter(d) = r.error_policy("r2", &e) else {
+        panic!()
+    };
+    assert!(d < delays[5]);
+    assert_eq!(
+        r.error_policy("r1", &ReconcileError::Store(StoreError::Conflict)),
+        Action::RequeueAfter(Duration::ZERO)
+    );
+    // Success forgets the count.
+    r.queue().forget(&"r1".to_owned());
+    assert_eq!(r.queue().failure(&"r1".to_owned()), 0);
+}
+
+#[tokio::test]
+async fn a_resync_compares_one_listing_and_skips_what_is_shown() {
+    let (store, discord) = (Store::default(), Discord::default());
+    let r = reconciler(&store, &discord);
+    let mut approved = request("done");
+    r.observe_put(approved.clone());
+    r.settle("done").await.expect("post");
+    approved.state = RequestState::Approved;
+    r.observe_put(approved.clone());
+    r.settle("done").await.expect("approve");
+    r.observe_put(request("shown"));
+    r.settle("shown").await.expect("post");
+    let mut reviewed = request("reviewed");
+    r.observe_put(reviewed.clone());
+    r.settle("reviewed").await.expect("post");
+    // Reviewed while no replica was running.
+    reviewed.reviews.push(Review {
+        author: "a".into(),
+        approved: true,
+        reason: "ok".into(),
+        created_unix: 0,
+    });
+    // A restart: a new replica lists everything.
+    let fresh = reconciler(&store, &discord);
+    let (calls, reads) = (discord.calls(), *store.reads.lock().unwrap());
+    let found = fresh
+        .resync(
+            vec![approved, request("shown"), reviewed, request("new")],
+            fresh.list_mark(),
+            true,
+        )
+        .await;
+    assert_eq!((found.listed, found.at_rest, found.swept), (4, 2, 0));
+    // Only what changed is queued; nothing was read request by request.
+    assert_eq!(fresh.queue().len(), 2);
+    assert_eq!(*store.reads.lock().unwrap(), reads);
+    assert_eq!(discord.calls(), calls);
+    assert_eq!(fresh.stats().at_rest, 2);
 }
