@@ -1,7 +1,7 @@
 //! Delivery benchmark against the in-crate Discord emulator with Discord's
 //! default limits (5 creates and 5 edits per channel per 5 s, 50 requests
 //! per second globally). Run: `cargo bench --bench delivery` (all workloads)
-//! or `cargo bench --bench delivery -- 1 3 latency` (a selection).
+//! or `cargo bench --bench delivery -- 1 3 burst latency` (a selection).
 //!
 //! Minimum time the limits allow (a lower bound, see BENCHMARKS.md):
 //! `max(bucket, global, combined)` where, with `n` requests in a bucket of
@@ -277,6 +277,9 @@ fn main() {
     rt.block_on(async {
         if want("1") {
             creates_workload("1: 500 creates over 25 channels", 500, 25).await;
+        }
+        if want("burst") {
+            creates_workload("burst: 300 creates over 30 channels at once", 300, 30).await;
         }
         if want("2") {
             creates_workload("2: 200 creates over 2 channels", 200, 2).await;

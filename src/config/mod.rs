@@ -106,7 +106,7 @@ pub struct ReconcileConfig {
     /// How often every access request is listed and checked again, besides
     /// after every (re)connect.
     pub resync_interval: ConfigDuration,
-    /// Requests reconciled at once.
+    /// Reconciles run at once (none waits for Discord).
     pub workers: u32,
 }
 
