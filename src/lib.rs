@@ -10,7 +10,9 @@
 //! - [`readiness`]: named readiness latches that components set; `/readyz` reads them.
 //! - [`metrics`]: the Prometheus registry, build info, process metrics.
 //! - [`plugindata`]: what we store per request in Teleport plugin data (upstream layout).
-//! - [`reconcile`]: the level-triggered controller (work queue, reconcile loop).
+//! - [`reconcile`]: the level-triggered controller (work queue, plans, records).
+//! - [`fence`]: whether this replica may send to Discord now.
+//! - [`lease`]: the leader lease in Teleport that opens and closes the fence.
 //! - [`render`]: access-request state → Discord message (text, review embeds, limits, escaping).
 //! - [`logging`]: tracing setup from `[log]`, with a reloadable level.
 //! - [`healthcheck`]: the `healthcheck` verb (a std-only HTTP probe for container health checks).
@@ -34,8 +36,10 @@ pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod discord;
+pub mod fence;
 pub mod healthcheck;
 pub mod http;
+pub mod lease;
 pub mod logging;
 pub mod metrics;
 pub mod plugindata;

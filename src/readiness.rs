@@ -21,6 +21,8 @@ pub struct Readiness {
 #[derive(Debug)]
 struct Inner {
     states: Mutex<BTreeMap<&'static str, State>>,
+    /// The leader lease's role, once known.
+    role: Mutex<Option<&'static str>>,
     changed: tokio::sync::watch::Sender<bool>,
 }
 
@@ -54,6 +56,11 @@ pub struct Report {
     pub status: &'static str,
     /// Per component.
     pub components: BTreeMap<&'static str, ComponentReport>,
+    /// This replica's role in the leader lease (`leader`, `standby`,
+    /// `solo`), once known. A standby is ready: it serves and watches, and
+    /// takes over when the leader goes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<&'static str>,
 }
 
 /// One component in a [`Report`].
@@ -87,6 +94,7 @@ impl Readiness {
         Self {
             inner: Arc::new(Inner {
                 states: Mutex::new(BTreeMap::new()),
+                role: Mutex::new(None),
                 changed,
             }),
         }
@@ -116,8 +124,14 @@ impl Readiness {
         self.inner.changed.send_replace(all_ready);
     }
 
+    /// Records this replica's role in the leader lease (shown by `/readyz`).
+    pub fn set_role(&self, role: &'static str) {
+        *crate::sync::lock(&self.inner.role) = Some(role);
+    }
+
     /// The current state of every component.
     pub fn report(&self) -> Report {
+        let role = *crate::sync::lock(&self.inner.role);
         let states = crate::sync::lock(&self.inner.states);
         let ready = !states.is_empty() && states.values().all(|s| s.ready);
         Report {
@@ -134,6 +148,7 @@ impl Readiness {
                     )
                 })
                 .collect(),
+            role,
         }
     }
 

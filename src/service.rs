@@ -10,6 +10,11 @@
 //!              TeleportStore (plugin data CAS)   DiscordMessenger ──► Delivery ──► Discord
 //! ```
 //!
+//! With several replicas, the leader lease ([`crate::lease`]) decides which
+//! one sends: its role reaches the reconciler (a standby observes and
+//! reconciles nothing; a new leader takes over what it observed), the
+//! Discord client's fence, `/readyz` and the metrics.
+//!
 //! Start-up refuses to go on when Teleport cannot be reached or refuses us, or
 //! when Discord rejects the token (upstream does the same); later failures
 //! are retried, and only a fatal watch error (or fail-fast) ends the process.
@@ -28,9 +33,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::adapters;
 use crate::adapters::discord::DiscordMessenger;
-use crate::adapters::teleport::TeleportStore;
+use crate::adapters::teleport::{TeleportLease, TeleportStore};
 use crate::config::{Config, SharedConfig};
 use crate::discord::{Delivery, DiscordClient, DiscordError, DiscordMetrics, QueueOptions};
+use crate::lease::{Elector, Leadership, Role};
 use crate::readiness::{Latch, Readiness};
 use crate::reconcile::{ClusterInfo, Reconciler};
 use crate::tasks::{Ended, Tasks};
@@ -59,6 +65,7 @@ pub struct ServiceMetrics {
     watch: WatchMetrics,
     discord: DiscordMetrics,
     reconciler: Arc<std::sync::OnceLock<Arc<ServiceReconciler>>>,
+    leadership: Arc<std::sync::OnceLock<tokio::sync::watch::Receiver<Leadership>>>,
 }
 
 impl ServiceMetrics {
@@ -66,11 +73,39 @@ impl ServiceMetrics {
     pub fn register(registry: &mut Registry) -> Self {
         let reconciler = Arc::new(std::sync::OnceLock::new());
         registry.register_collector(Box::new(ReconcilerCollector(reconciler.clone())));
+        let leadership = Arc::new(std::sync::OnceLock::new());
+        registry.register_collector(Box::new(LeaseCollector(leadership.clone())));
         Self {
             watch: WatchMetrics::register(registry),
             discord: DiscordMetrics::register(registry),
             reconciler,
+            leadership,
         }
+    }
+}
+
+#[derive(Debug)]
+struct LeaseCollector(Arc<std::sync::OnceLock<tokio::sync::watch::Receiver<Leadership>>>);
+
+impl Collector for LeaseCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let Some(rx) = self.0.get() else {
+            return Ok(());
+        };
+        let l = *rx.borrow();
+        ConstGauge::new(i64::from(l.role == Role::Leader)).encode(encoder.encode_descriptor(
+            "teleport_discord_leader",
+            "1 while this replica holds the leader lease (the only replica sending to Discord); 0 as a standby or without a lease",
+            None,
+            MetricType::Gauge,
+        )?)?;
+        ConstCounter::new(l.transitions).encode(encoder.encode_descriptor(
+            "teleport_discord_lease_transitions",
+            "Times this replica started or stopped holding the leader lease",
+            None,
+            MetricType::Counter,
+        )?)?;
+        Ok(())
     }
 }
 
@@ -259,9 +294,27 @@ pub async fn start(
         DiscordMessenger::new(delivery.clone()),
         config.clone(),
         ClusterInfo::from(&ping),
-        replica,
+        replica.clone(),
     ));
     let _ = metrics.reconciler.set(reconciler.clone());
+    let elector = Elector::new(
+        TeleportLease::new(handle.client_cell()),
+        replica,
+        snapshot.lease.mode,
+        snapshot.lease.ttl.get(),
+        client.fence(),
+    );
+    let leadership = elector.subscribe();
+    // Before any worker or event: a standby must not act even briefly.
+    let initial = leadership.borrow().role;
+    reconciler.set_role(initial.acts(), initial == Role::Leader);
+    readiness.set_role(initial.as_str());
+    let _ = metrics.leadership.set(leadership.clone());
+    tasks.spawn(
+        "lease-role",
+        follow_role(leadership, reconciler.clone(), readiness.clone()),
+    );
+    tasks.spawn("lease", elector.run(cancel.clone()));
     let workers = tasks.spawn(
         "reconcile",
         reconciler
@@ -301,6 +354,43 @@ pub async fn start(
         delivery,
         workers,
     })
+}
+
+/// Applies the leader lease's role as it changes: to the reconciler (a
+/// standby reconciles nothing; a replica that starts acting takes over what
+/// it observed), `/readyz` and the log.
+async fn follow_role(
+    mut leadership: tokio::sync::watch::Receiver<Leadership>,
+    reconciler: Arc<ServiceReconciler>,
+    readiness: Readiness,
+) {
+    let mut acting = leadership.borrow().role.acts();
+    loop {
+        let role = leadership.borrow_and_update().role;
+        readiness.set_role(role.as_str());
+        reconciler.set_role(role.acts(), role == Role::Leader);
+        match role {
+            Role::Standby => {
+                tracing::info!(
+                    "standing by: another replica holds the leader lease; watching, not sending"
+                );
+            }
+            Role::Leader | Role::Solo if !acting => {
+                let (observed, queued) = reconciler.takeover().await;
+                tracing::info!(
+                    role = role.as_str(),
+                    observed,
+                    queued,
+                    "taking over: reconciling what is not shown yet"
+                );
+            }
+            Role::Leader | Role::Solo => {}
+        }
+        acting = role.acts();
+        if leadership.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// How long a switch to new Teleport settings may take to connect.

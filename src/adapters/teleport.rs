@@ -1,8 +1,9 @@
 //! The reconciler's Teleport side, in one place: Teleport's
 //! [`AccessRequest`] as the reconciler's [`reconcile::Request`],
 //! [`ClusterInfo`] from `Ping`, the [`PluginDataStore`] port over the current
-//! Teleport client ([`TeleportStore`]), the one dispatch of watch events to
-//! the reconciler ([`dispatch`]), and the periodic listing ([`resync`]).
+//! Teleport client ([`TeleportStore`]), the leader lease's port over
+//! semaphores ([`TeleportLease`]), the one dispatch of watch events to the
+//! reconciler ([`dispatch`]), and the periodic listing ([`resync`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,9 +14,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::SharedConfig;
+use crate::lease::{LeaseError, LeasePort, SEMAPHORE_KIND, SEMAPHORE_NAME};
 use crate::reconcile::{self, ClusterInfo, Messenger, PluginDataStore, Reconciler, StoreError};
 use crate::teleport::model::{AccessMonitoringRule, AccessRequest, RequestState, WatchEvent};
-use crate::teleport::{Client, KIND_ACCESS_MONITORING_RULE, PingInfo, TeleportError};
+use crate::teleport::{
+    Client, KIND_ACCESS_MONITORING_RULE, PingInfo, SemaphoreLease, TeleportError,
+};
 
 fn unix(t: Option<SystemTime>) -> Option<i64> {
     let t = t?;
@@ -163,6 +167,64 @@ impl PluginDataStore for TeleportStore {
             .await
             .map(|r| r.map(Into::into))
             .map_err(store_error)
+    }
+}
+
+/// The leader lease over Teleport's semaphores, through whichever client is
+/// current.
+#[derive(Debug, Clone)]
+pub struct TeleportLease {
+    client: Arc<ArcSwap<Client>>,
+}
+
+impl TeleportLease {
+    /// The lease over the watch's client cell.
+    pub fn new(client: Arc<ArcSwap<Client>>) -> Self {
+        Self { client }
+    }
+}
+
+fn lease_error(e: TeleportError) -> LeaseError {
+    match e {
+        TeleportError::LeaseHeld(_) => LeaseError::Held,
+        TeleportError::NotFound(m) => LeaseError::Lost(m),
+        // "lease <id> has expired at …": gone as well.
+        TeleportError::Rpc {
+            code: tonic::Code::InvalidArgument,
+            message,
+            ..
+        } if message.contains("has expired") => LeaseError::Lost(message),
+        TeleportError::PermissionDenied(m) => LeaseError::Forbidden(m),
+        other => LeaseError::Other(other.to_string()),
+    }
+}
+
+impl LeasePort for TeleportLease {
+    type Lease = SemaphoreLease;
+
+    async fn acquire(
+        &self,
+        expires: SystemTime,
+        holder: &str,
+    ) -> Result<SemaphoreLease, LeaseError> {
+        let client = Client::clone(&self.client.load());
+        client
+            .acquire_lease(SEMAPHORE_KIND, SEMAPHORE_NAME, expires, holder)
+            .await
+            .map_err(lease_error)
+    }
+
+    async fn renew(&self, lease: &SemaphoreLease, expires: SystemTime) -> Result<(), LeaseError> {
+        let client = Client::clone(&self.client.load());
+        client
+            .renew_lease(lease, expires)
+            .await
+            .map_err(lease_error)
+    }
+
+    async fn release(&self, lease: &SemaphoreLease) -> Result<(), LeaseError> {
+        let client = Client::clone(&self.client.load());
+        client.cancel_lease(lease).await.map_err(lease_error)
     }
 }
 

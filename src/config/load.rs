@@ -17,11 +17,12 @@ use toml::de::{DeTable, DeValue};
 
 use super::{
     ApiUrl, Config, ConfigDuration, ConfigError, ConnectVia, Credentials, DEFAULT_DISCORD_API_URL,
-    DEFAULT_GLOBAL_RATE_LIMIT, DEFAULT_LISTEN_ADDR, DEFAULT_RECONCILE_WORKERS,
+    DEFAULT_GLOBAL_RATE_LIMIT, DEFAULT_LEASE_TTL, DEFAULT_LISTEN_ADDR, DEFAULT_RECONCILE_WORKERS,
     DEFAULT_REFRESH_IDENTITY_INTERVAL, DEFAULT_RESYNC_INTERVAL, DEFAULT_TELEPORT_ADDR,
-    DiscordConfig, HttpConfig, Loaded, LogConfig, LogFormat, LogOutput, MIN_ADMIN_TOKEN_LEN,
-    Problem, Recipient, ReconcileConfig, RoleToRecipients, Severity, TeleportAddr, TeleportConfig,
-    env_vars, parse_duration, read_secret_file,
+    DiscordConfig, HttpConfig, LEASE_TTL_RANGE, LeaseConfig, LeaseMode, Loaded, LogConfig,
+    LogFormat, LogOutput, MIN_ADMIN_TOKEN_LEN, Problem, Recipient, ReconcileConfig,
+    RoleToRecipients, Severity, TeleportAddr, TeleportConfig, env_vars, parse_duration,
+    read_secret_file,
 };
 use crate::secret::Secret;
 
@@ -354,6 +355,7 @@ const TOP: &[KnownKey] = &[
     k("log", &["log"]),
     k("http", &["http"]),
     k("reconcile", &["reconcile"]),
+    k("lease", &["lease"]),
     // Upstream's embedded `common.BaseConfig` fields: decoded but unused by the
     // self-hosted Discord plugin. Accepted so old files keep loading.
     k(
@@ -402,6 +404,8 @@ const RECONCILE: &[KnownKey] = &[
     k("workers", &["workers"]),
 ];
 
+const LEASE: &[KnownKey] = &[k("mode", &["mode"]), k("ttl", &["ttl"])];
+
 const HTTP: &[KnownKey] = &[
     k("listen_addr", &["listen_addr"]),
     k("admin_token", &["admin_token"]),
@@ -442,6 +446,8 @@ fn build(cx: &mut Cx<'_>, root: &DeTable<'_>, env: &dyn Env) -> Option<Config> {
     let http = http(cx, &fields_http, env);
     let fields_reconcile = section(cx, &top, "reconcile", RECONCILE);
     let reconcile = reconcile(cx, &fields_reconcile);
+    let fields_lease = section(cx, &top, "lease", LEASE);
+    let lease = lease(cx, &fields_lease);
     Some(Config {
         teleport: teleport?,
         discord: discord?,
@@ -449,6 +455,42 @@ fn build(cx: &mut Cx<'_>, root: &DeTable<'_>, env: &dyn Env) -> Option<Config> {
         log: log?,
         http: http?,
         reconcile: reconcile?,
+        lease: lease?,
+    })
+}
+
+fn lease(cx: &mut Cx<'_>, f: &BTreeMap<&'static str, Found<'_, '_>>) -> Option<LeaseConfig> {
+    let mode = match f.get("mode") {
+        Some(x) => match string(cx, x)?.trim().to_ascii_lowercase().as_str() {
+            "auto" => Some(LeaseMode::Auto),
+            "lease" => Some(LeaseMode::Lease),
+            "off" => Some(LeaseMode::Off),
+            other => {
+                let msg = format!("unknown lease mode '{other}'; use auto, lease or off");
+                cx.problem(x.key.clone(), Some(&x.span), msg);
+                None
+            }
+        },
+        None => Some(LeaseMode::Auto),
+    };
+    let (min, max) = LEASE_TTL_RANGE;
+    let ttl = match f.get("ttl") {
+        Some(x) => match duration(cx, x, min) {
+            Some(d) if d.get() > max => {
+                let msg = format!(
+                    "\"{d}\" is too long; the maximum is {} (a dead leader holds the lease this long)",
+                    ConfigDuration::new(max)
+                );
+                cx.problem(x.key.clone(), Some(&x.span), msg);
+                None
+            }
+            d => d,
+        },
+        None => Some(ConfigDuration::new(DEFAULT_LEASE_TTL)),
+    };
+    Some(LeaseConfig {
+        mode: mode?,
+        ttl: ttl?,
     })
 }
 

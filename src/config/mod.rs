@@ -46,6 +46,13 @@ pub const DEFAULT_GLOBAL_RATE_LIMIT: u32 = 50;
 pub const DEFAULT_RESYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
 /// Default number of reconcile workers.
 pub const DEFAULT_RECONCILE_WORKERS: u32 = 8;
+/// Default time to live of the leader lease.
+pub const DEFAULT_LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+/// Shortest and longest leader lease TTL accepted.
+pub const LEASE_TTL_RANGE: (std::time::Duration, std::time::Duration) = (
+    std::time::Duration::from_secs(3),
+    std::time::Duration::from_secs(300),
+);
 /// Shortest admin token accepted.
 pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
 
@@ -98,6 +105,41 @@ pub struct Config {
     pub http: HttpConfig,
     /// `[reconcile]`
     pub reconcile: ReconcileConfig,
+    /// `[lease]`
+    pub lease: LeaseConfig,
+}
+
+/// `[lease]`: the leader lease that keeps replicas from sharing the bot's
+/// rate limits (see the lease module).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseConfig {
+    /// Whether replicas elect one sender.
+    pub mode: LeaseMode,
+    /// How long each acquire or renewal holds the lease.
+    pub ttl: ConfigDuration,
+}
+
+/// `[lease] mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseMode {
+    /// Use the lease when the role may (`semaphore: create, update, read,
+    /// list`); otherwise warn once and let every replica send.
+    Auto,
+    /// Never send without the lease.
+    Lease,
+    /// No lease: every replica sends (the owner hand-off spreads the work).
+    Off,
+}
+
+impl LeaseMode {
+    /// As written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Lease => "lease",
+            Self::Off => "off",
+        }
+    }
 }
 
 /// `[reconcile]`: the controller that keeps Discord in step with Teleport.
@@ -586,6 +628,9 @@ impl ConfigDiff {
             old.http.admin_token != new.http.admin_token,
             false,
         );
+        // The elector runs with the settings it started with.
+        check("lease.mode", old.lease.mode != new.lease.mode, true);
+        check("lease.ttl", old.lease.ttl != new.lease.ttl, true);
         d
     }
 }

@@ -25,6 +25,7 @@ use super::ratelimit::{BucketKey, RateLimiter, ResponseInfo, Scope};
 use super::types::{BotUser, Channel, Message, MessagePayload};
 use crate::backoff::{Backoff, random_jitter};
 use crate::config::DiscordConfig;
+use crate::fence::Fence;
 use crate::readiness::Latch;
 use crate::secret::Secret;
 
@@ -107,6 +108,8 @@ struct Inner {
     metrics: DiscordMetrics,
     latch: Option<Latch>,
     token_rejected: AtomicBool,
+    /// Passed right before each request (token checks aside).
+    fence: Fence,
 }
 
 #[derive(Debug)]
@@ -176,8 +179,15 @@ impl DiscordClient {
                 metrics,
                 latch,
                 token_rejected: AtomicBool::new(false),
+                fence: Fence::open(),
             }),
         })
+    }
+
+    /// The fence every request (token checks aside) passes right before it
+    /// is sent; open until the leader lease takes it over.
+    pub fn fence(&self) -> Fence {
+        self.inner.fence.clone()
     }
 
     /// Points the client at a new base URL and token (a config reload) that
@@ -406,7 +416,23 @@ impl DiscordClient {
                     limit: opts.invalid_request_guard,
                 });
             }
+            if !token_check && !inner.fence.is_open() {
+                return Err(DiscordError::Fenced);
+            }
             let permit = inner.limiter.acquire_ranked(key.clone(), rank).await;
+            // Passed after the rate-limit wait, held until the answer: a
+            // replica losing the lease sends nothing once its fence closes.
+            let pass = if token_check {
+                None
+            } else {
+                match inner.fence.enter() {
+                    Some(pass) => Some(pass),
+                    None => {
+                        drop(permit);
+                        return Err(DiscordError::Fenced);
+                    }
+                }
+            };
             let mut req = inner
                 .http
                 .request(method.clone(), &url)
@@ -422,6 +448,7 @@ impl DiscordClient {
                 Ok::<_, reqwest::Error>((status, headers, bytes))
             }
             .await;
+            drop(pass);
             let (status, headers, bytes) = match sent {
                 Ok(parts) => parts,
                 Err(e) => {

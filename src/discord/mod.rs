@@ -87,6 +87,10 @@ pub enum DiscordError {
         /// The guard's threshold.
         limit: usize,
     },
+    /// The send fence is closed: another replica holds the leader lease
+    /// (or this one is losing it), so nothing was sent.
+    #[error("not sending: this replica does not hold the leader lease")]
+    Fenced,
     /// A 2xx answer we could not read.
     #[error("unexpected answer from Discord: {0}")]
     Decode(String),
@@ -112,6 +116,7 @@ impl DiscordError {
                 | Self::Server { .. }
                 | Self::Transport(_)
                 | Self::InvalidRequestGuard { .. }
+                | Self::Fenced
         )
     }
 

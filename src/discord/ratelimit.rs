@@ -1022,7 +1022,10 @@ mod tests {
         );
         assert_eq!(global_free_at(&sent, 50, sec, t0 + ms(1_016)), None);
         let five: VecDeque<Instant> = (0..5).map(|_| t0).collect();
-        assert_eq!(global_free_at(&five, 5, sec, t0 + ms(500)), Some(t0 + sec + MARGIN));
+        assert_eq!(
+            global_free_at(&five, 5, sec, t0 + ms(500)),
+            Some(t0 + sec + MARGIN)
+        );
     }
 }
 

@@ -400,6 +400,12 @@ pub struct Reconciler<P, M> {
     /// `stamps` (lock order: `observed`, then `stamps`).
     events: AtomicU64,
     stamps: Mutex<HashMap<String, u64>>,
+    /// Whether this replica reconciles what it observes (it is not a
+    /// standby of the leader lease).
+    active: std::sync::atomic::AtomicBool,
+    /// Whether it is the only replica acting (the lease holder): then it
+    /// never leaves a request to another replica's claim.
+    alone: std::sync::atomic::AtomicBool,
     shared: Arc<Shared>,
     store: P,
     messenger: M,
@@ -429,6 +435,8 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
             rules: Mutex::new(RuleSet::new()),
             events: AtomicU64::new(0),
             stamps: Mutex::new(HashMap::new()),
+            active: std::sync::atomic::AtomicBool::new(true),
+            alone: std::sync::atomic::AtomicBool::new(false),
             shared: Arc::new(Shared::default()),
             store,
             messenger,
@@ -469,7 +477,66 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
             obs.insert(id.clone(), Observed::Present(Box::new(request)));
             self.stamp(&id);
         }
-        self.queue().add(id);
+        self.mark(id);
+    }
+
+    /// Marks `id` dirty, unless this replica stands by (then a takeover
+    /// looks at everything observed).
+    fn mark(&self, id: String) {
+        if self.active.load(Ordering::SeqCst) {
+            self.queue().add(id);
+        }
+    }
+
+    /// Sets what this replica does, as the leader lease decides: `acts`
+    /// false (a standby) keeps observing but reconciles nothing, and the
+    /// answers of operations still in flight are dropped (the new leader
+    /// finds their messages by nonce); `alone` (the lease holder) never
+    /// leaves a request to another replica's claim. Becoming active again
+    /// needs a [`Self::takeover`].
+    pub fn set_role(&self, acts: bool, alone: bool) {
+        self.alone.store(alone, Ordering::SeqCst);
+        let was = self.active.swap(acts, Ordering::SeqCst);
+        self.queue().set_paused(!acts);
+        if was && !acts {
+            self.flights().clear();
+            crate::sync::lock(&self.deferred).clear();
+        }
+    }
+
+    /// After becoming active: everything observed is compared with one
+    /// plugin data listing and whatever is not at rest is reconciled.
+    /// Returns (requests observed, requests queued).
+    pub async fn takeover(&self) -> (usize, usize) {
+        let known: Option<HashMap<String, PluginData>> = match self.store.list().await {
+            Ok(all) => Some(
+                all.into_iter()
+                    .map(|(id, raw)| (id, PluginData::decode(&raw).0))
+                    .collect(),
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list plugin data at takeover; reconciling every observed request");
+                None
+            }
+        };
+        let ids: Vec<String> = {
+            let obs = self.observed();
+            obs.iter()
+                .filter(|(id, o)| match (o, &known) {
+                    (Observed::Present(r), Some(k)) => {
+                        !self.at_rest(r, k.get(id.as_str()).unwrap_or(&PluginData::default()))
+                    }
+                    _ => true,
+                })
+                .map(|(id, _)| id.clone())
+                .collect()
+        };
+        let total = self.tracked();
+        let queued = ids.len();
+        for id in ids {
+            self.mark(id);
+        }
+        (total, queued)
     }
 
     /// A request was deleted (expired, or removed by an admin).
@@ -480,7 +547,7 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
             obs.insert(id.to_owned(), Observed::deleted(previous));
             self.stamp(id);
         }
-        self.queue().add(id.to_owned());
+        self.mark(id.to_owned());
     }
 
     /// Notes that the watch just told us about `id` (call with `observed` held).
@@ -547,7 +614,7 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
         }
         self.counters.at_rest.fetch_add(skipped, Ordering::Relaxed);
         for id in ids {
-            self.queue().add(id);
+            self.mark(id);
         }
     }
 
@@ -871,7 +938,11 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
         for p in problems {
             tracing::warn!(request_id = %id, key = %p.key, "bad plugin data value skipped: {}", p.message);
         }
-        if let Some(wait) = self.defer(id, &data, Instant::now()).filter(|_| !acting) {
+        let alone = self.alone.load(Ordering::SeqCst);
+        if let Some(wait) = self
+            .defer(id, &data, Instant::now())
+            .filter(|_| !acting && !alone)
+        {
             tracing::debug!(request_id = %id, owner = %data.owner, "another replica owns this request; looking again in a moment");
             return Ok(Reconciled {
                 action: Action::RequeueAfter(wait),

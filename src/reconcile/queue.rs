@@ -38,6 +38,8 @@ struct Inner<K> {
     failures: HashMap<K, u32>,
     seq: u64,
     shutdown: bool,
+    /// Keys stay queued but are not handed out (a standby).
+    paused: bool,
 }
 
 impl<K: Clone + Eq + Hash + Ord> Default for WorkQueue<K> {
@@ -59,6 +61,7 @@ impl<K: Clone + Eq + Hash + Ord> WorkQueue<K> {
                 failures: HashMap::new(),
                 seq: 0,
                 shutdown: false,
+                paused: false,
             }),
             notify: Notify::new(),
         }
@@ -135,18 +138,27 @@ impl<K: Clone + Eq + Hash + Ord> WorkQueue<K> {
             let next_due = {
                 let mut g = self.lock();
                 let next_due = Self::promote(&mut g, Instant::now());
-                if let Some(key) = g.queue.pop_front() {
-                    g.dirty.remove(&key);
-                    g.processing.insert(key.clone());
-                    if !g.queue.is_empty() {
-                        self.notify.notify_one();
+                if g.paused {
+                    // A standby shutting down leaves its keys to the leader.
+                    if g.shutdown {
+                        return None;
                     }
-                    return Some(key);
+                    // Woken by `set_paused(false)`.
+                    None
+                } else {
+                    if let Some(key) = g.queue.pop_front() {
+                        g.dirty.remove(&key);
+                        g.processing.insert(key.clone());
+                        if !g.queue.is_empty() {
+                            self.notify.notify_one();
+                        }
+                        return Some(key);
+                    }
+                    if g.shutdown {
+                        return None;
+                    }
+                    next_due
                 }
-                if g.shutdown {
-                    return None;
-                }
-                next_due
             };
             match next_due {
                 Some(due) => {
@@ -185,6 +197,14 @@ impl<K: Clone + Eq + Hash + Ord> WorkQueue<K> {
             }
         }
         self.add_after(key.clone(), delay);
+    }
+
+    /// Holds every key back (`true`) or hands them out again: a standby
+    /// keeps its queue but works on nothing.
+    pub fn set_paused(&self, paused: bool) {
+        self.lock().paused = paused;
+        self.notify.notify_waiters();
+        self.notify.notify_one();
     }
 
     /// Counts a failure of `key`; returns how many came before it in a row.
@@ -310,6 +330,22 @@ mod tests {
         let start = Instant::now();
         assert_eq!(q.next().await, Some("x"));
         assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_paused_queue_keeps_its_keys_and_hands_them_out_when_resumed() {
+        let q = Arc::new(WorkQueue::new());
+        q.set_paused(true);
+        q.add("a");
+        let waiter = {
+            let q = q.clone();
+            tokio::spawn(async move { q.next().await })
+        };
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(!waiter.is_finished(), "nothing handed out while paused");
+        assert_eq!(q.len(), 1);
+        q.set_paused(false);
+        assert_eq!(waiter.await.expect("join"), Some("a"));
     }
 
     #[test]

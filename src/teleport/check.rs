@@ -34,6 +34,8 @@ pub struct CheckReport {
     pub watch: Result<Vec<String>, String>,
     /// Whether plugin data may be written, or why not.
     pub plugin_data_write: Result<(), String>,
+    /// Whether the role may use semaphores (the leader lease), or why not.
+    pub semaphores: Result<(), String>,
     /// Credential warnings.
     pub warnings: Vec<String>,
 }
@@ -58,6 +60,13 @@ impl std::fmt::Display for CheckReport {
         match &self.plugin_data_write {
             Ok(()) => writeln!(f, "  plugin data write: ok")?,
             Err(e) => writeln!(f, "  plugin data write: FAILED: {e}")?,
+        }
+        match &self.semaphores {
+            Ok(()) => writeln!(f, "  leader lease (semaphores): ok")?,
+            Err(e) => writeln!(
+                f,
+                "  leader lease (semaphores): NOT ALLOWED: {e}; with [lease] mode = \"auto\" every replica sends (they share the bot's rate limits), with \"lease\" nothing is sent. Add the rule `semaphore: [create, update, read, list]` to the plugin's role"
+            )?,
         }
         for w in &self.warnings {
             writeln!(f, "  warning: {w}")?;
@@ -104,6 +113,7 @@ pub async fn check_with(
         Ok(()) | Err(TeleportError::NotFound(_)) => Ok(()),
         Err(e) => Err(e.to_string()),
     };
+    let semaphores = probe_semaphores(&client).await;
     Ok(CheckReport {
         mode: opts.mode,
         username: identity.username.clone(),
@@ -112,8 +122,30 @@ pub async fn check_with(
         server_version: ping.server_version,
         watch,
         plugin_data_write,
+        semaphores,
         warnings,
     })
+}
+
+/// Asks for a lease that expired in 1970: Teleport checks the role's
+/// `semaphore` rules (create, update) before it looks at the request, then
+/// refuses the expired lease without writing anything.
+async fn probe_semaphores(client: &Client) -> Result<(), String> {
+    let expired = std::time::UNIX_EPOCH + Duration::from_secs(1);
+    match client
+        .acquire_lease(
+            crate::lease::SEMAPHORE_KIND,
+            crate::lease::SEMAPHORE_NAME,
+            expired,
+            "teleport-discord check",
+        )
+        .await
+    {
+        Err(TeleportError::PermissionDenied(m)) => Err(m),
+        // Refused as expired (or, on a server that took it, a lease that is
+        // already over): the role may use semaphores.
+        _ => Ok(()),
+    }
 }
 
 async fn probe_watch(client: &Client) -> Result<Vec<String>, TeleportError> {

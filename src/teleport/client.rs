@@ -514,6 +514,62 @@ impl Client {
         })
     }
 
+    /// `AcquireSemaphore` with `MaxLeases = 1`: the lease, or
+    /// [`TeleportError::LeaseHeld`] when another holder has it.
+    pub async fn acquire_lease(
+        &self,
+        kind: &str,
+        name: &str,
+        expires: std::time::SystemTime,
+        holder: &str,
+    ) -> Result<SemaphoreLease, TeleportError> {
+        let r = self
+            .auth
+            .clone()
+            .acquire_semaphore(self.req(pb::types::AcquireSemaphoreRequest {
+                semaphore_kind: kind.into(),
+                semaphore_name: name.into(),
+                max_leases: 1,
+                expires: Some(super::model::time_to_pb(expires)),
+                holder: holder.into(),
+            }))
+            .await
+            .map_err(|s| lease_error("AcquireSemaphore", &s))?
+            .into_inner();
+        Ok(SemaphoreLease {
+            kind: r.semaphore_kind,
+            name: r.semaphore_name,
+            lease_id: r.lease_id,
+            expires: super::model::time_from_pb(r.expires.as_ref()).unwrap_or(expires),
+        })
+    }
+
+    /// `KeepAliveSemaphoreLease`: moves the lease's expiry to `expires`.
+    /// [`TeleportError::NotFound`] once the lease is gone (expired or
+    /// cancelled: it cannot be revived).
+    pub async fn renew_lease(
+        &self,
+        lease: &SemaphoreLease,
+        expires: std::time::SystemTime,
+    ) -> Result<(), TeleportError> {
+        self.auth
+            .clone()
+            .keep_alive_semaphore_lease(self.req(lease_pb(lease, expires)))
+            .await
+            .map_err(|s| lease_error("KeepAliveSemaphoreLease", &s))?;
+        Ok(())
+    }
+
+    /// `CancelSemaphoreLease`: gives the lease up at once.
+    pub async fn cancel_lease(&self, lease: &SemaphoreLease) -> Result<(), TeleportError> {
+        self.auth
+            .clone()
+            .cancel_semaphore_lease(self.req(lease_pb(lease, lease.expires)))
+            .await
+            .map_err(|s| lease_error("CancelSemaphoreLease", &s))?;
+        Ok(())
+    }
+
     /// Access monitoring rules for `access_request` that notify `plugin`, all pages.
     pub async fn list_access_monitoring_rules(
         &self,
@@ -565,6 +621,37 @@ fn convert_requests(raw: Vec<pb::types::AccessRequestV3>) -> Vec<AccessRequest> 
 }
 
 /// Maps a status to a typed error; transport failures name their cause.
+/// A semaphore lease as Teleport granted it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SemaphoreLease {
+    /// Semaphore kind.
+    pub kind: String,
+    /// Semaphore name.
+    pub name: String,
+    /// Server-made lease ID.
+    pub lease_id: String,
+    /// When it runs out on the Auth Service's clock.
+    pub expires: std::time::SystemTime,
+}
+
+fn lease_pb(lease: &SemaphoreLease, expires: std::time::SystemTime) -> pb::types::SemaphoreLease {
+    pb::types::SemaphoreLease {
+        semaphore_kind: lease.kind.clone(),
+        semaphore_name: lease.name.clone(),
+        lease_id: lease.lease_id.clone(),
+        expires: Some(super::model::time_to_pb(expires)),
+    }
+}
+
+/// Semaphore errors: `err-max-leases` (someone else holds it) is told apart
+/// from contention, which is worth a retry like any other error.
+fn lease_error(method: &'static str, s: &tonic::Status) -> TeleportError {
+    if s.code() == tonic::Code::ResourceExhausted && s.message().contains("err-max-leases") {
+        return TeleportError::LeaseHeld(s.message().to_owned());
+    }
+    rpc_error(method, s)
+}
+
 pub(crate) fn rpc_error(method: &'static str, s: &tonic::Status) -> TeleportError {
     if (s.code() == tonic::Code::Unknown || s.code() == tonic::Code::Unavailable)
         && let Some(src) = std::error::Error::source(s)

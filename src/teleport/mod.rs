@@ -38,7 +38,7 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 pub use check::{CheckReport, check_connectivity};
-pub use client::{Client, ConnectOptions, Mode, PingInfo};
+pub use client::{Client, ConnectOptions, Mode, PingInfo, SemaphoreLease};
 pub use identity::{CredentialSource, Identity};
 pub use model::{
     AccessMonitoringRule, AccessRequest, AccessReview, RequestState, ReviewThreshold, WatchEvent,
@@ -162,6 +162,9 @@ pub enum TeleportError {
     /// The same author already reviewed the request (treated as success by callers).
     #[error("already reviewed: {0}")]
     AlreadyReviewed(String),
+    /// A semaphore's only lease is held by someone else (`err-max-leases`).
+    #[error("lease held by another replica: {0}")]
+    LeaseHeld(String),
     /// Teleport refused (gRPC PermissionDenied).
     #[error("permission denied by Teleport: {0}")]
     PermissionDenied(String),

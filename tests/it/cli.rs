@@ -307,6 +307,7 @@ async fn check_connects_to_teleport_and_discord() {
     );
     assert!(stdout.contains("cluster: emulated.example.com"), "{stdout}");
     assert!(stdout.contains("plugin data write: ok"), "{stdout}");
+    assert!(stdout.contains("leader lease (semaphores): ok"), "{stdout}");
     assert!(stdout.contains("Discord: token accepted"), "{stdout}");
     for ch in &sandbox.channels {
         assert!(stdout.contains(&format!("channel {ch}: ok")), "{stdout}");

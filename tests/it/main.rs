@@ -7,6 +7,7 @@ mod deploy;
 mod discord;
 mod http;
 mod layout;
+mod lease;
 mod lifecycle;
 mod proc;
 mod reliability;

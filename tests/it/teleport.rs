@@ -624,10 +624,17 @@ async fn connectivity_check_reports_what_works() {
     );
     assert_eq!(r.plugin_data_write, Ok(()));
     assert_eq!(env.emu.calls("UpdatePluginData"), 1);
+    assert_eq!(r.semaphores, Ok(()));
+    assert!(
+        env.emu.leases().is_empty(),
+        "the probe takes no lease: {:?}",
+        env.emu.leases()
+    );
 
     env.emu.set_permissions(Permissions {
         write_plugin_data: false,
         read_access_monitoring_rules: false,
+        use_semaphores: false,
         ..Default::default()
     });
     let r = check_with(&env.opts(), &env.identity())
@@ -640,6 +647,18 @@ async fn connectivity_check_reports_what_works() {
             .is_err_and(|e| e.contains("access denied")),
         "{:?}",
         r.plugin_data_write
+    );
+    assert!(
+        r.semaphores
+            .as_ref()
+            .is_err_and(|e| e.contains("semaphore")),
+        "{:?}",
+        r.semaphores
+    );
+    assert!(
+        r.to_string()
+            .contains("leader lease (semaphores): NOT ALLOWED"),
+        "{r}"
     );
 }
 
