@@ -1,6 +1,6 @@
 //! The send fence: whether this replica may send to Discord now. Replicas
 //! share one bot's limits, so only the holder of the leader lease sends; the
-//! lease ([`crate::lease`]) opens the fence until a deadline that falls
+//! lease (the `lease` module) opens the fence until a deadline that falls
 //! safely before its lease can run out on the Auth Service, and closes it
 //! when the lease is lost or given up. The Discord client passes the fence
 //! right before each HTTP request ([`Fence::enter`]) and holds a guard while
