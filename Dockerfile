@@ -23,7 +23,7 @@ COPY testkit/Cargo.toml ./testkit/
 RUN mkdir -p src benches tests/it testkit/src \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs testkit/src/lib.rs \
-    && for b in delivery reconcile; do echo 'fn main() {}' > "benches/$b.rs"; done \
+    && for b in delivery reconcile pipeline; do echo 'fn main() {}' > "benches/$b.rs"; done \
     && echo 'fn main() {}' > tests/it/main.rs \
     && cargo build --release --locked --no-default-features -p teleport-discord --bin teleport-discord \
     && rm -rf src
