@@ -28,7 +28,10 @@
 //!
 //! Run: `cargo bench --bench pipeline -- burst w1 --workers 1,8,64 --runs 3`
 //! (no workload names: all six). `--workers` sets `[reconcile] workers`
-//! (default 8), `--runs` repeats each (default 1). `BENCH_LOG=1` passes the
+//! (default 8), `--runs` repeats each (default 1), `--replicas N` runs the
+//! throughput workloads against N replicas of `start` sharing the emulators
+//! (the leader lease picks one sender; CPU is summed, peak RSS is the
+//! largest replica's). `BENCH_LOG=1` passes the
 //! child's output through; otherwise it goes to a file whose path is printed
 //! on failure. A run fails when it does not finish within 3 × its minimum + 30 s.
 
@@ -152,10 +155,11 @@ struct Args {
     workloads: Vec<Workload>,
     workers: Vec<u32>,
     runs: usize,
+    replicas: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let (mut workloads, mut workers, mut runs) = (Vec::new(), vec![8], 1);
+    let (mut workloads, mut workers, mut runs, mut replicas) = (Vec::new(), vec![8], 1, 1);
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -179,6 +183,14 @@ fn parse_args() -> Result<Args, String> {
                     .filter(|&r| r > 0)
                     .ok_or("--runs: not a positive number")?;
             }
+            "--replicas" => {
+                let v = it.next().ok_or("--replicas needs a number")?;
+                replicas = v
+                    .parse()
+                    .ok()
+                    .filter(|&r| (1..=8).contains(&r))
+                    .ok_or("--replicas: not 1 to 8")?;
+            }
             name => {
                 let row = ALL.into_iter().find(|r| r.0 == name).ok_or_else(|| {
                     let names: Vec<_> = ALL.iter().map(|r| r.0).collect();
@@ -195,6 +207,7 @@ fn parse_args() -> Result<Args, String> {
         workloads,
         workers,
         runs,
+        replicas,
     })
 }
 
@@ -302,14 +315,21 @@ struct Ctx<'a> {
     workers: u32,
     sandbox: Sandbox,
     channels: Vec<String>,
-    config: PathBuf,
-    port: u16,
+    /// One config and HTTP port per replica (they differ in the port only).
+    configs: Vec<PathBuf>,
+    ports: Vec<u16>,
     log: &'a Path,
     http: reqwest::Client,
 }
 
 impl<'a> Ctx<'a> {
-    async fn new(w: &'a Workload, workers: u32, dir: &Path, log: &'a Path) -> Result<Self, String> {
+    async fn new(
+        w: &'a Workload,
+        workers: u32,
+        replicas: usize,
+        dir: &Path,
+        log: &'a Path,
+    ) -> Result<Self, String> {
         let raised = EmulatorConfig {
             create_limit: 1_000_000,
             edit_limit: 1_000_000,
@@ -327,27 +347,32 @@ impl<'a> Ctx<'a> {
         let channels: Vec<String> = (0..w.channels)
             .map(|c| sandbox.discord.add_channel(&format!("bench-{c}")))
             .collect();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| format!("free port: {e}"))?
-            .port();
-        // Appended right after the sandbox's `"*" = ...` line, so the role
-        // lines land in its `[role_to_recipients]` table.
-        let mut extra = String::new();
-        for (c, id) in channels.iter().enumerate() {
-            let _ = writeln!(extra, "\"r{c}\" = \"{id}\"");
+        let (mut ports, mut configs) = (Vec::new(), Vec::new());
+        for r in 0..replicas.max(1) {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map_err(|e| format!("free port: {e}"))?
+                .port();
+            // Appended right after the sandbox's `"*" = ...` line, so the role
+            // lines land in its `[role_to_recipients]` table.
+            let mut extra = String::new();
+            for (c, id) in channels.iter().enumerate() {
+                let _ = writeln!(extra, "\"r{c}\" = \"{id}\"");
+            }
+            let _ = write!(
+                extra,
+                "\n[reconcile]\nworkers = {workers}\n\n[http]\nlisten_addr = \"127.0.0.1:{port}\"\n"
+            );
+            let mut text = sandbox.config(&extra);
+            if !w.limited() {
+                // The service's own global limit, in the existing [discord] table.
+                text = text.replacen("[discord]\n", "[discord]\nglobal_rate_limit = 10000\n", 1);
+            }
+            let config = dir.join(format!("teleport-discord-{r}.toml"));
+            std::fs::write(&config, text).map_err(|e| format!("config: {e}"))?;
+            ports.push(port);
+            configs.push(config);
         }
-        let _ = write!(
-            extra,
-            "\n[reconcile]\nworkers = {workers}\n\n[http]\nlisten_addr = \"127.0.0.1:{port}\"\n"
-        );
-        let mut text = sandbox.config(&extra);
-        if !w.limited() {
-            // The service's own global limit, in the existing [discord] table.
-            text = text.replacen("[discord]\n", "[discord]\nglobal_rate_limit = 10000\n", 1);
-        }
-        let config = dir.join("teleport-discord.toml");
-        std::fs::write(&config, text).map_err(|e| format!("config: {e}"))?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build();
@@ -357,18 +382,23 @@ impl<'a> Ctx<'a> {
             workers,
             sandbox,
             channels,
-            config,
-            port,
+            configs,
+            ports,
             log,
             http,
         })
     }
 
     fn spawn(&self) -> Result<Child, String> {
+        self.spawn_nth(0)
+    }
+
+    /// Replica `r` (its own HTTP port).
+    fn spawn_nth(&self, r: usize) -> Result<Child, String> {
         let mut cmd = Command::new(BIN);
         cmd.arg("start")
             .arg("--config")
-            .arg(&self.config)
+            .arg(&self.configs[r])
             .stdin(Stdio::null());
         for (k, _) in std::env::vars_os() {
             let name = k.to_string_lossy();
@@ -389,13 +419,18 @@ impl<'a> Ctx<'a> {
         let proc = cmd.spawn().map_err(|e| format!("spawn {BIN}: {e}"))?;
         Ok(Child {
             proc,
-            base: format!("http://127.0.0.1:{}", self.port),
+            base: format!("http://127.0.0.1:{}", self.ports[r]),
         })
     }
 
     /// The service started, once `/readyz` answers 200 (watch up, token checked).
     async fn ready(&self) -> Result<Child, String> {
-        let mut child = self.spawn()?;
+        self.ready_nth(0).await
+    }
+
+    /// Replica `r`, once ready.
+    async fn ready_nth(&self, r: usize) -> Result<Child, String> {
+        let mut child = self.spawn_nth(r)?;
         let deadline = Instant::now() + Duration::from_secs(30);
         while child.get(&self.http, "/readyz").await.is_none() {
             child.check_alive()?;
@@ -508,8 +543,17 @@ async fn throughput(cx: &Ctx<'_>) -> Result<Outcome, String> {
     let (w, workers, discord) = (cx.w, cx.workers, &cx.sandbox.discord);
     let (n, approvals, min) = (w.n, w.approvals, minimum(&w.buckets()));
     let budget = Duration::from_secs_f64(3.0 * min + 30.0);
-    let mut child = cx.ready().await?;
-    let (before, cpu0) = (discord.stats().requests, child.cpu_ms()?);
+    let mut children = Vec::new();
+    for r in 0..cx.ports.len() {
+        children.push(cx.ready_nth(r).await?);
+    }
+    let cpu_all = |children: &[Child]| -> Result<f64, String> {
+        children
+            .iter()
+            .map(Child::cpu_ms)
+            .sum::<Result<f64, String>>()
+    };
+    let (before, cpu0) = (discord.stats().requests, cpu_all(&children)?);
     let t0 = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(w.spacing_ms.max(1)));
     let mut ids = Vec::with_capacity(n);
@@ -556,7 +600,9 @@ async fn throughput(cx: &Ctx<'_>) -> Result<Outcome, String> {
         if left == 0 {
             break;
         }
-        child.check_alive()?;
+        for child in &mut children {
+            child.check_alive()?;
+        }
         if t0.elapsed() > budget {
             return Err(format!(
                 "not finished within {:.0} s (3 × minimum {min:.2} s + 30 s): {left} of {n} requests do not show {:?} yet; child killed",
@@ -567,7 +613,11 @@ async fn throughput(cx: &Ctx<'_>) -> Result<Outcome, String> {
         tokio::time::sleep(POLL).await;
     }
     let wall = t0.elapsed().as_secs_f64();
-    let (cpu, peak) = (child.cpu_ms()? - cpu0, child.status_mib("VmHWM")?);
+    let cpu = cpu_all(&children)? - cpu0;
+    let mut peak = 0.0f64;
+    for child in &children {
+        peak = peak.max(child.status_mib("VmHWM")?);
+    }
     if std::env::var("BENCH_TRACE").is_ok_and(|v| v == "1") {
         trace(&shown, cx.channels.len());
     }
@@ -577,8 +627,12 @@ async fn throughput(cx: &Ctx<'_>) -> Result<Outcome, String> {
     let stats = discord.stats();
     let ops = (n as u64) * (1 + u64::from(approvals));
     let ratio = wall / min;
+    let replicas = match children.len() {
+        1 => String::new(),
+        n => format!("  replicas {n}"),
+    };
     let line = format!(
-        "{:<7} workers {workers:>3}  wall {wall:7.3} s  min {min:6.2} s  ratio {ratio:.3}  Discord requests {}  {}",
+        "{:<7} workers {workers:>3}{replicas}  wall {wall:7.3} s  min {min:6.2} s  ratio {ratio:.3}  Discord requests {}  {}",
         w.name,
         stats.requests - before,
         tail(&stats, dups, cpu, ops, peak)
@@ -669,7 +723,9 @@ async fn reconciled(
         if cx.sandbox.teleport.calls("ListAccessRequests") > listings
             && let Some(text) = child.get(&cx.http, "/metrics").await
         {
-            let ok = metric(&text, "teleport_discord_reconciles_total{outcome=\"ok\"}");
+            // Reconciled, or found already shown by the bulk comparison.
+            let ok = metric(&text, "teleport_discord_reconciles_total{outcome=\"ok\"}")
+                + metric(&text, "teleport_discord_resync_at_rest_total");
             let busy: f64 = ["queue_depth", "queue_delayed", "in_flight"]
                 .iter()
                 .map(|m| metric(&text, &format!("teleport_discord_reconcile_{m}")))
@@ -736,8 +792,20 @@ async fn resync(cx: &Ctx<'_>) -> Result<Outcome, String> {
     })
 }
 
-async fn run(w: &Workload, workers: u32, dir: &Path, log: &Path) -> Result<Outcome, String> {
-    let cx = Ctx::new(w, workers, dir, log).await?;
+async fn run(
+    w: &Workload,
+    workers: u32,
+    replicas: usize,
+    dir: &Path,
+    log: &Path,
+) -> Result<Outcome, String> {
+    // Replicas apply to the throughput workloads; the others run one.
+    let replicas = if w.kind == Kind::Throughput {
+        replicas
+    } else {
+        1
+    };
+    let cx = Ctx::new(w, workers, replicas, dir, log).await?;
     match w.kind {
         Kind::Throughput => throughput(&cx).await,
         Kind::Latency => latency(&cx).await,
@@ -771,7 +839,7 @@ async fn main() {
             for _ in 0..args.runs {
                 let dir = tempfile::tempdir().expect("tempdir");
                 let log = dir.path().join("service.log");
-                match run(w, workers, dir.path(), &log).await {
+                match run(w, workers, args.replicas, dir.path(), &log).await {
                     Ok(o) => {
                         println!("{}", o.line);
                         match o.problem {

@@ -94,8 +94,13 @@ pub trait LeasePort: Send + Sync + 'static {
         lease: &Self::Lease,
         expires: SystemTime,
     ) -> impl Future<Output = Result<(), LeaseError>> + Send;
-    /// `CancelSemaphoreLease`.
-    fn release(&self, lease: &Self::Lease) -> impl Future<Output = Result<(), LeaseError>> + Send;
+    /// `CancelSemaphoreLease`; `expires` is the lease's current expiry (as
+    /// last set: Teleport refuses a cancel that names a past one).
+    fn release(
+        &self,
+        lease: &Self::Lease,
+        expires: SystemTime,
+    ) -> impl Future<Output = Result<(), LeaseError>> + Send;
 }
 
 /// The lease's schedule, from its time to live (pure).
@@ -217,8 +222,9 @@ impl<P: LeasePort> Elector<P> {
         let mut warned = false;
         loop {
             let sent = Instant::now();
+            let expires = SystemTime::now() + self.timing.ttl;
             let acquired = tokio::select! {
-                r = self.port.acquire(SystemTime::now() + self.timing.ttl, &self.holder) => r,
+                r = self.port.acquire(expires, &self.holder) => r,
                 () = cancel.cancelled() => return,
             };
             match acquired {
@@ -226,7 +232,7 @@ impl<P: LeasePort> Elector<P> {
                     self.fence.open_until(self.timing.deadline(sent));
                     self.set_role(Role::Leader);
                     tracing::info!(holder = %self.holder, ttl_ms = self.timing.ttl.as_millis() as u64, "this replica holds the leader lease and sends to Discord");
-                    let released = self.lead(lease, sent, &cancel).await;
+                    let released = self.lead(lease, sent, expires, &cancel).await;
                     self.set_role(Role::Standby);
                     if released {
                         return;
@@ -257,14 +263,20 @@ impl<P: LeasePort> Elector<P> {
 
     /// Holds `lease` (set by a call sent at `sent`) until it is lost or
     /// `cancel` fires; returns whether it was given up because of `cancel`.
-    async fn lead(&self, lease: P::Lease, mut sent: Instant, cancel: &CancellationToken) -> bool {
+    async fn lead(
+        &self,
+        lease: P::Lease,
+        mut sent: Instant,
+        mut expires: SystemTime,
+        cancel: &CancellationToken,
+    ) -> bool {
         let mut next = sent + self.timing.renew_after();
         loop {
             let deadline = self.timing.deadline(sent);
             tokio::select! {
                 () = tokio::time::sleep_until(next.min(deadline)) => {}
                 () = cancel.cancelled() => {
-                    self.release(&lease).await;
+                    self.release(&lease, expires).await;
                     return true;
                 }
             }
@@ -274,17 +286,20 @@ impl<P: LeasePort> Elector<P> {
                 return false;
             }
             let attempt = Instant::now();
-            let expires = SystemTime::now() + self.timing.ttl;
+            let asked = SystemTime::now() + self.timing.ttl;
             let renewed = tokio::select! {
-                r = tokio::time::timeout(deadline - attempt, self.port.renew(&lease, expires)) => r,
+                r = tokio::time::timeout(deadline - attempt, self.port.renew(&lease, asked)) => r,
                 () = cancel.cancelled() => {
-                    self.release(&lease).await;
+                    // The renewal may or may not have landed: either expiry
+                    // is still in the future, the later one surely.
+                    self.release(&lease, asked).await;
                     return true;
                 }
             };
             match renewed {
                 Ok(Ok(())) => {
                     sent = attempt;
+                    expires = asked;
                     self.fence.open_until(self.timing.deadline(sent));
                     next = sent + self.timing.renew_after();
                 }
@@ -306,14 +321,14 @@ impl<P: LeasePort> Elector<P> {
     }
 
     /// Stops sending, lets requests on their way finish, gives the lease up.
-    async fn release(&self, lease: &P::Lease) {
+    async fn release(&self, lease: &P::Lease, expires: SystemTime) {
         let drained = self.fence.close_and_drain(DRAIN_ON_RELEASE).await;
         if !drained {
             tracing::warn!(
                 "requests to Discord still on their way; releasing the leader lease anyway (its expiry margin covers them)"
             );
         }
-        match tokio::time::timeout(self.timing.ttl / 4, self.port.release(lease)).await {
+        match tokio::time::timeout(self.timing.ttl / 4, self.port.release(lease, expires)).await {
             Ok(Ok(())) => tracing::info!(holder = %self.holder, "leader lease released"),
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "cannot release the leader lease; it runs out by itself")

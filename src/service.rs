@@ -370,9 +370,17 @@ async fn follow_role(
         readiness.set_role(role.as_str());
         reconciler.set_role(role.acts(), role == Role::Leader);
         match role {
+            Role::Standby if acting => {
+                // What was sent before the fence closed is recorded for the
+                // next leader; the rest is answered "not sending" at once.
+                reconciler.drain().await;
+                tracing::info!(
+                    "standing by: this replica does not hold the leader lease; watching, not sending"
+                );
+            }
             Role::Standby => {
                 tracing::info!(
-                    "standing by: another replica holds the leader lease; watching, not sending"
+                    "waiting for the leader lease (another replica may hold it); watching, not sending"
                 );
             }
             Role::Leader | Role::Solo if !acting => {

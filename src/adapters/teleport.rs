@@ -222,9 +222,12 @@ impl LeasePort for TeleportLease {
             .map_err(lease_error)
     }
 
-    async fn release(&self, lease: &SemaphoreLease) -> Result<(), LeaseError> {
+    async fn release(&self, lease: &SemaphoreLease, expires: SystemTime) -> Result<(), LeaseError> {
         let client = Client::clone(&self.client.load());
-        client.cancel_lease(lease).await.map_err(lease_error)
+        client
+            .cancel_lease(lease, expires)
+            .await
+            .map_err(lease_error)
     }
 }
 

@@ -24,7 +24,7 @@
 //!   younger work.
 //! - **Answers are never dropped**: every enqueued operation resolves its
 //!   [`Pending`] (or calls its [`OnDone`], for owners that do not wait:
-//!   [`Delivery::try_submit`]) with the message, a [`DiscordError`] (retryable ones are the
+//!   [`Delivery::submit`]) with the message, a [`DiscordError`] (retryable ones are the
 //!   owner's to requeue) or [`DeliveryError::ShutDown`].
 //! - **Drain**: [`Delivery::shutdown`] stops intake, lets work finish until
 //!   the deadline, then answers everything left with `ShutDown`.

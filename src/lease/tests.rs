@@ -23,6 +23,9 @@ struct Port {
     server: Arc<Mutex<Server>>,
     holder: String,
     ttl: Duration,
+    /// The expiry this holder last set (acquire or renewal): a cancel must
+    /// name it (Teleport refuses a cancel naming a past expiry).
+    expires: Arc<Mutex<Option<SystemTime>>>,
 }
 
 impl Port {
@@ -42,7 +45,7 @@ impl Port {
 
 impl LeasePort for Port {
     type Lease = u64;
-    async fn acquire(&self, _expires: SystemTime, holder: &str) -> Result<u64, LeaseError> {
+    async fn acquire(&self, expires: SystemTime, holder: &str) -> Result<u64, LeaseError> {
         tokio::task::yield_now().await;
         let mut s = self.reachable()?;
         let now = Instant::now();
@@ -53,21 +56,28 @@ impl LeasePort for Port {
         let id = s.next_id;
         s.lease = Some((holder.to_owned(), id, now + self.ttl));
         s.granted.push((holder.to_owned(), now));
+        *self.expires.lock().unwrap() = Some(expires);
         Ok(id)
     }
-    async fn renew(&self, lease: &u64, _expires: SystemTime) -> Result<(), LeaseError> {
+    async fn renew(&self, lease: &u64, expires: SystemTime) -> Result<(), LeaseError> {
         tokio::task::yield_now().await;
         let mut s = self.reachable()?;
         let now = Instant::now();
         match &mut s.lease {
             Some((_, id, until)) if id == lease && *until > now => {
                 *until = now + self.ttl;
+                *self.expires.lock().unwrap() = Some(expires);
                 Ok(())
             }
             _ => Err(LeaseError::Lost("cannot keepalive, lease not found".into())),
         }
     }
-    async fn release(&self, lease: &u64) -> Result<(), LeaseError> {
+    async fn release(&self, lease: &u64, expires: SystemTime) -> Result<(), LeaseError> {
+        if *self.expires.lock().unwrap() != Some(expires) {
+            return Err(LeaseError::Lost(
+                "the lease has expired at an earlier expiry".into(),
+            ));
+        }
         let mut s = self.reachable()?;
         if s.lease.as_ref().is_some_and(|(_, id, _)| id == lease) {
             s.lease = None;
@@ -91,6 +101,7 @@ fn replica(server: &Arc<Mutex<Server>>, name: &str, mode: LeaseMode) -> Replica 
         server: server.clone(),
         holder: name.to_owned(),
         ttl: TTL,
+        expires: Arc::new(Mutex::new(None)),
     };
     let elector = Elector::new(port, name.to_owned(), mode, TTL, fence.clone());
     let role = elector.subscribe();

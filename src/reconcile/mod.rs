@@ -489,9 +489,9 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
     }
 
     /// Sets what this replica does, as the leader lease decides: `acts`
-    /// false (a standby) keeps observing but reconciles nothing, and the
-    /// answers of operations still in flight are dropped (the new leader
-    /// finds their messages by nonce); `alone` (the lease holder) never
+    /// false (a standby) keeps observing but reconciles nothing (the
+    /// answers of operations still in flight are recorded by
+    /// [`Self::drain`]); `alone` (the lease holder) never
     /// leaves a request to another replica's claim. Becoming active again
     /// needs a [`Self::takeover`].
     pub fn set_role(&self, acts: bool, alone: bool) {
@@ -499,7 +499,6 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
         let was = self.active.swap(acts, Ordering::SeqCst);
         self.queue().set_paused(!acts);
         if was && !acts {
-            self.flights().clear();
             crate::sync::lock(&self.deferred).clear();
         }
     }
@@ -795,8 +794,10 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
         self.drain().await;
     }
 
-    /// Records every flight's answers as they arrive, until none is left.
-    async fn drain(&self) {
+    /// Records every flight's answers as they arrive, until none is left:
+    /// at shutdown, and when this replica stops leading (nothing new is
+    /// sent then, and what was sent is recorded for the next leader).
+    pub async fn drain(&self) {
         loop {
             let notified = self.shared.answered.notified();
             tokio::pin!(notified);
@@ -1225,12 +1226,29 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
                 return Ok(Reconciled::done(Outcome::default()));
             }
         };
-        let body = render::render(&self.view(req, status, &data), true);
         let (tag, reason, reviews) = (
             status.tag().to_owned(),
             req.resolve_reason.clone(),
             req.reviews.len() as u32,
         );
+        // The resolution is recorded before it is shown, with the digest
+        // cleared: if this replica dies (or stops leading) between the edit
+        // and its record, and Teleport deletes the request meanwhile, a
+        // replica that saw only the deletion still shows the resolution
+        // (and knows the messages may not show it yet), not "expired".
+        let data = if data.resolution == tag {
+            data
+        } else {
+            let mut next = data.clone();
+            next.resolution.clone_from(&tag);
+            next.resolve_reason.clone_from(&reason);
+            next.rendered.clear();
+            self.store
+                .compare_and_swap(&req.id, next.encode(), data.encode())
+                .await?;
+            next
+        };
+        let body = render::render(&self.view(req, status, &data), true);
         self.converge(&req.id, seen, data, &body, move |d| {
             // Merged into what another replica may have recorded meanwhile:
             // an earlier real resolution stays.

@@ -1135,3 +1135,37 @@ async fn a_resync_compares_one_listing_and_skips_what_is_shown() {
     assert_eq!(discord.calls(), calls);
     assert_eq!(fresh.stats().at_rest, 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_approval_sent_but_not_recorded_survives_its_sender_and_a_deletion() {
+    let (store, discord) = (Store::default(), Discord::default());
+    let r = reconciler(&store, &discord);
+    let mut req = request("r1");
+    r.observe_put(req.clone());
+    r.settle("r1").await.expect("post");
+    // The approval's edits go out; the sender dies before it records them.
+    discord.hold();
+    req.state = RequestState::Approved;
+    req.resolve_reason = "fine".into();
+    r.observe_put(req.clone());
+    assert_eq!(
+        r.reconcile("r1").await.expect("edit").action,
+        Action::AwaitDiscord
+    );
+    drop(r);
+    discord.release();
+    let d = stored(&store, "r1");
+    assert_eq!(d.resolution, "APPROVED", "recorded before it was shown");
+    assert!(d.rendered.is_empty(), "and not known to be shown");
+    // Teleport deletes it; a replica that never saw the approval sees only that.
+    let other = reconciler(&store, &discord);
+    other.observe_put(request("r1"));
+    other.observe_delete("r1");
+    as_other_replica(&other, "r1").await;
+    for ch in ["1001", "1002"] {
+        let m = &discord.in_channel(ch)[0];
+        assert!(m.body.content.contains("✅ APPROVED"), "{}", m.body.content);
+        assert!(m.body.content.contains("fine"), "{}", m.body.content);
+    }
+    assert_eq!(stored(&store, "r1").resolution, "APPROVED");
+}

@@ -560,11 +560,16 @@ impl Client {
         Ok(())
     }
 
-    /// `CancelSemaphoreLease`: gives the lease up at once.
-    pub async fn cancel_lease(&self, lease: &SemaphoreLease) -> Result<(), TeleportError> {
+    /// `CancelSemaphoreLease`: gives the lease up at once. `expires` is its
+    /// current expiry (the last one set); Teleport refuses a past one.
+    pub async fn cancel_lease(
+        &self,
+        lease: &SemaphoreLease,
+        expires: std::time::SystemTime,
+    ) -> Result<(), TeleportError> {
         self.auth
             .clone()
-            .cancel_semaphore_lease(self.req(lease_pb(lease, lease.expires)))
+            .cancel_semaphore_lease(self.req(lease_pb(lease, expires)))
             .await
             .map_err(|s| lease_error("CancelSemaphoreLease", &s))?;
         Ok(())

@@ -23,6 +23,7 @@ use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
 use super::discord::{EmulatorConfig, Faults, Scope};
+use super::net::Link;
 use super::sandbox::Sandbox;
 
 /// Faults a run may inject.
@@ -44,11 +45,19 @@ pub enum Fault {
     Discord429,
     /// SIGHUP a replica (the config is rewritten with another log level).
     Reload,
+    /// SIGKILL the replica holding the leader lease (no release: the lease
+    /// runs out), restart it a little later.
+    KillLeader,
+    /// SIGTERM the leader (it releases the lease), restart it later.
+    TerminateLeader,
+    /// Cut the leader off from Teleport (Discord stays reachable) for longer
+    /// than the lease: it must stop sending before the lease runs out.
+    PartitionLeader,
 }
 
 impl Fault {
     /// Every fault.
-    pub const ALL: [Fault; 7] = [
+    pub const ALL: [Fault; 10] = [
         Fault::KillReplica,
         Fault::DropStreams,
         Fault::TeleportOutage,
@@ -56,6 +65,9 @@ impl Fault {
         Fault::DiscordErrors,
         Fault::Discord429,
         Fault::Reload,
+        Fault::KillLeader,
+        Fault::TerminateLeader,
+        Fault::PartitionLeader,
     ];
 }
 
@@ -139,7 +151,8 @@ pub struct ChaosReport {
     pub faults: BTreeMap<String, u64>,
     /// Replica exits we did not cause (crashes).
     pub unexpected_exits: u64,
-    /// Replicas restarted during a Teleport outage that refused to start
+    /// Replicas restarted during a Teleport outage (or while cut off from
+    /// Teleport) that refused to start
     /// (as upstream: start-up needs Teleport) and were started again.
     pub startup_refused: u64,
     /// Discord emulator: messages created, edits, 429s served, 500s
@@ -152,6 +165,15 @@ pub struct ChaosReport {
     pub settle_seconds: f64,
     /// The first few problems, for a human.
     pub examples: Vec<String>,
+    /// Leader leases granted during the run, and how many replicas held one.
+    pub leases: usize,
+    /// Replicas that held the leader lease at some point.
+    pub leaders: usize,
+    /// Message creates and edits the replicas sent (seen on their links).
+    pub writes: usize,
+    /// Of those, sent while the sender held no lease (while another replica
+    /// may have held it): must be 0 when the replicas run with the lease.
+    pub sends_outside_lease: usize,
     /// Resident memory and open file descriptors of each running replica,
     /// sampled every [`ChaosOptions::sample_every`] (Linux `/proc`).
     pub samples: Vec<Sample>,
@@ -184,9 +206,11 @@ fn sample(pid: u32) -> Option<(u64, u64)> {
 }
 
 impl ChaosReport {
-    /// Nothing lost, duplicated, stale or pinged, and no replica crashed.
+    /// Nothing lost, duplicated, stale or pinged, no replica crashed, and no
+    /// replica sent to Discord outside its own lease.
     pub fn ok(&self) -> bool {
-        self.missing == 0
+        self.sends_outside_lease == 0
+            && self.missing == 0
             && self.duplicated == 0
             && self.wrong_state == 0
             && self.pinged == 0
@@ -211,10 +235,15 @@ impl ChaosReport {
         );
         let _ = writeln!(
             s,
-            "faults {:?}; unexpected replica exits {}; start-ups refused during an outage {}",
+            "faults {:?}; unexpected replica exits {}; start-ups refused while Teleport was unreachable {}",
             self.faults, self.unexpected_exits, self.startup_refused
         );
         let _ = writeln!(s, "discord {:?}", self.discord);
+        let _ = writeln!(
+            s,
+            "leases granted {}, by {} replica(s); message writes {}, of them outside the sender's lease {}",
+            self.leases, self.leaders, self.writes, self.sends_outside_lease
+        );
         if let (Some(first), Some(last)) = (self.samples.first(), self.samples.last()) {
             let _ = writeln!(
                 s,
@@ -326,12 +355,17 @@ struct Tracked {
 struct Replica {
     child: Option<Child>,
     log: PathBuf,
+    /// Its own config: Teleport and Discord through its own links.
+    config: PathBuf,
+    /// Its own way to Teleport (cut for a partition) and to Discord (which
+    /// notes the message writes it sends).
+    teleport: Link,
+    discord: Link,
 }
 
 struct Run {
     opts: ChaosOptions,
     sandbox: Sandbox,
-    config: PathBuf,
     /// Fallback first, then role1..=roleN's.
     channels: Vec<String>,
     replicas: Vec<Replica>,
@@ -340,23 +374,32 @@ struct Run {
     reloads: u64,
 }
 
-fn config_text(sb: &Sandbox, channels: &[String], severity: &str) -> String {
+fn config_text(sb: &Sandbox, rep: &Replica, channels: &[String], severity: &str) -> String {
     let mut roles = String::new();
     for (i, ch) in channels.iter().enumerate().skip(1) {
         let _ = writeln!(roles, "\"role{i}\" = \"{ch}\"");
     }
     format!(
         "[teleport]\naddr = \"{}\"\nconnect_via = \"auth\"\nidentity = \"{}\"\nrefresh_identity = true\n\n\
-         [discord]\ntoken = \"{}\"\napi_url = \"{}\"\n\n\
+         [discord]\ntoken = \"{}\"\napi_url = \"http://{}/api/v10\"\n\n\
          [role_to_recipients]\n\"*\" = \"{}\"\n{roles}\n\
          [http]\nlisten_addr = \"127.0.0.1:0\"\n\n[log]\nseverity = \"{severity}\"\n\n\
          [reconcile]\nresync_interval = \"20s\"\n",
-        sb.teleport.addr(),
+        rep.teleport.addr(),
         sb.teleport.paths().identity.display(),
         sb.discord.token(),
-        sb.discord.api_url(),
+        rep.discord.addr(),
         channels[0],
     )
+}
+
+/// The HTTP ports a replica's log says it listened on (one per start).
+fn http_ports(log: &Path) -> Vec<u16> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .filter(|l| l.contains("HTTP server listening on"))
+        .filter_map(|l| l.trim().rsplit(':').next()?.trim().parse().ok())
+        .collect()
 }
 
 impl Run {
@@ -368,7 +411,7 @@ impl Run {
         let child = Command::new(&self.opts.binary)
             .arg("start")
             .arg("--config")
-            .arg(&self.config)
+            .arg(&self.replicas[i].config)
             .env_remove("TELEPORT_PLUGIN_FAIL_FAST")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -393,7 +436,12 @@ impl Run {
             if exited {
                 let log = std::fs::read(&self.replicas[i].log).unwrap_or_default();
                 let tail = String::from_utf8_lossy(&log[log.len().saturating_sub(2048)..]);
-                if tail.contains("Terminating with fatal error") && tail.contains("emulated outage")
+                // A start-up that cannot reach Teleport ends the process (as
+                // upstream's does): expected during an outage or while this
+                // replica is (or was just) cut off from Teleport.
+                if tail.contains("Terminating with fatal error")
+                    && (tail.contains("emulated outage")
+                        || tail.contains("cannot connect to Teleport"))
                 {
                     self.report.startup_refused += 1;
                 } else {
@@ -406,8 +454,53 @@ impl Run {
         Ok(())
     }
 
+    /// The replica holding the leader lease now, if any.
+    fn leader(&self) -> Option<usize> {
+        let holder = self
+            .sandbox
+            .teleport
+            .leases()
+            .into_iter()
+            .find(|l| l.expires > std::time::SystemTime::now())?
+            .holder;
+        let port: u16 = holder.rsplit(':').next()?.parse().ok()?;
+        (0..self.replicas.len()).find(|&i| {
+            self.replicas[i].child.is_some()
+                && http_ports(&self.replicas[i].log).last() == Some(&port)
+        })
+    }
+
     async fn inject(&mut self, fault: Fault, pending: &mut Vec<(Instant, usize)>) {
         match fault {
+            Fault::KillLeader | Fault::TerminateLeader => {
+                let Some(i) = self.leader() else { return };
+                let Some(mut c) = self.replicas[i].child.take() else {
+                    return;
+                };
+                if fault == Fault::KillLeader {
+                    let _ = c.start_kill();
+                    self.count("kill_leader");
+                } else {
+                    if let Some(pid) = c.id() {
+                        let _ = Command::new("kill")
+                            .args(["-TERM", &pid.to_string()])
+                            .status()
+                            .await;
+                    }
+                    self.count("terminate_leader");
+                }
+                let _ = c.wait().await;
+                let back = Instant::now() + self.rng.millis(300, 3000);
+                pending.push((back, i));
+            }
+            Fault::PartitionLeader => {
+                let Some(i) = self.leader() else { return };
+                self.replicas[i].teleport.set_cut(true);
+                self.count("partition_leader");
+                // Longer than the lease (10 s by default): a standby takes over.
+                let heal = Instant::now() + self.rng.millis(11_000, 14_000);
+                pending.push((heal, PARTITION + i));
+            }
             Fault::KillReplica => {
                 let i = self.rng.below(self.replicas.len());
                 if let Some(mut c) = self.replicas[i].child.take() {
@@ -462,8 +555,8 @@ impl Run {
                     "debug".to_owned()
                 };
                 let _ = std::fs::write(
-                    &self.config,
-                    config_text(&self.sandbox, &self.channels, &severity),
+                    &self.replicas[i].config,
+                    config_text(&self.sandbox, &self.replicas[i], &self.channels, &severity),
                 );
                 if let Some(pid) = self.replicas[i].child.as_ref().and_then(Child::id) {
                     let _ = Command::new("kill")
@@ -477,6 +570,62 @@ impl Run {
     }
 }
 
+/// Marks a pending entry as the end of a replica's partition (index + this).
+const PARTITION: usize = 1 << 20;
+
+/// Who sent when, against who held the lease when: every message write a
+/// replica sent must fall inside a lease that replica held (no two replicas
+/// send in overlapping lease periods). With no lease granted at all (the
+/// replicas run without one), writes are not judged.
+fn leases_oracle(run: &Run) -> LeaseVerdict {
+    let spans = run.sandbox.teleport.lease_spans();
+    let mut v = LeaseVerdict {
+        leases: spans.len(),
+        ..LeaseVerdict::default()
+    };
+    for (i, rep) in run.replicas.iter().enumerate() {
+        let ports = http_ports(&rep.log);
+        let mine: Vec<_> = spans
+            .iter()
+            .filter(|s| {
+                s.holder
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| p.parse::<u16>().ok())
+                    .is_some_and(|p| ports.contains(&p))
+            })
+            .collect();
+        if !mine.is_empty() {
+            v.leaders += 1;
+        }
+        // The link notes a write as it forwards it, a little after the
+        // replica passed its fence.
+        let slack = Duration::from_millis(100);
+        for w in rep.discord.writes() {
+            v.writes += 1;
+            let inside = mine.iter().any(|s| s.start <= w && w <= s.end + slack);
+            if !spans.is_empty() && !inside {
+                v.outside += 1;
+                if v.examples.len() < 5 {
+                    v.examples.push(format!(
+                        "replica {i} sent a message write at {w:?} outside any lease it held"
+                    ));
+                }
+            }
+        }
+    }
+    v
+}
+
+#[derive(Debug, Default)]
+struct LeaseVerdict {
+    leases: usize,
+    leaders: usize,
+    writes: usize,
+    outside: usize,
+    examples: Vec<String>,
+}
+
 /// Runs a chaos session; the report says whether anything was lost.
 pub async fn run(opts: ChaosOptions) -> Result<ChaosReport, ChaosError> {
     std::fs::create_dir_all(&opts.dir)?;
@@ -486,17 +635,24 @@ pub async fn run(opts: ChaosOptions) -> Result<ChaosReport, ChaosError> {
     for i in 1..=opts.channels {
         channels.push(sandbox.discord.add_channel(&format!("team-{i}")));
     }
-    let config = opts.dir.join("chaos.toml");
-    std::fs::write(&config, config_text(&sandbox, &channels, &opts.severity))?;
+    let mut replicas = Vec::new();
+    for i in 0..opts.replicas.max(1) {
+        let rep = Replica {
+            child: None,
+            log: opts.dir.join(format!("replica-{i}.log")),
+            config: opts.dir.join(format!("chaos-{i}.toml")),
+            teleport: Link::start(sandbox.teleport.addr(), false).await?,
+            discord: Link::start(sandbox.discord.addr(), true).await?,
+        };
+        std::fs::write(
+            &rep.config,
+            config_text(&sandbox, &rep, &channels, &opts.severity),
+        )?;
+        replicas.push(rep);
+    }
     let mut run = Run {
-        replicas: (0..opts.replicas.max(1))
-            .map(|i| Replica {
-                child: None,
-                log: opts.dir.join(format!("replica-{i}.log")),
-            })
-            .collect(),
+        replicas,
         rng: Rng(opts.seed),
-        config,
         sandbox,
         channels: channels.clone(),
         opts,
@@ -543,6 +699,8 @@ pub async fn run(opts: ChaosOptions) -> Result<ChaosReport, ChaosError> {
             }
             if *i == usize::MAX {
                 run.sandbox.discord.set_faults(Faults::default());
+            } else if *i >= PARTITION {
+                run.replicas[*i - PARTITION].teleport.set_cut(false);
             } else if run.replicas[*i].child.is_none() {
                 let _ = run.spawn(*i);
             }
@@ -597,7 +755,12 @@ pub async fn run(opts: ChaosOptions) -> Result<ChaosReport, ChaosError> {
     // Settle: faults off, every replica up, wait for the final picture.
     run.sandbox.discord.set_faults(Faults::default());
     for (_, i) in restarts.drain(..) {
-        if i != usize::MAX && run.replicas[i].child.is_none() {
+        if i == usize::MAX {
+            continue;
+        }
+        if i >= PARTITION {
+            run.replicas[i - PARTITION].teleport.set_cut(false);
+        } else if run.replicas[i].child.is_none() {
             run.spawn(i)?;
         }
     }
@@ -613,6 +776,12 @@ pub async fn run(opts: ChaosOptions) -> Result<ChaosReport, ChaosError> {
             );
             run.report = report;
             run.report.faults = faults;
+            let verdict = leases_oracle(&run);
+            run.report.leases = verdict.leases;
+            run.report.leaders = verdict.leaders;
+            run.report.writes = verdict.writes;
+            run.report.sends_outside_lease = verdict.outside;
+            run.report.examples.extend(verdict.examples);
             run.report.unexpected_exits = exits;
             run.report.startup_refused = refused;
             break;

@@ -101,3 +101,119 @@ async fn forward(client: TcpStream, server: TcpStream, latency: Duration) {
     };
     tokio::join!(up, read, write);
 }
+
+/// A TCP forwarder between one replica and one emulator, for the chaos
+/// runner: it can be cut (every connection dropped, new ones refused: a
+/// partition of that replica alone), and it can note when the replica sent
+/// a request that changes something (`POST` or `PATCH`: a message create
+/// or edit), so an oracle knows who sent what when.
+#[derive(Debug)]
+pub struct Link {
+    addr: SocketAddr,
+    state: Arc<LinkState>,
+    stop: CancellationToken,
+}
+
+#[derive(Debug, Default)]
+struct LinkState {
+    cut: std::sync::atomic::AtomicBool,
+    /// Cancelled by [`Link::cut`]: ends every connection of the moment.
+    generation: std::sync::Mutex<CancellationToken>,
+    record: bool,
+    writes: std::sync::Mutex<Vec<std::time::SystemTime>>,
+}
+
+impl Link {
+    /// Listens on `127.0.0.1:0` and forwards to `target`; with `record`, notes
+    /// the time of every `POST` and `PATCH` request going through.
+    pub async fn start(target: SocketAddr, record: bool) -> std::io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(LinkState {
+            record,
+            ..LinkState::default()
+        });
+        let stop = CancellationToken::new();
+        let (st, cancel) = (state.clone(), stop.clone());
+        tokio::spawn(async move {
+            loop {
+                let (inbound, _) = tokio::select! {
+                    a = listener.accept() => match a { Ok(a) => a, Err(_) => return },
+                    () = cancel.cancelled() => return,
+                };
+                if st.cut.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let generation = crate::util::lock(&st.generation).clone();
+                let (st, cancel) = (st.clone(), cancel.clone());
+                tokio::spawn(async move {
+                    let Ok(outbound) = TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        () = relay(inbound, outbound, &st) => {}
+                        () = generation.cancelled() => {}
+                        () = cancel.cancelled() => {}
+                    }
+                });
+            }
+        });
+        Ok(Self { addr, state, stop })
+    }
+
+    /// Where to connect.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Cuts the link (`true`: every connection dropped now, new ones
+    /// refused) or heals it.
+    pub fn set_cut(&self, cut: bool) {
+        self.state.cut.store(cut, Ordering::SeqCst);
+        if cut {
+            let mut g = crate::util::lock(&self.state.generation);
+            g.cancel();
+            *g = CancellationToken::new();
+        }
+    }
+
+    /// Times of the `POST` and `PATCH` requests forwarded so far.
+    pub fn writes(&self) -> Vec<std::time::SystemTime> {
+        crate::util::lock(&self.state.writes).clone()
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn relay(client: TcpStream, server: TcpStream, st: &LinkState) {
+    let (mut client_rx, mut client_tx) = client.into_split();
+    let (mut server_rx, mut server_tx) = server.into_split();
+    let up = async {
+        let mut buf = vec![0u8; 16 * 1024];
+        while let Ok(n) = client_rx.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            let chunk = &buf[..n];
+            // HTTP/1.1 requests from one client go one at a time on a
+            // connection, so a request line starts a chunk.
+            if st.record && (chunk.starts_with(b"POST ") || chunk.starts_with(b"PATCH ")) {
+                crate::util::lock(&st.writes).push(std::time::SystemTime::now());
+            }
+            if server_tx.write_all(chunk).await.is_err() {
+                break;
+            }
+        }
+        let _ = server_tx.shutdown().await;
+    };
+    let down = async {
+        let _ = tokio::io::copy(&mut server_rx, &mut client_tx).await;
+        let _ = client_tx.shutdown().await;
+    };
+    tokio::join!(up, down);
+}

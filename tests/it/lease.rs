@@ -59,7 +59,7 @@ async fn one_replica_sends_the_others_stand_by_and_sigterm_hands_over_within_a_s
     let mut leader = start(&config);
     leader.wait_for("holds the leader lease").await;
     let standby = start(&config);
-    standby.wait_for("standing by").await;
+    standby.wait_for("waiting for the leader lease").await;
     // Both serve and are ready; their roles show.
     let (code, body) = readyz(&leader).await;
     assert_eq!(

@@ -51,7 +51,7 @@ mod service;
 mod tests;
 
 pub use crate::pb::types::AccessRequestKind;
-pub use service::LeaseInfo;
+pub use service::{LeaseInfo, LeaseSpan};
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
@@ -195,6 +195,8 @@ pub(crate) struct State {
     permissions: Option<Permissions>,
     /// Semaphores by (kind, name).
     semaphores: BTreeMap<(String, String), service::Semaphore>,
+    /// Every lease ever granted, by lease ID: when it began and ended.
+    lease_spans: BTreeMap<String, service::LeaseSpan>,
     users: BTreeMap<String, pb::types::UserV2>,
     /// Roles each user may review (`review_requests.roles`, set directly).
     user_reviews: BTreeMap<String, Vec<String>>,

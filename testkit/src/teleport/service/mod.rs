@@ -13,8 +13,8 @@ mod semaphores;
 mod users;
 
 pub(crate) use plugin_data::{KIND_ACCESS_REQUEST, PluginDataKey};
-pub use semaphores::LeaseInfo;
 pub(crate) use semaphores::Semaphore;
+pub use semaphores::{LeaseInfo, LeaseSpan};
 
 use std::net::SocketAddr;
 use std::pin::Pin;

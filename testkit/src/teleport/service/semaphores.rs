@@ -62,6 +62,18 @@ pub struct LeaseInfo {
     pub expires: SystemTime,
 }
 
+/// A lease's life, for oracles: granted at `start`, over at `end` (its
+/// latest expiry, or when it was cancelled).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseSpan {
+    /// The holder the client named.
+    pub holder: String,
+    /// When it was granted.
+    pub start: SystemTime,
+    /// When it ran out or was cancelled (a live lease: its current expiry).
+    pub end: SystemTime,
+}
+
 /// A wire time: `None` for Go's zero time (the field absent, or 0001-01-01).
 fn wire_time(t: Option<&prost_types::Timestamp>) -> Option<SystemTime> {
     let t = t?;
@@ -208,6 +220,14 @@ impl State {
         }
         let id = new_lease_id();
         sem.raise_ttl(expires);
+        self.lease_spans.insert(
+            id.clone(),
+            LeaseSpan {
+                holder: req.holder.clone(),
+                start: now,
+                end: expires,
+            },
+        );
         sem.leases.push(LeaseRef {
             id: id.clone(),
             expires,
@@ -253,6 +273,9 @@ impl State {
             )));
         };
         l.expires = expires;
+        if let Some(span) = self.lease_spans.get_mut(&lease.lease_id) {
+            span.end = expires;
+        }
         sem.raise_ttl(expires);
         self.semaphores.insert(key, sem);
         Ok(())
@@ -284,6 +307,9 @@ impl State {
             )));
         };
         sem.leases.remove(i);
+        if let Some(span) = self.lease_spans.get_mut(&lease.lease_id) {
+            span.end = now;
+        }
         Ok(())
     }
 
@@ -366,6 +392,14 @@ impl TeleportEmulator {
             .collect()
     }
 
+    /// Every lease ever granted, oldest first.
+    pub fn lease_spans(&self) -> Vec<LeaseSpan> {
+        let st = self.shared.lock();
+        let mut spans: Vec<LeaseSpan> = st.lease_spans.values().cloned().collect();
+        spans.sort_by_key(|s| s.start);
+        spans
+    }
+
     /// Makes `holder`'s leases already expired on the emulator's clock, as if
     /// it had stopped renewing them: their expiry becomes one second ago, and
     /// each semaphore's TTL falls to the latest expiry among its other leases
@@ -374,7 +408,8 @@ impl TeleportEmulator {
     pub fn expire_leases_of(&self, holder: &str) -> usize {
         let now = SystemTime::now();
         let past = now - Duration::from_secs(1);
-        let mut st = self.shared.lock();
+        let mut guard = self.shared.lock();
+        let st = &mut *guard;
         let mut n = 0;
         for sem in st.semaphores.values_mut() {
             if !sem.leases.iter().any(|l| l.holder == holder) {
@@ -382,6 +417,9 @@ impl TeleportEmulator {
             }
             for l in sem.leases.iter_mut().filter(|l| l.holder == holder) {
                 l.expires = past;
+                if let Some(span) = st.lease_spans.get_mut(&l.id) {
+                    span.end = past;
+                }
                 n += 1;
             }
             sem.expires = sem
