@@ -14,6 +14,7 @@ use crate::proc::Proc;
 use crate::support::eventually;
 
 const HTTP: &str = "[http]\nlisten_addr = \"127.0.0.1:0\"\n";
+const TTL_SECS: u64 = 3;
 
 async fn readyz(p: &Proc) -> (u16, serde_json::Value) {
     let r = reqwest::get(format!("{}/readyz", p.base_url().await))
@@ -50,12 +51,15 @@ async fn posted(sandbox: &Sandbox, count: usize) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_replica_sends_the_others_stand_by_and_sigterm_hands_over_within_a_second() {
+async fn one_replica_sends_the_others_stand_by_and_sigterm_or_sigkill_hand_over() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sandbox = Sandbox::start(dir.path(), Default::default())
         .await
         .expect("emulators");
-    let config = sandbox.write_config(HTTP).expect("config");
+    // A short lease, so that a killed leader's runs out quickly.
+    let config = sandbox
+        .write_config(&format!("{HTTP}\n[lease]\nttl = \"{TTL_SECS}s\"\n"))
+        .expect("config");
     let mut leader = start(&config);
     leader.wait_for("holds the leader lease").await;
     let standby = start(&config);
@@ -118,6 +122,34 @@ async fn one_replica_sends_the_others_stand_by_and_sigterm_hands_over_within_a_s
     );
     let (_, body) = readyz(&standby).await;
     assert_eq!(body["role"].as_str(), Some("leader"), "{body}");
+
+    // SIGKILL of the leader: no release; a standby sends within the lease's
+    // TTL + 2 s, and nothing is lost or posted twice.
+    let third = start(&config);
+    third.wait_for("waiting for the leader lease").await;
+    let mut killed_leader = standby;
+    let _ = killed_leader.child.kill();
+    let killed = Instant::now();
+    let _ = killed_leader.child.wait();
+    third.wait_for("holds the leader lease").await;
+    let takeover = killed.elapsed();
+    assert!(
+        takeover <= Duration::from_secs(TTL_SECS + 2),
+        "take-over after SIGKILL took {takeover:?}"
+    );
+    sandbox
+        .teleport
+        .create_request("carol@example.com", &["dev"], "after the kill");
+    posted(&sandbox, 14).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        sandbox
+            .discord
+            .messages_per_channel()
+            .values()
+            .sum::<usize>(),
+        14
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
