@@ -124,6 +124,7 @@ pub async fn run(
         reload: Arc::new(reloader.clone()),
         metrics,
         heartbeat,
+        interactions: Arc::new(crate::interactions::Endpoint::new()),
     };
     let local = listener.local_addr().map_err(AppError::Serve)?;
     tracing::info!("HTTP server listening on {local}");

@@ -16,7 +16,9 @@
 //! - [`render`]: access-request state → Discord message (text, review embeds, limits, escaping).
 //! - [`logging`]: tracing setup from `[log]`, with a reloadable level.
 //! - [`healthcheck`]: the `healthcheck` verb (a std-only HTTP probe for container health checks).
-//! - [`http`]: the axum router (`/healthz`, `/readyz`, `/metrics`, `/admin/reload`).
+//! - [`http`]: the axum router (`/healthz`, `/readyz`, `/metrics`, `/admin/reload`,
+//!   `/discord/interactions`).
+//! - [`interactions`]: Discord's interactions endpoint: signature, replay, answers.
 //! - [`service`]: the pipeline: Teleport watch → reconciler → Discord delivery.
 //! - [`app`]: the long-running service (`start`): listener, signals, reload, shutdown.
 //! - [`check`]: the connectivity part of `teleport-discord check`.
@@ -39,6 +41,7 @@ pub mod discord;
 pub mod fence;
 pub mod healthcheck;
 pub mod http;
+pub mod interactions;
 pub mod lease;
 pub mod logging;
 pub mod metrics;

@@ -391,6 +391,7 @@ const DISCORD: &[KnownKey] = &[
     k("apiurl", &["apiurl", "APIURL", "aPIURL"]),
     k("recipients", &["recipients", "Recipients", "RECIPIENTS"]),
     k("global_rate_limit", &["global_rate_limit"]),
+    k("public_key", &["public_key"]),
 ];
 
 const LOG: &[KnownKey] = &[
@@ -818,10 +819,25 @@ fn discord(
         },
         None => Some(DEFAULT_GLOBAL_RATE_LIMIT),
     };
+    let public_key = match f.get("public_key") {
+        Some(x) => match string(cx, x) {
+            Some(v) if v.trim().is_empty() => Some(None),
+            Some(v) => match crate::interactions::PublicKey::parse(&v) {
+                Ok(k) => Some(Some(k)),
+                Err(why) => {
+                    cx.problem(x.key.clone(), Some(&x.span), why);
+                    None
+                }
+            },
+            None => None,
+        },
+        None => Some(None),
+    };
     Some(DiscordConfig {
         token: token?,
         api_url: url?,
         global_rate_limit: rate?,
+        public_key: public_key?,
     })
 }
 

@@ -281,6 +281,9 @@ pub struct DiscordConfig {
     pub api_url: ApiUrl,
     /// Requests per second across all routes.
     pub global_rate_limit: u32,
+    /// The application's public key (Developer Portal): turns on
+    /// `POST /discord/interactions`, whose deliveries it verifies.
+    pub public_key: Option<crate::interactions::PublicKey>,
 }
 
 /// Discord REST base URL, validated, without a trailing slash.
@@ -609,6 +612,11 @@ impl ConfigDiff {
             "discord.global_rate_limit",
             old.discord.global_rate_limit != new.discord.global_rate_limit,
             true,
+        );
+        check(
+            "discord.public_key",
+            old.discord.public_key != new.discord.public_key,
+            false,
         );
         check(
             "role_to_recipients",

@@ -7,6 +7,7 @@
 //! | `GET /metrics` | Prometheus (OpenMetrics) text |
 //! | `POST /admin/reload` | re-read and swap the config; needs `Authorization: Bearer <admin_token>` |
 //! | `GET /admin/reload` | the last reload's outcome, and whether one is running (same token) |
+//! | `POST /discord/interactions` | Discord's interactions endpoint (with `[discord] public_key`): signed deliveries only |
 //!
 //! Every error is a JSON body `{"error": "...", "details": [...]}`. Handlers
 //! never call Discord or Teleport: they read shared state or hand work over
@@ -14,6 +15,7 @@
 //! waits for a reload's report waits at most [`RELOAD_WAIT`].
 
 mod admin;
+mod interactions;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,8 +43,9 @@ use crate::readiness::Readiness;
 
 pub use admin::authorize;
 
-/// Largest request body accepted (none of our routes takes one).
-pub const BODY_LIMIT: usize = 16 * 1024;
+/// Largest request body accepted: an interaction carries the clicked message
+/// (up to 2,000 characters of content and 6,000 of embeds, JSON-escaped).
+pub const BODY_LIMIT: usize = 64 * 1024;
 /// Time limit for one request (but `POST /admin/reload`).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long `POST /admin/reload` waits for the reload's report before it
@@ -60,6 +63,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/metrics"),
     ("POST", "/admin/reload"),
     ("GET", "/admin/reload"),
+    ("POST", "/discord/interactions"),
 ];
 
 /// A finished reload, as `/admin/reload` reports it.
@@ -133,6 +137,8 @@ pub struct AppState {
     pub metrics: HttpMetrics,
     /// Runtime liveness.
     pub heartbeat: Heartbeat,
+    /// Discord's interactions endpoint and the interaction IDs it has seen.
+    pub interactions: Arc<crate::interactions::Endpoint>,
 }
 
 /// A timestamp a background task refreshes every second; a stale one means
@@ -187,6 +193,11 @@ struct RequestLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
     method: String,
     route: String,
@@ -197,6 +208,7 @@ struct RouteLabels {
 pub struct HttpMetrics {
     requests: Family<RequestLabels, Counter>,
     duration: Family<RouteLabels, Histogram>,
+    interactions: Family<OutcomeLabels, Counter>,
 }
 
 impl HttpMetrics {
@@ -218,7 +230,17 @@ impl HttpMetrics {
             "Time to answer an HTTP request, by method and matched route",
             duration.clone(),
         );
-        Self { requests, duration }
+        let interactions = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "teleport_discord_interactions",
+            "Deliveries to POST /discord/interactions by outcome (pong, replayed, unsupported; refused: bad_signature, stale_timestamp, malformed)",
+            interactions.clone(),
+        );
+        Self {
+            requests,
+            duration,
+            interactions,
+        }
     }
 }
 
@@ -268,6 +290,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/discord/interactions", post(interactions::deliver))
         .layer(timeout(REQUEST_TIMEOUT))
         .merge(admin)
         .fallback(not_found)

@@ -507,17 +507,9 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
     /// plugin data listing and whatever is not at rest is reconciled.
     /// Returns (requests observed, requests queued).
     pub async fn takeover(&self) -> (usize, usize) {
-        let known: Option<HashMap<String, PluginData>> = match self.store.list().await {
-            Ok(all) => Some(
-                all.into_iter()
-                    .map(|(id, raw)| (id, PluginData::decode(&raw).0))
-                    .collect(),
-            ),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot list plugin data at takeover; reconciling every observed request");
-                None
-            }
-        };
+        let known = self
+            .known("at takeover: every observed request is reconciled")
+            .await;
         let ids: Vec<String> = {
             let obs = self.observed();
             obs.iter()
@@ -662,17 +654,9 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
     /// confirmed gone with Teleport and shown expired. Returns what it found.
     pub async fn resync(&self, requests: Vec<Request>, mark: ListMark, sweep: bool) -> Resync {
         let listed = requests.len();
-        let known: Option<HashMap<String, PluginData>> = match self.store.list().await {
-            Ok(all) => Some(
-                all.into_iter()
-                    .map(|(id, raw)| (id, PluginData::decode(&raw).0))
-                    .collect(),
-            ),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot list plugin data: every listed request is reconciled, and requests deleted while no replica was watching stay as they are until the next reconnect");
-                None
-            }
-        };
+        let known = self
+            .known("every listed request is reconciled, and requests deleted while no replica was watching stay as they are until the next reconnect")
+            .await;
         let before = self.counters.at_rest.load(Ordering::Relaxed);
         let ids: std::collections::HashSet<String> = if sweep {
             requests.iter().map(|r| r.id.clone()).collect()
@@ -689,6 +673,22 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
             listed,
             at_rest: at_rest as usize,
             swept,
+        }
+    }
+
+    /// Our plugin data for every request, in one listing, decoded; `None`
+    /// (logged, saying `otherwise`) when it cannot be listed.
+    async fn known(&self, otherwise: &str) -> Option<HashMap<String, PluginData>> {
+        match self.store.list().await {
+            Ok(all) => Some(
+                all.into_iter()
+                    .map(|(id, raw)| (id, PluginData::decode(&raw).0))
+                    .collect(),
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list plugin data; {otherwise}");
+                None
+            }
         }
     }
 

@@ -552,12 +552,12 @@ impl Client {
         lease: &SemaphoreLease,
         expires: std::time::SystemTime,
     ) -> Result<(), TeleportError> {
-        self.auth
-            .clone()
-            .keep_alive_semaphore_lease(self.req(lease_pb(lease, expires)))
+        let req = self.req(lease_pb(lease, expires));
+        let mut auth = self.auth.clone();
+        auth.keep_alive_semaphore_lease(req)
             .await
-            .map_err(|s| lease_error("KeepAliveSemaphoreLease", &s))?;
-        Ok(())
+            .map(drop)
+            .map_err(|s| lease_error("KeepAliveSemaphoreLease", &s))
     }
 
     /// `CancelSemaphoreLease`: gives the lease up at once. `expires` is its
@@ -567,12 +567,12 @@ impl Client {
         lease: &SemaphoreLease,
         expires: std::time::SystemTime,
     ) -> Result<(), TeleportError> {
-        self.auth
-            .clone()
-            .cancel_semaphore_lease(self.req(lease_pb(lease, expires)))
+        let req = self.req(lease_pb(lease, expires));
+        let mut auth = self.auth.clone();
+        auth.cancel_semaphore_lease(req)
             .await
-            .map_err(|s| lease_error("CancelSemaphoreLease", &s))?;
-        Ok(())
+            .map(drop)
+            .map_err(|s| lease_error("CancelSemaphoreLease", &s))
     }
 
     /// Access monitoring rules for `access_request` that notify `plugin`, all pages.

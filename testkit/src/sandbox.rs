@@ -39,16 +39,18 @@ impl Sandbox {
         })
     }
 
-    /// A complete config for `start` against the emulators; `extra` is
+    /// A complete config for `start` against the emulators (the interactions
+    /// endpoint on, with the emulated application's public key); `extra` is
     /// appended (it may add sections such as `[http]` or `[log]`).
     pub fn config(&self, extra: &str) -> String {
         let [dev, ops, fallback] = &self.channels;
         format!(
-            "[teleport]\naddr = \"{}\"\nconnect_via = \"auth\"\nidentity = \"{}\"\n\n[discord]\ntoken = \"{}\"\napi_url = \"{}\"\n\n[role_to_recipients]\n\"dev\" = [\"{dev}\", \"{ops}\"]\n\"*\" = \"{fallback}\"\n{extra}\n",
+            "[teleport]\naddr = \"{}\"\nconnect_via = \"auth\"\nidentity = \"{}\"\n\n[discord]\ntoken = \"{}\"\napi_url = \"{}\"\npublic_key = \"{}\"\n\n[role_to_recipients]\n\"dev\" = [\"{dev}\", \"{ops}\"]\n\"*\" = \"{fallback}\"\n{extra}\n",
             self.teleport.addr(),
             self.teleport.paths().identity.display(),
             self.discord.token(),
             self.discord.api_url(),
+            self.discord.public_key_hex(),
         )
     }
 

@@ -270,7 +270,7 @@ async fn errors_are_json() {
         .client
         .post(app.url("/admin/reload"))
         .bearer_auth(ADMIN_TOKEN)
-        .body(vec![b'x'; 64 * 1024])
+        .body(vec![b'x'; teleport_discord::http::BODY_LIMIT + 1])
         .send()
         .await
         .expect("POST");
@@ -316,10 +316,16 @@ async fn router_and_openapi_agree() {
             .send()
             .await
             .expect("request");
+        let status = r.status();
+        // The interactions endpoint answers its own 404 while it is off.
+        let off = path == "/discord/interactions"
+            && status == 404
+            && r.text()
+                .await
+                .is_ok_and(|t| t.contains("[discord] public_key"));
         assert!(
-            r.status() != 404 && r.status() != 405,
-            "{method} {path} -> {}",
-            r.status()
+            off || (status != 404 && status != 405),
+            "{method} {path} -> {status}"
         );
         let other = [
             reqwest::Method::GET,

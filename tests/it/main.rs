@@ -6,6 +6,7 @@ mod demo;
 mod deploy;
 mod discord;
 mod http;
+mod interactions;
 mod layout;
 mod lease;
 mod lifecycle;

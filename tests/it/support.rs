@@ -62,6 +62,18 @@ impl TestApp {
         Self::run(sandbox, config_path, None).await
     }
 
+    /// The service against a sandbox, with the config text given.
+    pub(crate) async fn start_with_text(
+        sandbox: Sandbox,
+        dir: tempfile::TempDir,
+        text: &str,
+    ) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let config_path = dir.path().join("teleport-discord.toml");
+        std::fs::write(&config_path, text).expect("write config");
+        Self::run(sandbox, config_path, Some(dir)).await
+    }
+
     async fn run(sandbox: Sandbox, config_path: PathBuf, dir: Option<tempfile::TempDir>) -> Self {
         let loaded = config::load(&config_path, &ProcessEnv).expect("valid config");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

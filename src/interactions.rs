@@ -1,0 +1,383 @@
+//! Discord's interactions endpoint (the application's "Interactions Endpoint
+//! URL"): what it accepts and what it answers, without HTTP (the `http`
+//! module serves it) and without calling anyone.
+//!
+//! Every delivery is checked before anything else is read: the hex Ed25519
+//! signature in `X-Signature-Ed25519` must verify, with the application's
+//! public key (`[discord] public_key`), over `X-Signature-Timestamp`
+//! followed by the raw body, and the timestamp must be within
+//! [`MAX_SKEW`] of now; otherwise the answer is 401 and nothing else happens.
+//! A verified PING gets a PONG (Discord sends one when the URL is saved). An
+//! interaction ID seen before (a duplicate delivery, or a captured request
+//! replayed) changes nothing a second time. This version posts no buttons,
+//! so any other interaction is answered, to the clicker alone, that this
+//! bot does not handle it.
+//!
+//! The interaction token in the body is a secret (it lets its holder answer
+//! as the bot for 15 minutes): it is never parsed into a value that could
+//! be logged, and bodies are never logged.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ed25519_dalek::{Signature, VerifyingKey};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+/// How far `X-Signature-Timestamp` may be from our clock.
+pub const MAX_SKEW: Duration = Duration::from_secs(5 * 60);
+/// How long an interaction ID is remembered: longer than a delivery can be
+/// accepted for (a timestamp up to [`MAX_SKEW`] old, up to [`MAX_SKEW`] ahead).
+pub const REMEMBER: Duration = Duration::from_secs(10 * 60 + 60);
+/// The most interaction IDs remembered at once; past it the oldest go first.
+pub const REMEMBER_MAX: usize = 100_000;
+
+/// Discord's interaction types we tell apart.
+const PING: u64 = 1;
+/// Response types.
+const PONG: u64 = 1;
+const CHANNEL_MESSAGE: u64 = 4;
+/// Message flag: only the user who acted sees it.
+const EPHEMERAL: u64 = 1 << 6;
+
+/// Why a delivery was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// A signature header is missing.
+    #[error("missing {0}")]
+    MissingHeader(&'static str),
+    /// The signature is not 64 bytes of hex, or does not verify.
+    #[error("invalid request signature")]
+    BadSignature,
+    /// The timestamp is not Unix seconds, or too far from now.
+    #[error("request timestamp outside the accepted window")]
+    StaleTimestamp,
+    /// Signed, but not an interaction we can read (the body is not echoed).
+    #[error("malformed interaction: {0}")]
+    Malformed(&'static str),
+}
+
+impl Refusal {
+    /// The HTTP status: 401 for anything unverified, 400 for a verified
+    /// body we cannot read.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Malformed(_) => 400,
+            _ => 401,
+        }
+    }
+
+    /// The metric label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::MissingHeader(_) | Self::BadSignature => "bad_signature",
+            Self::StaleTimestamp => "stale_timestamp",
+            Self::Malformed(_) => "malformed",
+        }
+    }
+}
+
+/// The application's public key, from the Developer Portal (64 hex digits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublicKey([u8; 32]);
+
+impl PublicKey {
+    /// Parses 64 hex digits; the error says what is wrong.
+    pub fn parse(hex: &str) -> Result<Self, String> {
+        let bytes = decode_hex(hex.trim()).ok_or_else(|| {
+            "must be hexadecimal (the Developer Portal's \"Public Key\")".to_owned()
+        })?;
+        let key: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
+            format!("must be 32 bytes (64 hex digits), got {} bytes", b.len())
+        })?;
+        VerifyingKey::from_bytes(&key)
+            .map_err(|_| "is not a valid Ed25519 public key".to_owned())?;
+        Ok(Self(key))
+    }
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    hex::decode(s).ok()
+}
+
+/// Checks a delivery's signature and timestamp (pure).
+pub fn verify(
+    key: &PublicKey,
+    timestamp: Option<&str>,
+    signature: Option<&str>,
+    body: &[u8],
+    now: SystemTime,
+) -> Result<(), Refusal> {
+    let timestamp = timestamp.ok_or(Refusal::MissingHeader("X-Signature-Timestamp"))?;
+    let signature = signature.ok_or(Refusal::MissingHeader("X-Signature-Ed25519"))?;
+    let sig: [u8; 64] = decode_hex(signature)
+        .and_then(|b| b.try_into().ok())
+        .ok_or(Refusal::BadSignature)?;
+    let key = VerifyingKey::from_bytes(&key.0).map_err(|_| Refusal::BadSignature)?;
+    let mut message = Vec::with_capacity(timestamp.len() + body.len());
+    message.extend_from_slice(timestamp.as_bytes());
+    message.extend_from_slice(body);
+    key.verify_strict(&message, &Signature::from_bytes(&sig))
+        .map_err(|_| Refusal::BadSignature)?;
+    // Only a signed timestamp is worth reading.
+    let at: u64 = timestamp.parse().map_err(|_| Refusal::StaleTimestamp)?;
+    let now = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    if now.abs_diff(at) > MAX_SKEW.as_secs() {
+        return Err(Refusal::StaleTimestamp);
+    }
+    Ok(())
+}
+
+/// What was answered, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answered {
+    /// A PING got its PONG.
+    Pong,
+    /// An interaction seen before: nothing done again.
+    Replayed,
+    /// An interaction this version does not handle.
+    Unsupported,
+}
+
+impl Answered {
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Pong => "pong",
+            Self::Replayed => "replayed",
+            Self::Unsupported => "unsupported",
+        }
+    }
+}
+
+/// The endpoint's memory: interaction IDs seen, for [`REMEMBER`].
+#[derive(Debug, Default)]
+pub struct Endpoint {
+    seen: Mutex<HashMap<String, Instant>>,
+}
+
+impl Endpoint {
+    /// An endpoint that has seen nothing.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Verifies a delivery and says what to answer (a JSON body for 200).
+    pub fn answer(
+        &self,
+        key: &PublicKey,
+        timestamp: Option<&str>,
+        signature: Option<&str>,
+        body: &[u8],
+        now: SystemTime,
+    ) -> Result<(Value, Answered), Refusal> {
+        verify(key, timestamp, signature, body, now)?;
+        let v: Value = serde_json::from_slice(body).map_err(|_| Refusal::Malformed("not JSON"))?;
+        let kind = v
+            .get("type")
+            .and_then(Value::as_u64)
+            .ok_or(Refusal::Malformed("no type"))?;
+        if kind == PING {
+            return Ok((json!({ "type": PONG }), Answered::Pong));
+        }
+        let id = v
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|id| !id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or(Refusal::Malformed("no interaction id"))?;
+        if !self.first_time(id, Instant::now()) {
+            return Ok((
+                ephemeral("This interaction was already handled."),
+                Answered::Replayed,
+            ));
+        }
+        Ok((
+            ephemeral(
+                "This bot does not handle this interaction. Review access requests with the \"Review request\" link or `tsh request review`.",
+            ),
+            Answered::Unsupported,
+        ))
+    }
+
+    /// Records `id`; false when it was seen within [`REMEMBER`].
+    fn first_time(&self, id: &str, now: Instant) -> bool {
+        let mut seen = crate::sync::lock(&self.seen);
+        if seen.len() >= REMEMBER_MAX || seen.len().is_multiple_of(1024) {
+            seen.retain(|_, at| now.duration_since(*at) < REMEMBER);
+        }
+        if seen.len() >= REMEMBER_MAX
+            && let Some(oldest) = seen
+                .iter()
+                .min_by_key(|(_, at)| **at)
+                .map(|(k, _)| k.clone())
+        {
+            seen.remove(&oldest);
+        }
+        match seen.get(id) {
+            Some(at) if now.duration_since(*at) < REMEMBER => false,
+            _ => {
+                seen.insert(id.to_owned(), now);
+                true
+            }
+        }
+    }
+}
+
+/// A message only the user who acted sees, that pings nobody.
+fn ephemeral(text: &str) -> Value {
+    json!({
+        "type": CHANNEL_MESSAGE,
+        "data": { "content": text, "flags": EPHEMERAL, "allowed_mentions": { "parse": [] } }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::{Signer, SigningKey};
+
+    fn keys() -> (SigningKey, PublicKey) {
+        let signing = SigningKey::from_bytes(&[7u8; 32]);
+        let public = PublicKey(signing.verifying_key().to_bytes());
+        (signing, public)
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn sign(k: &SigningKey, ts: &str, body: &[u8]) -> String {
+        let mut m = ts.as_bytes().to_vec();
+        m.extend_from_slice(body);
+        hex(&k.sign(&m).to_bytes())
+    }
+
+    fn now_ts() -> (SystemTime, String) {
+        let now = SystemTime::now();
+        let ts = now
+            .duration_since(UNIX_EPOCH)
+            .expect("time")
+            .as_secs()
+            .to_string();
+        (now, ts)
+    }
+
+    #[test]
+    fn a_signed_ping_gets_a_pong_and_anything_else_a_401() {
+        let (k, key) = keys();
+        let (now, ts) = now_ts();
+        let body = br#"{"id":"1","type":1}"#;
+        let sig = sign(&k, &ts, body);
+        let e = Endpoint::new();
+        let (v, a) = e
+            .answer(&key, Some(&ts), Some(&sig), body, now)
+            .expect("pong");
+        assert_eq!((v, a), (json!({"type": 1}), Answered::Pong));
+        // Tampered body, another key, a bad hex, missing headers.
+        let tampered = br#"{"id":"1","type":2}"#;
+        let refused = |ts: Option<&str>, sig: Option<&str>, body: &[u8]| {
+            e.answer(&key, ts, sig, body, now).expect_err("refused")
+        };
+        assert_eq!(
+            refused(Some(&ts), Some(&sig), tampered),
+            Refusal::BadSignature
+        );
+        let other = SigningKey::from_bytes(&[9u8; 32]);
+        assert_eq!(
+            refused(Some(&ts), Some(&sign(&other, &ts, body)), body),
+            Refusal::BadSignature
+        );
+        assert_eq!(refused(Some(&ts), Some("zz"), body), Refusal::BadSignature);
+        assert_eq!(
+            refused(None, Some(&sig), body),
+            Refusal::MissingHeader("X-Signature-Timestamp")
+        );
+        assert_eq!(
+            refused(Some(&ts), None, body),
+            Refusal::MissingHeader("X-Signature-Ed25519")
+        );
+        // The signature covers the timestamp: another timestamp fails.
+        let later = (now.duration_since(UNIX_EPOCH).expect("t").as_secs() + 1).to_string();
+        assert_eq!(
+            refused(Some(&later), Some(&sig), body),
+            Refusal::BadSignature
+        );
+        assert!(refused(None, None, body).status() == 401);
+    }
+
+    #[test]
+    fn an_old_or_future_timestamp_is_refused_even_when_signed() {
+        let (k, key) = keys();
+        let (now, _) = now_ts();
+        let body = br#"{"id":"1","type":1}"#;
+        let secs = now.duration_since(UNIX_EPOCH).expect("t").as_secs();
+        for off in [
+            -(MAX_SKEW.as_secs() as i64) - 1,
+            MAX_SKEW.as_secs() as i64 + 1,
+        ] {
+            let ts = secs.saturating_add_signed(off).to_string();
+            let got =
+                Endpoint::new().answer(&key, Some(&ts), Some(&sign(&k, &ts, body)), body, now);
+            assert_eq!(got.expect_err("stale"), Refusal::StaleTimestamp, "{off}");
+        }
+        let ts = (secs - MAX_SKEW.as_secs() + 5).to_string();
+        assert!(
+            Endpoint::new()
+                .answer(&key, Some(&ts), Some(&sign(&k, &ts, body)), body, now)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn an_interaction_seen_before_changes_nothing_again() {
+        let (k, key) = keys();
+        let (now, ts) = now_ts();
+        let body = br#"{"id":"123456","type":3,"token":"secret-token","data":{"custom_id":"x"}}"#;
+        let sig = sign(&k, &ts, body);
+        let e = Endpoint::new();
+        let (first, a) = e
+            .answer(&key, Some(&ts), Some(&sig), body, now)
+            .expect("first");
+        assert_eq!(a, Answered::Unsupported);
+        assert_eq!(first["data"]["flags"], EPHEMERAL);
+        assert_eq!(first["data"]["allowed_mentions"], json!({"parse": []}));
+        let (_, again) = e
+            .answer(&key, Some(&ts), Some(&sig), body, now)
+            .expect("again");
+        assert_eq!(again, Answered::Replayed);
+        // A signed body that is not an interaction is a 400, and says nothing of the body.
+        let junk = b"not json, token=secret-token";
+        let err = e
+            .answer(&key, Some(&ts), Some(&sign(&k, &ts, junk)), junk, now)
+            .expect_err("malformed");
+        assert_eq!(err.status(), 400);
+        assert!(!err.to_string().contains("secret"));
+    }
+
+    #[test]
+    fn the_public_key_is_64_hex_digits_of_a_real_key() {
+        let (_, key) = keys();
+        assert_eq!(PublicKey::parse(&hex(&key.0)), Ok(key));
+        assert!(PublicKey::parse("abc").unwrap_err().contains("hexadecimal"));
+        assert!(PublicKey::parse("abcd").unwrap_err().contains("32 bytes"));
+        assert!(
+            PublicKey::parse(&"g".repeat(64))
+                .unwrap_err()
+                .contains("hexadecimal")
+        );
+    }
+
+    #[test]
+    fn remembered_ids_are_bounded() {
+        let e = Endpoint::new();
+        let t0 = Instant::now();
+        assert!(e.first_time("1", t0));
+        assert!(!e.first_time("1", t0 + Duration::from_secs(60)));
+        assert!(e.first_time("1", t0 + REMEMBER + Duration::from_secs(1)));
+        for i in 0..(REMEMBER_MAX + 10) {
+            e.first_time(&i.to_string(), t0);
+        }
+        assert!(crate::sync::lock(&e.seen).len() <= REMEMBER_MAX);
+    }
+}
