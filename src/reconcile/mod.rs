@@ -692,8 +692,9 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
         }
     }
 
-    /// After a (re)connect's listing: requests we announced and never
-    /// resolved (in `known`, our plugin data) that are neither listed nor
+    /// After a (re)connect's listing: requests we announced and whose
+    /// resolution is not known to be shown (in `known`, our plugin data)
+    /// that are neither listed nor
     /// known here were deleted while every replica that knew them was down
     /// (or while the watch was). Each is confirmed gone with Teleport, then
     /// shown expired. Returns how many were found.
@@ -705,11 +706,11 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
         let mut found = 0;
         for (id, data) in known {
             let announced = !data.messages.is_empty() || !data.channels.is_empty();
-            if !announced
-                || !data.resolution.is_empty()
-                || listed.contains(id)
-                || self.observed().contains_key(id)
-            {
+            // A recorded resolution is shown only once its digest is
+            // recorded too (a record that failed, or the intent written
+            // before an edit, leaves it empty).
+            let shown = !data.resolution.is_empty() && !data.rendered.is_empty();
+            if !announced || shown || listed.contains(id) || self.observed().contains_key(id) {
                 continue;
             }
             if let Ok(None) = self.store.current(id).await {

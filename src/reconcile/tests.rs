@@ -19,6 +19,9 @@ struct Store {
     writes: Arc<Mutex<usize>>,
     /// `get` calls.
     reads: Arc<Mutex<usize>>,
+    /// Requests Teleport no longer has (`current` answers `None`; others
+    /// cannot be read).
+    deleted: Arc<Mutex<std::collections::HashSet<String>>>,
     /// What `role_logins` answers (none: `Ok(None)`), and how often it was asked.
     role_answer: Arc<Mutex<Option<RoleAnswer>>>,
     role_calls: Arc<Mutex<usize>>,
@@ -64,6 +67,13 @@ impl PluginDataStore for Store {
         }
         *self.writes.lock().unwrap() += 1;
         Ok(())
+    }
+    async fn current(&self, id: &str) -> Result<Option<Request>, StoreError> {
+        if self.deleted.lock().unwrap().contains(id) {
+            Ok(None)
+        } else {
+            Err(StoreError::Other("not known to this stand-in".into()))
+        }
     }
     async fn list(&self) -> Result<Vec<Listed>, StoreError> {
         Ok(self
@@ -1168,4 +1178,48 @@ async fn an_approval_sent_but_not_recorded_survives_its_sender_and_a_deletion() 
         assert!(m.body.content.contains("fine"), "{}", m.body.content);
     }
     assert_eq!(stored(&store, "r1").resolution, "APPROVED");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_recorded_expiry_never_shown_is_found_by_the_sweep() {
+    let (store, discord) = (Store::default(), Discord::default());
+    let r = reconciler(&store, &discord);
+    r.observe_put(request("r1"));
+    r.settle("r1").await.expect("post");
+    // A replica saw the deletion, and its edit failed (it lost the lease,
+    // or Discord answered 500): the expiry is recorded, the digest is not,
+    // and the message IDs were lost with a crash before that.
+    discord.fail("1001", Some(SendError::Retryable("503".into())));
+    discord.fail("1002", Some(SendError::Retryable("503".into())));
+    r.observe_delete("r1");
+    assert!(r.settle("r1").await.is_err(), "the edits failed");
+    {
+        let mut all = store.data.lock().unwrap();
+        let e = all.get_mut("r1").expect("data");
+        e.remove("messages");
+    }
+    let d = stored(&store, "r1");
+    assert_eq!(
+        (d.resolution.as_str(), d.rendered.as_str()),
+        ("EXPIRED", "")
+    );
+    discord.fail("1001", None);
+    discord.fail("1002", None);
+    store.deleted.lock().unwrap().insert("r1".into());
+    // A replica started afterwards never saw the request: only the sweep
+    // after its first listing can find it.
+    let fresh = reconciler(&store, &discord);
+    let found = fresh.resync(Vec::new(), fresh.list_mark(), true).await;
+    assert_eq!(found.swept, 1);
+    as_other_replica(&fresh, "r1").await;
+    for ch in ["1001", "1002"] {
+        let msgs = discord.in_channel(ch);
+        assert_eq!(msgs.len(), 1, "no second message in {ch}");
+        assert!(
+            msgs[0].body.content.contains("⌛ EXPIRED"),
+            "{}",
+            msgs[0].body.content
+        );
+    }
+    assert!(!stored(&store, "r1").rendered.is_empty());
 }
