@@ -62,6 +62,10 @@ type CachedLogins = (tokio::time::Instant, Option<Vec<String>>);
 /// burst of requests for one role costs one call).
 pub const ROLE_CACHE_TTL: Duration = Duration::from_secs(60);
 
+/// How long a standby remembers a deletion it observed (a take-over within
+/// it shows the last state it saw, approvals included).
+pub const FORGET_DELETED: Duration = Duration::from_secs(15 * 60);
+
 /// How long a replica leaves a request another replica claimed, so that one
 /// replica does the Discord work and the others find it done (fewer calls,
 /// fewer shared rate limits hit). A dead owner costs this much delay.
@@ -403,6 +407,9 @@ pub struct Reconciler<P, M> {
     /// Whether this replica reconciles what it observes (it is not a
     /// standby of the leader lease).
     active: std::sync::atomic::AtomicBool,
+    /// When each remembered deletion was observed (lock order: `observed`,
+    /// then this).
+    deleted_at: Mutex<HashMap<String, Instant>>,
     /// Whether it is the only replica acting (the lease holder): then it
     /// never leaves a request to another replica's claim.
     alone: std::sync::atomic::AtomicBool,
@@ -436,6 +443,7 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
             events: AtomicU64::new(0),
             stamps: Mutex::new(HashMap::new()),
             active: std::sync::atomic::AtomicBool::new(true),
+            deleted_at: Mutex::new(HashMap::new()),
             alone: std::sync::atomic::AtomicBool::new(false),
             shared: Arc::new(Shared::default()),
             store,
@@ -527,7 +535,12 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
         for id in ids {
             self.mark(id);
         }
-        (total, queued)
+        // Deletions this replica never saw, or forgot as a standby.
+        let swept = match &known {
+            Some(k) => self.sweep(&std::collections::HashSet::new(), k).await,
+            None => 0,
+        };
+        (total, queued + swept)
     }
 
     /// A request was deleted (expired, or removed by an admin).
@@ -538,7 +551,39 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
             obs.insert(id.to_owned(), Observed::deleted(previous));
             self.stamp(id);
         }
+        self.note_deleted(id);
         self.mark(id.to_owned());
+    }
+
+    fn note_deleted(&self, id: &str) {
+        crate::sync::lock(&self.deleted_at).insert(id.to_owned(), Instant::now());
+    }
+
+    /// A standby never shows deletions, so it would remember every request
+    /// ever deleted: it forgets those older than [`FORGET_DELETED`] (a
+    /// take-over after that finds them in plugin data: its sweep shows any
+    /// whose resolution is not known to be shown).
+    fn forget_old_deletions(&self, now: Instant) {
+        let mut obs = self.observed();
+        let mut at = crate::sync::lock(&self.deleted_at);
+        if self.active.load(Ordering::SeqCst) {
+            // An acting replica forgets a deletion once it is shown.
+            at.retain(|id, _| matches!(obs.get(id), Some(Observed::Deleted(_))));
+            return;
+        }
+        let old: Vec<String> = at
+            .iter()
+            .filter(|(_, t)| now.duration_since(**t) >= FORGET_DELETED)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut stamps = crate::sync::lock(&self.stamps);
+        for id in old {
+            at.remove(&id);
+            if matches!(obs.get(&id), Some(Observed::Deleted(_))) {
+                obs.remove(&id);
+                stamps.remove(&id);
+            }
+        }
     }
 
     /// Notes that the watch just told us about `id` (call with `observed` held).
@@ -568,6 +613,19 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
         mark: ListMark,
         known: Option<&HashMap<String, PluginData>>,
     ) {
+        self.observe_listing(requests, mark, known, false);
+    }
+
+    /// [`Self::observe_list`]; with `unchanged_at_rest`, a listed request
+    /// equal to what we observed and not in doubt counts as at rest (a
+    /// periodic listing: what we already reconciled needs no second look).
+    fn observe_listing(
+        &self,
+        requests: Vec<Request>,
+        mark: ListMark,
+        known: Option<&HashMap<String, PluginData>>,
+        unchanged_at_rest: bool,
+    ) {
         let mut ids = Vec::with_capacity(requests.len());
         let mut skipped = 0u64;
         {
@@ -586,15 +644,21 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
             for id in vanished {
                 let previous = obs.remove(&id);
                 obs.insert(id.clone(), Observed::deleted(previous));
+                self.note_deleted(&id);
                 ids.push(id);
             }
             for r in requests {
                 if newer(&r.id) {
                     continue;
                 }
-                let rest = known.is_some_and(|k| {
-                    self.at_rest(&r, k.get(&r.id).unwrap_or(&PluginData::default()))
-                });
+                let unchanged = unchanged_at_rest
+                    && matches!(obs.get(&r.id), Some(Observed::Present(o)) if **o == r)
+                    && !self.is_unsure(&r.id)
+                    && !crate::sync::lock(&self.stale).contains(&r.id);
+                let rest = unchanged
+                    || known.is_some_and(|k| {
+                        self.at_rest(&r, k.get(&r.id).unwrap_or(&PluginData::default()))
+                    });
                 if rest {
                     skipped += 1;
                 } else {
@@ -654,16 +718,23 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
     /// confirmed gone with Teleport and shown expired. Returns what it found.
     pub async fn resync(&self, requests: Vec<Request>, mark: ListMark, sweep: bool) -> Resync {
         let listed = requests.len();
-        let known = self
-            .known("every listed request is reconciled, and requests deleted while no replica was watching stay as they are until the next reconnect")
-            .await;
+        self.forget_old_deletions(Instant::now());
+        // A periodic listing (no sweep) compares with what we observed: our
+        // plugin data, which outlives the requests by an hour, is not listed
+        // again every time.
+        let known = if sweep {
+            self.known("every listed request is reconciled, and requests deleted while no replica was watching stay as they are until the next reconnect")
+                .await
+        } else {
+            None
+        };
         let before = self.counters.at_rest.load(Ordering::Relaxed);
         let ids: std::collections::HashSet<String> = if sweep {
             requests.iter().map(|r| r.id.clone()).collect()
         } else {
             std::collections::HashSet::new()
         };
-        self.observe_list(requests, mark, known.as_ref());
+        self.observe_listing(requests, mark, known.as_ref(), !sweep);
         let at_rest = self.counters.at_rest.load(Ordering::Relaxed) - before;
         let swept = match (sweep, known) {
             (true, Some(known)) => self.sweep(&ids, &known).await,

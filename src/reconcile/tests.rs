@@ -22,6 +22,8 @@ struct Store {
     /// Requests Teleport no longer has (`current` answers `None`; others
     /// cannot be read).
     deleted: Arc<Mutex<std::collections::HashSet<String>>>,
+    /// `list` calls.
+    listings: Arc<Mutex<usize>>,
     /// What `role_logins` answers (none: `Ok(None)`), and how often it was asked.
     role_answer: Arc<Mutex<Option<RoleAnswer>>>,
     role_calls: Arc<Mutex<usize>>,
@@ -76,6 +78,7 @@ impl PluginDataStore for Store {
         }
     }
     async fn list(&self) -> Result<Vec<Listed>, StoreError> {
+        *self.listings.lock().unwrap() += 1;
         Ok(self
             .data
             .lock()
@@ -1222,4 +1225,62 @@ async fn a_recorded_expiry_never_shown_is_found_by_the_sweep() {
         );
     }
     assert!(!stored(&store, "r1").rendered.is_empty());
+}
+
+#[tokio::test]
+async fn a_periodic_listing_looks_again_only_at_what_changed() {
+    let (store, discord) = (Store::default(), Discord::default());
+    let r = reconciler(&store, &discord);
+    for id in ["a", "b"] {
+        r.observe_put(request(id));
+        r.settle(id).await.expect("post");
+    }
+    // As the workers would have: the queue is empty once both are done.
+    while let Ok(Some(k)) = tokio::time::timeout(Duration::from_millis(10), r.queue().next()).await
+    {
+        r.queue().done(&k);
+    }
+    let (listings, reads) = (
+        *store.listings.lock().unwrap(),
+        *store.reads.lock().unwrap(),
+    );
+    let mut b = request("b");
+    b.reason = "changed while the watch missed it".into();
+    let found = r.resync(vec![request("a"), b], r.list_mark(), false).await;
+    assert_eq!((found.listed, found.at_rest), (2, 1));
+    assert_eq!(r.queue().len(), 1, "only the request that changed");
+    assert_eq!(
+        *store.listings.lock().unwrap(),
+        listings,
+        "no plugin data listing"
+    );
+    assert_eq!(*store.reads.lock().unwrap(), reads);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_standby_forgets_old_deletions_and_a_takeover_still_shows_them() {
+    let (store, discord) = (Store::default(), Discord::default());
+    let leader = reconciler(&store, &discord);
+    let standby = reconciler(&store, &discord);
+    standby.set_role(false, false);
+    leader.set_role(true, true);
+    leader.observe_put(request("r1"));
+    standby.observe_put(request("r1"));
+    leader.settle("r1").await.expect("post");
+    // The request is deleted; the leader dies before it shows that.
+    standby.observe_delete("r1");
+    store.deleted.lock().unwrap().insert("r1".into());
+    drop(leader);
+    tokio::time::advance(FORGET_DELETED).await;
+    standby.resync(Vec::new(), standby.list_mark(), false).await;
+    assert_eq!(standby.tracked(), 0, "a standby forgets old deletions");
+    // It becomes the leader: the take-over's sweep finds it in plugin data.
+    standby.set_role(true, true);
+    let (_, queued) = standby.takeover().await;
+    assert_eq!(queued, 1);
+    standby.settle("r1").await.expect("expire");
+    for ch in ["1001", "1002"] {
+        let m = &discord.in_channel(ch)[0];
+        assert!(m.body.content.contains("⌛ EXPIRED"), "{}", m.body.content);
+    }
 }
