@@ -85,7 +85,7 @@ pub struct PublicKey([u8; 32]);
 impl PublicKey {
     /// Parses 64 hex digits; the error says what is wrong.
     pub fn parse(hex: &str) -> Result<Self, String> {
-        let bytes = decode_hex(hex.trim()).ok_or_else(|| {
+        let bytes = hex::decode(hex.trim()).ok().ok_or_else(|| {
             "must be hexadecimal (the Developer Portal's \"Public Key\")".to_owned()
         })?;
         let key: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
@@ -95,10 +95,6 @@ impl PublicKey {
             .map_err(|_| "is not a valid Ed25519 public key".to_owned())?;
         Ok(Self(key))
     }
-}
-
-fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    hex::decode(s).ok()
 }
 
 /// Checks a delivery's signature and timestamp (pure).
@@ -111,7 +107,8 @@ pub fn verify(
 ) -> Result<(), Refusal> {
     let timestamp = timestamp.ok_or(Refusal::MissingHeader("X-Signature-Timestamp"))?;
     let signature = signature.ok_or(Refusal::MissingHeader("X-Signature-Ed25519"))?;
-    let sig: [u8; 64] = decode_hex(signature)
+    let sig: [u8; 64] = hex::decode(signature)
+        .ok()
         .and_then(|b| b.try_into().ok())
         .ok_or(Refusal::BadSignature)?;
     let key = VerifyingKey::from_bytes(&key.0).map_err(|_| Refusal::BadSignature)?;
