@@ -105,6 +105,8 @@ pub async fn run(
     );
     tasks.spawn("config-reload", reloads.run(shutdown.clone()));
     let metrics = HttpMetrics::register(&mut registry);
+    let review_metrics = crate::review::ReviewMetrics::register(&mut registry);
+    let desk_slot: Arc<std::sync::OnceLock<Arc<crate::review::Desk>>> = Arc::default();
     let heartbeat = Heartbeat::new();
     heartbeat.beat();
     tasks.spawn("heartbeat", heartbeat.clone().run(shutdown.clone()));
@@ -125,12 +127,29 @@ pub async fn run(
         metrics,
         heartbeat,
         interactions: Arc::new(crate::interactions::Endpoint::new()),
+        desk: desk_slot.clone(),
+        review_metrics: review_metrics.clone(),
     };
     let local = listener.local_addr().map_err(AppError::Serve)?;
     tracing::info!("HTTP server listening on {local}");
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut TcpStream| {
         let _ = tcp.set_nodelay(true);
     });
+    // `[review] listen_addr`: the interactions endpoint alone, for a load
+    // balancer that must not reach /metrics or /admin.
+    if let Some(addr) = config.load().review.listen_addr {
+        let review_listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| AppError::Bind { addr, source })?;
+        tracing::info!("Interactions endpoint listening on {addr}");
+        let review_server = axum::serve(review_listener, crate::http::review_router(state.clone()))
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        tasks.spawn("http-review-server", async move {
+            if let Err(e) = review_server.await {
+                tracing::error!(error = %e, "the interactions listener failed");
+            }
+        });
+    }
     let server = axum::serve(listener, crate::http::router(state))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let (served_tx, served) = tokio::sync::oneshot::channel();
@@ -138,6 +157,7 @@ pub async fn run(
         let _ = served_tx.send(server.await);
     });
 
+    let config_for_desk = config.clone();
     // The pipeline; its own stop token, so the HTTP server outlives it.
     let pipeline_stop = CancellationToken::new();
     let started = tokio::select! {
@@ -153,8 +173,17 @@ pub async fn run(
         }
         None => None,
     };
+    let mut desk = None;
     if let Some(mut p) = pipeline {
         reloader.set_live(p.live.clone());
+        let d = crate::review::Desk::new(
+            p.reviews.directory.clone(),
+            p.reviews.follow_ups.clone(),
+            config_for_desk.clone(),
+            review_metrics.clone(),
+        );
+        let _ = desk_slot.set(d.clone());
+        desk = Some(d);
         tokio::select! {
             () = shutdown.cancelled() => {}
             r = &mut p.watch => {
@@ -173,6 +202,10 @@ pub async fn run(
     pipeline_stop.cancel();
     shutdown.cancel();
     let served = tokio::time::timeout(SHUTDOWN_GRACE, served).await;
+    if let Some(d) = desk {
+        // Deferred answers in flight get their follow-ups.
+        d.drain(SHUTDOWN_GRACE).await;
+    }
     drained.cancel();
     let stopped = tasks.shutdown(SHUTDOWN_GRACE).await;
     if let Some(e) = fatal {

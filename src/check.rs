@@ -30,6 +30,11 @@ pub async fn connectivity(config: &Config) -> Report {
             ));
         }
     }
+    if config.review.enabled {
+        let (part, fine) = reviews(config).await;
+        text.push_str(&part);
+        ok &= fine;
+    }
     let client = match crate::discord::DiscordClient::new(
         &config.discord,
         crate::discord::DiscordMetrics::unregistered(),
@@ -77,4 +82,59 @@ pub async fn connectivity(config: &Config) -> Report {
         }
     }
     Report { text, ok }
+}
+
+/// `[review] enabled`: the key, the Auth Service's version, the user lookup.
+async fn reviews(config: &Config) -> (String, bool) {
+    let r = &config.review;
+    let mut text = String::from("Reviews from Discord ([review] enabled):\n");
+    let mut ok = true;
+    text.push_str(if config.discord.public_key.is_some() {
+        "  interactions public key: ok (a valid Ed25519 key)\n"
+    } else {
+        "  interactions public key: MISSING\n"
+    });
+    text.push_str(&format!(
+        "  [review.users]: {} Discord user(s) mapped\n",
+        r.users.len()
+    ));
+    match crate::teleport::check::probe_reviews(&config.teleport, &r.discord_user_id_trait).await {
+        Ok(p) => {
+            let since = crate::review::ON_BEHALF_SINCE;
+            if crate::teleport::client::version_at_least(&p.server_version, since) {
+                text.push_str(&format!(
+                    "  Auth Service {}: takes reviews submitted for users\n",
+                    p.server_version
+                ));
+            } else {
+                ok = false;
+                text.push_str(&format!(
+                    "  Auth Service {}: TOO OLD: reviews submitted for users need Teleport {since} or newer\n",
+                    p.server_version
+                ));
+            }
+            match p.list_users {
+                None => {
+                    text.push_str("  user lookup by trait: off (discord_user_id_trait = \"\")\n")
+                }
+                Some(Ok(())) => text.push_str(&format!(
+                    "  user lookup by trait {:?} (ListUsers): ok\n",
+                    r.discord_user_id_trait
+                )),
+                Some(Err(e)) => {
+                    ok = false;
+                    text.push_str(&format!(
+                        "  user lookup by trait {:?} (ListUsers): FAILED: {e}; add the rule `user: [list, read]` to the plugin's role\n",
+                        r.discord_user_id_trait
+                    ));
+                }
+            }
+            text.push_str("  (Teleport checks review_requests.submit_for_users only when a review is submitted)\n");
+        }
+        Err(e) => {
+            ok = false;
+            text.push_str(&format!("  Teleport: FAILED: {e}\n"));
+        }
+    }
+    (text, ok)
 }

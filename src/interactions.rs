@@ -9,19 +9,22 @@
 //! [`MAX_SKEW`] of now; otherwise the answer is 401 and nothing else happens.
 //! A verified PING gets a PONG (Discord sends one when the URL is saved). An
 //! interaction ID seen before (a duplicate delivery, or a captured request
-//! replayed) changes nothing a second time. This version posts no buttons,
-//! so any other interaction is answered, to the clicker alone, that this
-//! bot does not handle it.
+//! replayed) changes nothing a second time. A verified button click
+//! (MESSAGE_COMPONENT) or modal submit (MODAL_SUBMIT) is read into an
+//! [`Incoming`] for the `review` module; who acted is read from the signed
+//! payload (`member.user.id` in a server, `user.id` in a DM).
 //!
 //! The interaction token in the body is a secret (it lets its holder answer
-//! as the bot for 15 minutes): it is never parsed into a value that could
-//! be logged, and bodies are never logged.
+//! as the bot for 15 minutes): it is kept as a [`Secret`] (redacted in
+//! `Debug`), and bodies are never logged.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::{Signature, VerifyingKey};
+
+use crate::secret::Secret;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -35,11 +38,19 @@ pub const REMEMBER_MAX: usize = 100_000;
 
 /// Discord's interaction types we tell apart.
 const PING: u64 = 1;
+const MESSAGE_COMPONENT: u64 = 3;
+const MODAL_SUBMIT: u64 = 5;
 /// Response types.
 const PONG: u64 = 1;
 const CHANNEL_MESSAGE: u64 = 4;
+const DEFERRED_CHANNEL_MESSAGE: u64 = 5;
+const MODAL: u64 = 9;
 /// Message flag: only the user who acted sees it.
-const EPHEMERAL: u64 = 1 << 6;
+pub const EPHEMERAL: u64 = 1 << 6;
+/// The `custom_id` of the reason's text input in our modals.
+pub const REASON_INPUT: &str = "reason";
+/// Longest reason the modal accepts.
+pub const REASON_MAX: usize = 1000;
 
 /// Why a delivery was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -126,24 +137,70 @@ pub fn verify(
     Ok(())
 }
 
-/// What was answered, for metrics.
+/// The interaction kinds that metrics tell apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Answered {
-    /// A PING got its PONG.
-    Pong,
-    /// An interaction seen before: nothing done again.
-    Replayed,
-    /// An interaction this version does not handle.
-    Unsupported,
+pub enum Kind {
+    /// PING.
+    Ping,
+    /// A button click.
+    Component,
+    /// A modal submit.
+    ModalSubmit,
+    /// Anything else (commands, autocomplete).
+    Other,
 }
 
-impl Answered {
+impl Kind {
     /// The metric label.
     pub fn label(self) -> &'static str {
         match self {
-            Self::Pong => "pong",
-            Self::Replayed => "replayed",
-            Self::Unsupported => "unsupported",
+            Self::Ping => "ping",
+            Self::Component => "component",
+            Self::ModalSubmit => "modal_submit",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// Who did what, read from a verified interaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acting {
+    /// The interaction's ID.
+    pub id: String,
+    /// The application's ID (for follow-up routes).
+    pub application_id: String,
+    /// The continuation token (a secret).
+    pub token: Secret,
+    /// The Discord user who clicked or submitted (from the signed payload).
+    pub user_id: String,
+    /// `data.custom_id`: the button's, or the modal's.
+    pub custom_id: String,
+}
+
+/// A verified delivery, read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    /// PING: answer PONG.
+    Ping,
+    /// An interaction ID seen before: do nothing again.
+    Replayed(Kind),
+    /// A button click.
+    Click(Acting),
+    /// A modal submit, with the reason typed (trimmed, maybe empty).
+    Submit(Acting, String),
+    /// An interaction this bot does not handle.
+    Other,
+}
+
+impl Incoming {
+    /// The kind, for metrics.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Self::Ping => Kind::Ping,
+            Self::Replayed(k) => *k,
+            Self::Click(_) => Kind::Component,
+            Self::Submit(..) => Kind::ModalSubmit,
+            Self::Other => Kind::Other,
         }
     }
 }
@@ -154,21 +211,51 @@ pub struct Endpoint {
     seen: Mutex<HashMap<String, Instant>>,
 }
 
+fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+    let mut cur = v;
+    for p in path {
+        cur = cur.get(p)?;
+    }
+    cur.as_str()
+}
+
+fn snowflake(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The value of the text input `custom_id` anywhere in a modal submit's
+/// components (inside a Label, or a legacy action row).
+fn input_value<'a>(c: &'a Value, custom_id: &str) -> Option<&'a str> {
+    if let Some(items) = c.as_array() {
+        return items.iter().find_map(|i| input_value(i, custom_id));
+    }
+    if c.get("custom_id").and_then(Value::as_str) == Some(custom_id)
+        && let Some(v) = c.get("value").and_then(Value::as_str)
+    {
+        return Some(v);
+    }
+    ["component", "components"]
+        .iter()
+        .filter_map(|k| c.get(k))
+        .find_map(|inner| input_value(inner, custom_id))
+}
+
 impl Endpoint {
     /// An endpoint that has seen nothing.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Verifies a delivery and says what to answer (a JSON body for 200).
-    pub fn answer(
+    /// Verifies a delivery and reads it. Who acted must be in the signed
+    /// payload; a click or submit without it is malformed.
+    pub fn accept(
         &self,
         key: &PublicKey,
         timestamp: Option<&str>,
         signature: Option<&str>,
         body: &[u8],
         now: SystemTime,
-    ) -> Result<(Value, Answered), Refusal> {
+    ) -> Result<Incoming, Refusal> {
         verify(key, timestamp, signature, body, now)?;
         let v: Value = serde_json::from_slice(body).map_err(|_| Refusal::Malformed("not JSON"))?;
         let kind = v
@@ -176,25 +263,58 @@ impl Endpoint {
             .and_then(Value::as_u64)
             .ok_or(Refusal::Malformed("no type"))?;
         if kind == PING {
-            return Ok((json!({ "type": PONG }), Answered::Pong));
+            return Ok(Incoming::Ping);
         }
         let id = v
             .get("id")
             .and_then(Value::as_str)
-            .filter(|id| !id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit()))
+            .filter(|id| snowflake(id))
             .ok_or(Refusal::Malformed("no interaction id"))?;
+        let metric_kind = match kind {
+            MESSAGE_COMPONENT => Kind::Component,
+            MODAL_SUBMIT => Kind::ModalSubmit,
+            _ => Kind::Other,
+        };
         if !self.first_time(id, Instant::now()) {
-            return Ok((
-                ephemeral("This interaction was already handled."),
-                Answered::Replayed,
-            ));
+            return Ok(Incoming::Replayed(metric_kind));
         }
-        Ok((
-            ephemeral(
-                "This bot does not handle this interaction. Review access requests with the \"Review request\" link or `tsh request review`.",
-            ),
-            Answered::Unsupported,
-        ))
+        if metric_kind == Kind::Other {
+            return Ok(Incoming::Other);
+        }
+        let user_id = str_at(&v, &["member", "user", "id"])
+            .or_else(|| str_at(&v, &["user", "id"]))
+            .filter(|u| snowflake(u))
+            .ok_or(Refusal::Malformed("no user"))?;
+        let application_id = v
+            .get("application_id")
+            .and_then(Value::as_str)
+            .filter(|a| snowflake(a))
+            .ok_or(Refusal::Malformed("no application id"))?;
+        let token = v
+            .get("token")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty() && t.len() <= 1024 && t.bytes().all(|b| b.is_ascii_graphic()))
+            .ok_or(Refusal::Malformed("no token"))?;
+        let custom_id = str_at(&v, &["data", "custom_id"])
+            .filter(|c| !c.is_empty() && c.chars().count() <= 100)
+            .ok_or(Refusal::Malformed("no custom_id"))?;
+        let acting = Acting {
+            id: id.to_owned(),
+            application_id: application_id.to_owned(),
+            token: Secret::new(token),
+            user_id: user_id.to_owned(),
+            custom_id: custom_id.to_owned(),
+        };
+        if metric_kind == Kind::Component {
+            return Ok(Incoming::Click(acting));
+        }
+        let reason = v
+            .get("data")
+            .and_then(|d| d.get("components"))
+            .and_then(|c| input_value(c, REASON_INPUT))
+            .unwrap_or_default();
+        let reason: String = reason.trim().chars().take(REASON_MAX).collect();
+        Ok(Incoming::Submit(acting, reason))
     }
 
     /// Records `id`; false when it was seen within [`REMEMBER`].
@@ -221,11 +341,47 @@ impl Endpoint {
     }
 }
 
+/// PONG.
+pub fn pong() -> Value {
+    json!({ "type": PONG })
+}
+
 /// A message only the user who acted sees, that pings nobody.
-fn ephemeral(text: &str) -> Value {
+pub fn ephemeral(text: &str) -> Value {
     json!({
         "type": CHANNEL_MESSAGE,
         "data": { "content": text, "flags": EPHEMERAL, "allowed_mentions": { "parse": [] } }
+    })
+}
+
+/// "Thinking…", seen by the user who acted only; the answer follows by
+/// editing the original response.
+pub fn deferred_ephemeral() -> Value {
+    json!({ "type": DEFERRED_CHANNEL_MESSAGE, "data": { "flags": EPHEMERAL } })
+}
+
+/// A modal asking for an optional reason: `custom_id` comes back with the
+/// submit, `title` at most 45 characters.
+pub fn reason_modal(custom_id: &str, title: &str) -> Value {
+    json!({
+        "type": MODAL,
+        "data": {
+            "custom_id": custom_id,
+            "title": title,
+            "components": [{
+                "type": 18,
+                "label": "Reason (optional)",
+                "description": "Recorded with your review in Teleport.",
+                "component": {
+                    "type": 4,
+                    "custom_id": REASON_INPUT,
+                    "style": 2,
+                    "required": false,
+                    "max_length": REASON_MAX,
+                    "placeholder": "Why?"
+                }
+            }]
+        }
     })
 }
 
@@ -267,14 +423,15 @@ mod tests {
         let body = br#"{"id":"1","type":1}"#;
         let sig = sign(&k, &ts, body);
         let e = Endpoint::new();
-        let (v, a) = e
-            .answer(&key, Some(&ts), Some(&sig), body, now)
+        let got = e
+            .accept(&key, Some(&ts), Some(&sig), body, now)
             .expect("pong");
-        assert_eq!((v, a), (json!({"type": 1}), Answered::Pong));
+        assert_eq!(got, Incoming::Ping);
+        assert_eq!(pong(), json!({"type": 1}));
         // Tampered body, another key, a bad hex, missing headers.
         let tampered = br#"{"id":"1","type":2}"#;
         let refused = |ts: Option<&str>, sig: Option<&str>, body: &[u8]| {
-            e.answer(&key, ts, sig, body, now).expect_err("refused")
+            e.accept(&key, ts, sig, body, now).expect_err("refused")
         };
         assert_eq!(
             refused(Some(&ts), Some(&sig), tampered),
@@ -315,13 +472,13 @@ mod tests {
         ] {
             let ts = secs.saturating_add_signed(off).to_string();
             let got =
-                Endpoint::new().answer(&key, Some(&ts), Some(&sign(&k, &ts, body)), body, now);
+                Endpoint::new().accept(&key, Some(&ts), Some(&sign(&k, &ts, body)), body, now);
             assert_eq!(got.expect_err("stale"), Refusal::StaleTimestamp, "{off}");
         }
         let ts = (secs - MAX_SKEW.as_secs() + 5).to_string();
         assert!(
             Endpoint::new()
-                .answer(&key, Some(&ts), Some(&sign(&k, &ts, body)), body, now)
+                .accept(&key, Some(&ts), Some(&sign(&k, &ts, body)), body, now)
                 .is_ok()
         );
     }
@@ -330,26 +487,99 @@ mod tests {
     fn an_interaction_seen_before_changes_nothing_again() {
         let (k, key) = keys();
         let (now, ts) = now_ts();
-        let body = br#"{"id":"123456","type":3,"token":"secret-token","data":{"custom_id":"x"}}"#;
+        let body = br#"{"id":"123456","type":3,"application_id":"42","token":"secret-token","member":{"user":{"id":"777"}},"data":{"custom_id":"x"}}"#;
         let sig = sign(&k, &ts, body);
         let e = Endpoint::new();
-        let (first, a) = e
-            .answer(&key, Some(&ts), Some(&sig), body, now)
+        let first = e
+            .accept(&key, Some(&ts), Some(&sig), body, now)
             .expect("first");
-        assert_eq!(a, Answered::Unsupported);
-        assert_eq!(first["data"]["flags"], EPHEMERAL);
-        assert_eq!(first["data"]["allowed_mentions"], json!({"parse": []}));
-        let (_, again) = e
-            .answer(&key, Some(&ts), Some(&sig), body, now)
+        let Incoming::Click(acting) = &first else {
+            panic!("a click: {first:?}")
+        };
+        assert_eq!(
+            (
+                acting.user_id.as_str(),
+                acting.custom_id.as_str(),
+                acting.application_id.as_str()
+            ),
+            ("777", "x", "42")
+        );
+        assert!(
+            !format!("{first:?}").contains("secret-token"),
+            "token in Debug"
+        );
+        let again = e
+            .accept(&key, Some(&ts), Some(&sig), body, now)
             .expect("again");
-        assert_eq!(again, Answered::Replayed);
+        assert_eq!(again, Incoming::Replayed(Kind::Component));
+        let eph = ephemeral("hi");
+        assert_eq!(eph["data"]["flags"], EPHEMERAL);
+        assert_eq!(eph["data"]["allowed_mentions"], json!({"parse": []}));
         // A signed body that is not an interaction is a 400, and says nothing of the body.
         let junk = b"not json, token=secret-token";
         let err = e
-            .answer(&key, Some(&ts), Some(&sign(&k, &ts, junk)), junk, now)
+            .accept(&key, Some(&ts), Some(&sign(&k, &ts, junk)), junk, now)
             .expect_err("malformed");
         assert_eq!(err.status(), 400);
         assert!(!err.to_string().contains("secret"));
+    }
+
+    #[test]
+    fn a_modal_submit_gives_the_typed_reason_and_the_user_from_the_payload() {
+        let (k, key) = keys();
+        let (now, ts) = now_ts();
+        let e = Endpoint::new();
+        // In a DM the user is `user`; the reason sits in a Label.
+        let body = serde_json::to_vec(&json!({
+            "id": "9001", "type": 5, "application_id": "42", "token": "t0k",
+            "user": {"id": "555"},
+            "data": {"custom_id": "review:v1:deny:abc", "components": [
+                {"type": 18, "id": 1, "component": {"type": 4, "id": 2, "custom_id": "reason", "value": "  not today  "}}
+            ]}
+        }))
+        .expect("json");
+        let got = e
+            .accept(&key, Some(&ts), Some(&sign(&k, &ts, &body)), &body, now)
+            .expect("submit");
+        let Incoming::Submit(acting, reason) = got else {
+            panic!("a submit")
+        };
+        assert_eq!(
+            (acting.user_id.as_str(), reason.as_str()),
+            ("555", "not today")
+        );
+        // A legacy action row works too; no input means no reason.
+        let legacy = serde_json::to_vec(&json!({
+            "id": "9002", "type": 5, "application_id": "42", "token": "t",
+            "member": {"user": {"id": "556"}},
+            "data": {"custom_id": "c", "components": [
+                {"type": 1, "components": [{"type": 4, "custom_id": "reason", "value": "ok"}]}
+            ]}
+        }))
+        .expect("json");
+        let got = e
+            .accept(&key, Some(&ts), Some(&sign(&k, &ts, &legacy)), &legacy, now)
+            .expect("legacy");
+        assert!(
+            matches!(got, Incoming::Submit(_, ref r) if r == "ok"),
+            "{got:?}"
+        );
+        // Without a user in the signed payload, nothing is done.
+        let anonymous = serde_json::to_vec(&json!({
+            "id": "9003", "type": 3, "application_id": "42", "token": "t",
+            "data": {"custom_id": "c"}
+        }))
+        .expect("json");
+        let err = e
+            .accept(
+                &key,
+                Some(&ts),
+                Some(&sign(&k, &ts, &anonymous)),
+                &anonymous,
+                now,
+            )
+            .expect_err("no user");
+        assert_eq!(err, Refusal::Malformed("no user"));
     }
 
     #[test]

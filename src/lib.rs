@@ -18,7 +18,8 @@
 //! - [`healthcheck`]: the `healthcheck` verb (a std-only HTTP probe for container health checks).
 //! - [`http`]: the axum router (`/healthz`, `/readyz`, `/metrics`, `/admin/reload`,
 //!   `/discord/interactions`).
-//! - [`interactions`]: Discord's interactions endpoint: signature, replay, answers.
+//! - [`interactions`]: Discord's interactions endpoint: signature, replay, reading clicks and submits.
+//! - [`review`]: reviews from Discord: the clicker's Teleport user, the review submitted for them, the answer.
 //! - [`service`]: the pipeline: Teleport watch → reconciler → Discord delivery.
 //! - [`app`]: the long-running service (`start`): listener, signals, reload, shutdown.
 //! - [`check`]: the connectivity part of `teleport-discord check`.
@@ -50,6 +51,7 @@ pub mod readiness;
 pub mod reconcile;
 pub mod reload;
 pub mod render;
+pub mod review;
 pub mod secret;
 pub mod service;
 pub mod sync;

@@ -93,6 +93,73 @@ pub struct ReviewView {
     pub reason: String,
     /// When, seconds since the Unix epoch.
     pub created_unix: i64,
+    /// Who submitted it for the author, when someone did: `Some("Discord")`
+    /// for a review this service submitted for a click.
+    pub via: Option<String>,
+}
+
+/// What a review button asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Approve.
+    Approve,
+    /// Deny.
+    Deny,
+}
+
+impl Verdict {
+    fn word(self) -> &'static str {
+        match self {
+            Self::Approve => "approve",
+            Self::Deny => "deny",
+        }
+    }
+}
+
+/// The version prefix of our `custom_id`s; a new layout gets a new one.
+pub const CUSTOM_ID_PREFIX: &str = "review:v1:";
+
+/// The action a review button (or its modal) carries in `custom_id`:
+/// `review:v1:<approve|deny>:<request id>`, at most 100 characters. It names
+/// the request and the verdict only; who clicked comes from Discord's signed
+/// payload, never from here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ButtonAction {
+    /// Approve or deny.
+    pub verdict: Verdict,
+    /// The access request.
+    pub request_id: String,
+}
+
+impl ButtonAction {
+    /// The `custom_id`.
+    pub fn custom_id(&self) -> String {
+        format!(
+            "{CUSTOM_ID_PREFIX}{}:{}",
+            self.verdict.word(),
+            self.request_id
+        )
+    }
+
+    /// Parses a `custom_id`; `None` for anything that is not exactly ours
+    /// (another version, another verdict, a request ID that is not 1 to 64
+    /// letters, digits and dashes).
+    pub fn parse(custom_id: &str) -> Option<Self> {
+        let rest = custom_id.strip_prefix(CUSTOM_ID_PREFIX)?;
+        let (verdict, id) = rest.split_once(':')?;
+        let verdict = match verdict {
+            "approve" => Verdict::Approve,
+            "deny" => Verdict::Deny,
+            _ => return None,
+        };
+        let ok = !id.is_empty()
+            && id.len() <= 64
+            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        ok.then(|| Self {
+            verdict,
+            request_id: id.to_owned(),
+        })
+    }
 }
 
 /// What the message shows: a view of an access request, built by the reconciler.
@@ -126,6 +193,12 @@ pub struct RequestView {
     pub access_expires_unix: Option<i64>,
     /// `https://<proxy>` for the web UI link (Enterprise clusters), or none.
     pub web_proxy_url: Option<String>,
+    /// A long-term request (access list promotion): titled so, and never
+    /// given review buttons.
+    pub long_term: bool,
+    /// Whether a pending, short-term request gets Approve / Deny buttons
+    /// (`[review] enabled`).
+    pub review_buttons: bool,
 }
 
 /// Wrapper so `RequestView` can derive `Default`.
@@ -192,18 +265,35 @@ pub struct ActionRow {
     pub components: Vec<Button>,
 }
 
-/// A link button.
+/// A button: a link (style 5, `url`) or an interactive one (`custom_id`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Button {
     /// Always 2.
     #[serde(rename = "type")]
     pub kind: u8,
-    /// 5: link.
+    /// 3: success (green), 4: danger (red), 5: link.
     pub style: u8,
     /// Label.
     pub label: String,
-    /// Target.
-    pub url: String,
+    /// Target of a link button.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// What an interactive button's click carries back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_id: Option<String>,
+}
+
+/// Button style: green.
+pub const STYLE_SUCCESS: u8 = 3;
+/// Button style: red.
+pub const STYLE_DANGER: u8 = 4;
+/// Button style: link.
+pub const STYLE_LINK: u8 = 5;
+
+/// Whether `view` gets Approve / Deny buttons: reviews are on, the request
+/// is pending and not long-term.
+pub fn shows_review_buttons(view: &RequestView) -> bool {
+    view.review_buttons && !view.long_term && view.status.0 == Status::Pending
 }
 
 /// Which mentions Discord may turn into pings.
@@ -358,30 +448,53 @@ pub fn render(view: &RequestView, with_embeds: bool) -> MessageBody {
     let status = view.status.0;
     let content = render_content(view);
     let embeds = with_embeds.then(|| render_embeds(&view.reviews));
-    let components = match &view.web_proxy_url {
-        Some(base) => {
-            let url = format!(
-                "{}/web/requests/{}",
-                base.trim_end_matches('/'),
-                path_escape(&view.id)
-            );
-            // Discord refuses a link button whose URL is not http(s).
-            let web = url.starts_with("https://") || url.starts_with("http://");
-            if web && url.len() <= BUTTON_URL_LIMIT && status == Status::Pending {
-                vec![ActionRow {
-                    kind: 1,
-                    components: vec![Button {
-                        kind: 2,
-                        style: 5,
-                        label: "Review request".to_owned(),
-                        url,
-                    }],
-                }]
-            } else {
-                Vec::new()
+    let mut buttons = Vec::new();
+    if shows_review_buttons(view) {
+        for (verdict, label, style) in [
+            (Verdict::Approve, "Approve", STYLE_SUCCESS),
+            (Verdict::Deny, "Deny", STYLE_DANGER),
+        ] {
+            let action = ButtonAction {
+                verdict,
+                request_id: view.id.trim().to_owned(),
+            };
+            // An ID our own parser would refuse gets no buttons.
+            if ButtonAction::parse(&action.custom_id()).as_ref() == Some(&action) {
+                buttons.push(Button {
+                    kind: 2,
+                    style,
+                    label: label.to_owned(),
+                    url: None,
+                    custom_id: Some(action.custom_id()),
+                });
             }
         }
-        None => Vec::new(),
+    }
+    if let Some(base) = &view.web_proxy_url {
+        let url = format!(
+            "{}/web/requests/{}",
+            base.trim_end_matches('/'),
+            path_escape(&view.id)
+        );
+        // Discord refuses a link button whose URL is not http(s).
+        let web = url.starts_with("https://") || url.starts_with("http://");
+        if web && url.len() <= BUTTON_URL_LIMIT && status == Status::Pending {
+            buttons.push(Button {
+                kind: 2,
+                style: STYLE_LINK,
+                label: "Review request".to_owned(),
+                url: Some(url),
+                custom_id: None,
+            });
+        }
+    }
+    let components = if buttons.is_empty() {
+        Vec::new()
+    } else {
+        vec![ActionRow {
+            kind: 1,
+            components: buttons,
+        }]
     };
     MessageBody {
         content,
@@ -414,11 +527,28 @@ fn sorted(items: &[String]) -> Vec<String> {
     v
 }
 
+/// Upstream's 2026 title: "You have a new Role Request:" or "… Resource
+/// Request:" (when resources are requested), with " (long-term access)"
+/// before the colon for a long-term request.
+fn title(view: &RequestView) -> String {
+    let what = if sorted(&view.resources).is_empty() {
+        "Role"
+    } else {
+        "Resource"
+    };
+    let term = if view.long_term {
+        " (long-term access)"
+    } else {
+        ""
+    };
+    format!("You have a new {what} Request{term}:\n")
+}
+
 fn render_content(view: &RequestView) -> String {
     let status = view.status.0;
     // Head: identification. Body: the parts that can grow. Tail: status and
     // resolution, which must always be shown.
-    let mut head = String::from("You have a new Role Request:\n");
+    let mut head = title(view);
     let _ = writeln!(head, "*ID*: {}", escape_markdown(cut(view.id.trim(), 64)));
     let _ = writeln!(
         head,
@@ -561,11 +691,21 @@ fn render_content(view: &RequestView) -> String {
 
 fn review_embed(r: &ReviewView, reason_limit: usize) -> Embed {
     let verb = if r.approved { "Approved" } else { "Denied" };
-    let description = if r.reason.trim().is_empty() {
-        String::new()
-    } else {
-        format!("Reason: {}", code_block(&r.reason, reason_limit))
+    let mut description = match r.via.as_deref().map(str::trim) {
+        Some("Discord") => "Reviewed from Discord.".to_owned(),
+        Some(v) if !v.is_empty() => format!("Submitted by {}.", escape_markdown(cut(v, 128))),
+        _ => String::new(),
     };
+    if !r.reason.trim().is_empty() {
+        if !description.is_empty() {
+            description.push('\n');
+        }
+        let _ = write!(
+            description,
+            "Reason: {}",
+            code_block(&r.reason, reason_limit)
+        );
+    }
     Embed {
         title: cut(
             &format!("{verb} request at {}", unix_date(r.created_unix)),

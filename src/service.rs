@@ -40,7 +40,7 @@ use crate::lease::{Elector, Leadership, Role};
 use crate::readiness::{Latch, Readiness};
 use crate::reconcile::{ClusterInfo, Reconciler};
 use crate::tasks::{Ended, Tasks};
-use crate::teleport::{TeleportError, WatchEvent, WatchMetrics, Watcher};
+use crate::teleport::{TeleportError, WatchEvent, WatchHandle, WatchMetrics, Watcher};
 
 /// How long the Discord queue gets to drain on shutdown.
 pub const DRAIN: Duration = Duration::from_secs(10);
@@ -222,6 +222,23 @@ pub struct Pipeline {
     pub live: LiveSettings,
     delivery: Delivery,
     workers: Ended,
+    /// The review desk's ports, over this pipeline's clients.
+    pub reviews: ReviewPorts,
+}
+
+/// The two ports of [`crate::review::Desk`].
+#[derive(Clone)]
+pub struct ReviewPorts {
+    /// Teleport.
+    pub directory: Arc<dyn crate::review::Directory>,
+    /// Discord's interaction webhooks.
+    pub follow_ups: Arc<dyn crate::review::FollowUps>,
+}
+
+impl std::fmt::Debug for ReviewPorts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReviewPorts").finish_non_exhaustive()
+    }
 }
 
 impl Pipeline {
@@ -293,7 +310,7 @@ pub async fn start(
         store,
         DiscordMessenger::new(delivery.clone()),
         config.clone(),
-        ClusterInfo::from(&ping),
+        cluster_info(&handle),
         replica.clone(),
     ));
     let _ = metrics.reconciler.set(reconciler.clone());
@@ -322,6 +339,25 @@ pub async fn start(
             .run(snapshot.reconcile.workers as usize, cancel.clone()),
     );
     let cell = handle.client_cell();
+    let reviews = ReviewPorts {
+        directory: Arc::new(adapters::teleport::TeleportReviews::new(
+            cell.clone(),
+            ClusterInfo::from(&ping).web_proxy_url,
+        )),
+        follow_ups: Arc::new(adapters::discord::DiscordFollowUps::new(client.clone())),
+    };
+    if snapshot.review.enabled
+        && !crate::teleport::client::version_at_least(
+            &ping.server_version,
+            crate::review::ON_BEHALF_SINCE,
+        )
+    {
+        tracing::warn!(
+            version = %ping.server_version,
+            needed = crate::review::ON_BEHALF_SINCE,
+            "[review] enabled = true, but this Teleport Auth Service is too old to take reviews submitted for users: clicks on Approve and Deny will be refused until it is upgraded"
+        );
+    }
     tasks.spawn(
         "teleport-dispatch",
         adapters::teleport::dispatch(rx, reconciler.clone(), cell.clone(), tasks.clone()),
@@ -353,6 +389,7 @@ pub async fn start(
         },
         delivery,
         workers,
+        reviews,
     })
 }
 
@@ -566,9 +603,17 @@ impl Switcher {
         self.current.republish();
         self.current_cancel = cancel;
         let ping = self.current.ping().clone();
-        self.reconciler.set_cluster(ClusterInfo::from(&ping));
+        self.reconciler.set_cluster(cluster_info(&self.current));
         tracing::info!(cluster = %ping.cluster_name, version = %ping.server_version, "Watch moved to the new Teleport settings");
         Ok(())
+    }
+}
+
+/// The cluster facts the reconciler renders with: Ping's, and our own user.
+fn cluster_info(handle: &WatchHandle) -> ClusterInfo {
+    ClusterInfo {
+        plugin_user: handle.client_cell().load().identity().username.clone(),
+        ..ClusterInfo::from(handle.ping())
     }
 }
 

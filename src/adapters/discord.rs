@@ -100,3 +100,32 @@ impl Messenger for DiscordMessenger {
         }
     }
 }
+
+/// The review desk's Discord port ([`crate::review::FollowUps`]): interaction
+/// webhooks through the Discord client (their own buckets, no global limit).
+#[derive(Debug, Clone)]
+pub struct DiscordFollowUps {
+    client: crate::discord::DiscordClient,
+}
+
+impl DiscordFollowUps {
+    /// Over the bot's client.
+    pub fn new(client: crate::discord::DiscordClient) -> Self {
+        Self { client }
+    }
+}
+
+impl crate::review::FollowUps for DiscordFollowUps {
+    fn edit_original<'a>(
+        &'a self,
+        acting: &'a crate::interactions::Acting,
+        content: &'a str,
+    ) -> crate::review::BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            self.client
+                .edit_original_response(&acting.application_id, &acting.id, &acting.token, content)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}

@@ -16,6 +16,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::SharedConfig;
 use crate::lease::{LeaseError, LeasePort, SEMAPHORE_KIND, SEMAPHORE_NAME};
 use crate::reconcile::{self, ClusterInfo, Messenger, PluginDataStore, Reconciler, StoreError};
+use crate::render::Verdict;
+use crate::review;
 use crate::teleport::model::{AccessMonitoringRule, AccessRequest, RequestState, WatchEvent};
 use crate::teleport::{
     Client, KIND_ACCESS_MONITORING_RULE, PingInfo, SemaphoreLease, TeleportError,
@@ -45,10 +47,14 @@ impl From<AccessRequest> for reconcile::Request {
                 .map(|v| reconcile::Review {
                     approved: v.proposed_state == RequestState::Approved,
                     created_unix: unix(v.created).unwrap_or(0),
+                    submitted_by: (v.on_behalf || !v.submitted_by.is_empty())
+                        .then_some(v.submitted_by)
+                        .filter(|by| !by.is_empty()),
                     author: v.author,
                     reason: v.reason,
                 })
                 .collect(),
+            long_term: r.kind == crate::teleport::RequestKind::LongTerm,
             thresholds: r
                 .thresholds
                 .iter()
@@ -77,6 +83,7 @@ impl From<&PingInfo> for ClusterInfo {
         Self {
             name: p.cluster_name.clone(),
             web_proxy_url: p.web_proxy_addr().map(addr_to_url),
+            plugin_user: String::new(),
         }
     }
 }
@@ -384,6 +391,8 @@ mod tests {
                 proposed_state: RequestState::Denied,
                 reason: "no".into(),
                 created: Some(t),
+                submitted_by: String::new(),
+                on_behalf: false,
             }],
             thresholds: vec![],
             suggested_reviewers: vec!["carol".into()],
@@ -391,6 +400,7 @@ mod tests {
             created: Some(t),
             request_expires: Some(t),
             access_expires: None,
+            kind: crate::teleport::RequestKind::Undefined,
             system_annotations: BTreeMap::new(),
         };
         let r: reconcile::Request = a.into();
@@ -401,5 +411,151 @@ mod tests {
         assert_eq!(r.expires_unix, Some(1000));
         assert_eq!(r.created_unix, Some(1000));
         assert_eq!(r.access_expires_unix, None);
+    }
+}
+
+/// The review desk's Teleport port ([`review::Directory`]) through whichever
+/// client is current.
+#[derive(Debug, Clone)]
+pub struct TeleportReviews {
+    client: Arc<ArcSwap<Client>>,
+    /// `https://<proxy>` for web links, when known.
+    web_proxy_url: Option<String>,
+}
+
+impl TeleportReviews {
+    /// Over the watch's client cell; `web_proxy_url` as the cluster's.
+    pub fn new(client: Arc<ArcSwap<Client>>, web_proxy_url: Option<String>) -> Self {
+        Self {
+            client,
+            web_proxy_url,
+        }
+    }
+}
+
+fn facts(r: AccessRequest) -> review::RequestFacts {
+    let long_term = r.kind == crate::teleport::RequestKind::LongTerm;
+    let req: reconcile::Request = r.into();
+    review::RequestFacts {
+        state: match req.state {
+            reconcile::RequestState::Approved => review::State::Approved,
+            reconcile::RequestState::Denied => review::State::Denied,
+            reconcile::RequestState::Promoted => review::State::Promoted,
+            _ => review::State::Pending,
+        },
+        needed: req.needed(),
+        user: req.user,
+        long_term,
+    }
+}
+
+fn port_error(e: TeleportError) -> review::PortError {
+    match e {
+        TeleportError::PermissionDenied(m) => review::PortError::Denied(m),
+        other => review::PortError::Failed(other.to_string()),
+    }
+}
+
+/// The state named in "the access request has been already approved".
+fn resolved_state(message: &str) -> Option<review::State> {
+    let rest = message.split("has been already ").nth(1)?;
+    let word = rest.split_whitespace().next().unwrap_or_default();
+    Some(match word.trim_end_matches(['.', '"']) {
+        "approved" => review::State::Approved,
+        "denied" => review::State::Denied,
+        "promoted" => review::State::Promoted,
+        _ => return None,
+    })
+}
+
+impl review::Directory for TeleportReviews {
+    fn users_with_trait<'a>(
+        &'a self,
+        trait_name: &'a str,
+        value: &'a str,
+    ) -> review::BoxFuture<'a, Result<Vec<String>, review::PortError>> {
+        Box::pin(async move {
+            let client = Client::clone(&self.client.load());
+            client
+                .users_with_trait(trait_name, value)
+                .await
+                .map(|users| users.into_iter().map(|u| u.name).collect())
+                .map_err(port_error)
+        })
+    }
+
+    fn request<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> review::BoxFuture<'a, Result<Option<review::RequestFacts>, review::PortError>> {
+        Box::pin(async move {
+            let client = Client::clone(&self.client.load());
+            client
+                .get_access_request(id)
+                .await
+                .map(|r| r.map(facts))
+                .map_err(port_error)
+        })
+    }
+
+    fn submit<'a>(
+        &'a self,
+        id: &'a str,
+        author: &'a str,
+        verdict: Verdict,
+        reason: &'a str,
+    ) -> review::BoxFuture<'a, Result<review::RequestFacts, review::SubmitError>> {
+        Box::pin(async move {
+            let client = Client::clone(&self.client.load());
+            let input = crate::teleport::client::ReviewInput {
+                author: Some(author.to_owned()),
+                on_behalf: true,
+                proposed_state: match verdict {
+                    Verdict::Approve => RequestState::Approved,
+                    Verdict::Deny => RequestState::Denied,
+                },
+                reason: reason.to_owned(),
+            };
+            match client.submit_access_review(id, input).await {
+                Ok(r) => Ok(facts(r)),
+                Err(TeleportError::AlreadyReviewed(_)) => Err(review::SubmitError::AlreadyReviewed),
+                Err(TeleportError::PermissionDenied(m)) => {
+                    if let Some(s) = resolved_state(&m) {
+                        Err(review::SubmitError::Resolved(s))
+                    } else if m.contains("cannot submit reviews on behalf of") {
+                        // Which of the two: the server's version says.
+                        match client.ping().await.map(|p| p.server_version) {
+                            Ok(v)
+                                if !crate::teleport::client::version_at_least(
+                                    &v,
+                                    review::ON_BEHALF_SINCE,
+                                ) =>
+                            {
+                                Err(review::SubmitError::ServerTooOld(v))
+                            }
+                            _ => Err(review::SubmitError::ForUsersNotPermitted),
+                        }
+                    } else {
+                        Err(review::SubmitError::NotAllowed(m))
+                    }
+                }
+                // An unknown author ("user \"x\" is not found") is the
+                // mapping's fault, not the request's.
+                Err(TeleportError::NotFound(m)) if m.starts_with("user ") => {
+                    Err(review::SubmitError::NotAllowed(m))
+                }
+                Err(TeleportError::NotFound(_)) => Err(review::SubmitError::Gone),
+                Err(e) => Err(review::SubmitError::Failed(e.to_string())),
+            }
+        })
+    }
+
+    fn web_link(&self, id: &str) -> Option<String> {
+        let base = self.web_proxy_url.as_deref()?;
+        let id: String = id
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
+        Some(format!("{}/web/requests/{id}", base.trim_end_matches('/')))
     }
 }

@@ -17,12 +17,12 @@ use toml::de::{DeTable, DeValue};
 
 use super::{
     ApiUrl, Config, ConfigDuration, ConfigError, ConnectVia, Credentials, DEFAULT_DISCORD_API_URL,
-    DEFAULT_GLOBAL_RATE_LIMIT, DEFAULT_LEASE_TTL, DEFAULT_LISTEN_ADDR, DEFAULT_RECONCILE_WORKERS,
-    DEFAULT_REFRESH_IDENTITY_INTERVAL, DEFAULT_RESYNC_INTERVAL, DEFAULT_TELEPORT_ADDR,
-    DiscordConfig, HttpConfig, LEASE_TTL_RANGE, LeaseConfig, LeaseMode, Loaded, LogConfig,
-    LogFormat, LogOutput, MIN_ADMIN_TOKEN_LEN, Problem, Recipient, ReconcileConfig,
-    RoleToRecipients, Severity, TeleportAddr, TeleportConfig, env_vars, parse_duration,
-    read_secret_file,
+    DEFAULT_DISCORD_USER_ID_TRAIT, DEFAULT_GLOBAL_RATE_LIMIT, DEFAULT_LEASE_TTL,
+    DEFAULT_LISTEN_ADDR, DEFAULT_RECONCILE_WORKERS, DEFAULT_REFRESH_IDENTITY_INTERVAL,
+    DEFAULT_RESYNC_INTERVAL, DEFAULT_TELEPORT_ADDR, DiscordConfig, HttpConfig, LEASE_TTL_RANGE,
+    LeaseConfig, LeaseMode, Loaded, LogConfig, LogFormat, LogOutput, MIN_ADMIN_TOKEN_LEN, Problem,
+    Recipient, ReconcileConfig, ReviewConfig, RoleToRecipients, Severity, TeleportAddr,
+    TeleportConfig, env_vars, parse_duration, read_secret_file,
 };
 use crate::secret::Secret;
 
@@ -356,6 +356,7 @@ const TOP: &[KnownKey] = &[
     k("http", &["http"]),
     k("reconcile", &["reconcile"]),
     k("lease", &["lease"]),
+    k("review", &["review"]),
     // Upstream's embedded `common.BaseConfig` fields: decoded but unused by the
     // self-hosted Discord plugin. Accepted so old files keep loading.
     k(
@@ -407,6 +408,13 @@ const RECONCILE: &[KnownKey] = &[
 
 const LEASE: &[KnownKey] = &[k("mode", &["mode"]), k("ttl", &["ttl"])];
 
+const REVIEW: &[KnownKey] = &[
+    k("enabled", &["enabled"]),
+    k("listen_addr", &["listen_addr"]),
+    k("discord_user_id_trait", &["discord_user_id_trait"]),
+    k("users", &["users"]),
+];
+
 const HTTP: &[KnownKey] = &[
     k("listen_addr", &["listen_addr"]),
     k("admin_token", &["admin_token"]),
@@ -449,6 +457,11 @@ fn build(cx: &mut Cx<'_>, root: &DeTable<'_>, env: &dyn Env) -> Option<Config> {
     let reconcile = reconcile(cx, &fields_reconcile);
     let fields_lease = section(cx, &top, "lease", LEASE);
     let lease = lease(cx, &fields_lease);
+    let fields_review = section(cx, &top, "review", REVIEW);
+    let review = review(cx, &fields_review);
+    if let (Some(r), Some(d), Some(h)) = (&review, &discord, &http) {
+        review_needs(cx, &fields_review, r, d, h);
+    }
     Some(Config {
         teleport: teleport?,
         discord: discord?,
@@ -457,7 +470,128 @@ fn build(cx: &mut Cx<'_>, root: &DeTable<'_>, env: &dyn Env) -> Option<Config> {
         http: http?,
         reconcile: reconcile?,
         lease: lease?,
+        review: review?,
     })
+}
+
+fn review(cx: &mut Cx<'_>, f: &BTreeMap<&'static str, Found<'_, '_>>) -> Option<ReviewConfig> {
+    let enabled = match f.get("enabled") {
+        Some(x) => boolean(cx, x),
+        None => Some(false),
+    };
+    let listen_addr = match f.get("listen_addr") {
+        Some(x) => match string(cx, x) {
+            Some(v) if v.trim().is_empty() => Some(None),
+            Some(v) => match v.trim().parse::<SocketAddr>() {
+                Ok(a) => Some(Some(a)),
+                Err(_) => {
+                    let msg = format!(
+                        "\"{}\" is not an IP:port address (e.g. \"0.0.0.0:8443\")",
+                        v.trim()
+                    );
+                    cx.problem(x.key.clone(), Some(&x.span), msg);
+                    None
+                }
+            },
+            None => None,
+        },
+        None => Some(None),
+    };
+    let discord_user_id_trait = match f.get("discord_user_id_trait") {
+        Some(x) => string(cx, x).map(|v| v.trim().to_owned()),
+        None => Some(DEFAULT_DISCORD_USER_ID_TRAIT.to_owned()),
+    };
+    let users = match f.get("users") {
+        Some(x) => review_users(cx, x),
+        None => Some(BTreeMap::new()),
+    };
+    Some(ReviewConfig {
+        enabled: enabled?,
+        listen_addr: listen_addr?,
+        discord_user_id_trait: discord_user_id_trait?,
+        users: users?,
+    })
+}
+
+/// `[review.users]`: Discord user ID (a snowflake) → Teleport user name.
+fn review_users(cx: &mut Cx<'_>, f: &Found<'_, '_>) -> Option<BTreeMap<String, String>> {
+    let t = table(cx, f)?;
+    let mut out = BTreeMap::new();
+    let mut ok = true;
+    for (id, value) in t.iter() {
+        let id_text: &str = id.get_ref();
+        let key = join("review.users", id_text);
+        let digits = id_text.trim();
+        if digits.is_empty()
+            || digits.len() > 20
+            || !digits.bytes().all(|b| b.is_ascii_digit())
+            || digits.parse::<u64>().is_err()
+        {
+            cx.problem(
+                key,
+                Some(&id.span()),
+                format!("\"{id_text}\" is not a Discord user ID (a number such as 123456789012345678: Discord's Developer Mode, \"Copy User ID\")"),
+            );
+            ok = false;
+            continue;
+        }
+        match value.get_ref() {
+            DeValue::String(user) if !user.trim().is_empty() => {
+                out.insert(digits.to_owned(), user.trim().to_owned());
+            }
+            DeValue::String(_) => {
+                cx.problem(key, Some(&value.span()), "empty Teleport user name");
+                ok = false;
+            }
+            other => {
+                cx.problem(
+                    key,
+                    Some(&value.span()),
+                    format!(
+                        "expected a string (a Teleport user name), found {}",
+                        kind(other)
+                    ),
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(out)
+}
+
+/// What `[review] enabled = true` needs from the other sections.
+fn review_needs(
+    cx: &mut Cx<'_>,
+    f: &BTreeMap<&'static str, Found<'_, '_>>,
+    r: &ReviewConfig,
+    d: &DiscordConfig,
+    h: &HttpConfig,
+) {
+    let span = f.get("enabled").map(|x| x.span.clone());
+    if r.enabled && d.public_key.is_none() {
+        cx.problem(
+            "review.enabled",
+            span.as_ref(),
+            "reviews from Discord need discord.public_key (the application's \"Public Key\" in the Developer Portal), to verify Discord's signatures",
+        );
+    }
+    if r.enabled && r.discord_user_id_trait.is_empty() && r.users.is_empty() {
+        cx.problem(
+            "review.enabled",
+            span.as_ref(),
+            "reviews from Discord need a way to find the clicker's Teleport user: set review.discord_user_id_trait (default \"discord_user_id\") or list users in [review.users]",
+        );
+    }
+    if let Some(a) = r.listen_addr
+        && a == h.listen_addr
+    {
+        let span = f.get("listen_addr").map(|x| x.span.clone());
+        cx.problem(
+            "review.listen_addr",
+            span.as_ref(),
+            format!("{a} is already http.listen_addr; leave review.listen_addr unset to serve interactions there, or pick another port"),
+        );
+    }
 }
 
 fn lease(cx: &mut Cx<'_>, f: &BTreeMap<&'static str, Found<'_, '_>>) -> Option<LeaseConfig> {

@@ -107,6 +107,27 @@ pub struct Config {
     pub reconcile: ReconcileConfig,
     /// `[lease]`
     pub lease: LeaseConfig,
+    /// `[review]`
+    pub review: ReviewConfig,
+}
+
+/// Default trait holding a Teleport user's Discord user ID.
+pub const DEFAULT_DISCORD_USER_ID_TRAIT: &str = "discord_user_id";
+
+/// `[review]`: reviews from Discord (Approve / Deny buttons).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReviewConfig {
+    /// Whether messages carry Approve / Deny buttons and clicks submit reviews.
+    pub enabled: bool,
+    /// A second listener serving only `POST /discord/interactions` (and
+    /// `/healthz`), for a load balancer that exposes this route alone.
+    pub listen_addr: Option<SocketAddr>,
+    /// The Teleport user trait holding a user's Discord user ID; empty: the
+    /// trait is not used.
+    pub discord_user_id_trait: String,
+    /// Static mapping, Discord user ID → Teleport user name (`[review.users]`),
+    /// consulted before the trait.
+    pub users: BTreeMap<String, String>,
 }
 
 /// `[lease]`: the leader lease that keeps replicas from sharing the bot's
@@ -639,6 +660,23 @@ impl ConfigDiff {
         // The elector runs with the settings it started with.
         check("lease.mode", old.lease.mode != new.lease.mode, true);
         check("lease.ttl", old.lease.ttl != new.lease.ttl, true);
+        // Buttons are rendered, and the listener bound, at start.
+        check(
+            "review.enabled",
+            old.review.enabled != new.review.enabled,
+            true,
+        );
+        check(
+            "review.listen_addr",
+            old.review.listen_addr != new.review.listen_addr,
+            true,
+        );
+        check(
+            "review.discord_user_id_trait",
+            old.review.discord_user_id_trait != new.review.discord_user_id_trait,
+            false,
+        );
+        check("review.users", old.review.users != new.review.users, false);
         d
     }
 }

@@ -996,3 +996,71 @@ proptest::proptest! {
         check_outcome(&text)?;
     }
 }
+
+#[test]
+fn review_is_off_by_default_and_needs_a_key_and_a_mapping_when_on() {
+    let c = ok(MINIMAL).config;
+    assert!(!c.review.enabled);
+    assert_eq!(c.review.discord_user_id_trait, "discord_user_id");
+    let p = problems(&format!("{MINIMAL}\n[review]\nenabled = true\n"));
+    assert!(has(&p, "review.enabled", "discord.public_key"), "{p:?}");
+    let key = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+    let with_key = MINIMAL.replace(
+        "token = \"bot-token-value\"",
+        &format!("token = \"bot-token-value\"\npublic_key = \"{key}\""),
+    );
+    let on = ok(&format!("{with_key}\n[review]\nenabled = true\n")).config;
+    assert!(on.review.enabled);
+    let p = problems(&format!(
+        "{with_key}\n[review]\nenabled = true\ndiscord_user_id_trait = \"\"\n"
+    ));
+    assert!(has(&p, "review.enabled", "[review.users]"), "{p:?}");
+    let table = ok(&format!(
+        "{with_key}\n[review]\nenabled = true\ndiscord_user_id_trait = \"\"\n[review.users]\n\"123456789012345678\" = \" alice \"\n"
+    ))
+    .config;
+    assert_eq!(
+        table
+            .review
+            .users
+            .get("123456789012345678")
+            .map(String::as_str),
+        Some("alice")
+    );
+}
+
+#[test]
+fn review_mistakes_name_their_key() {
+    let p = problems(&format!(
+        "{MINIMAL}\n[review]\nenabled = \"yes\"\nlisten_addr = \"nowhere\"\n[review.users]\n\"alice\" = \"alice\"\n\"123\" = 5\n\"124\" = \"\"\n"
+    ));
+    assert!(has(&p, "review.enabled", "expected a boolean"), "{p:?}");
+    assert!(has(&p, "review.listen_addr", "not an IP:port"), "{p:?}");
+    assert!(
+        has(&p, "review.users.alice", "not a Discord user ID"),
+        "{p:?}"
+    );
+    assert!(has(&p, "review.users.123", "expected a string"), "{p:?}");
+    assert!(
+        has(&p, "review.users.124", "empty Teleport user name"),
+        "{p:?}"
+    );
+    let p = problems(&format!(
+        "{MINIMAL}\n[http]\nlisten_addr = \"127.0.0.1:9000\"\n[review]\nlisten_addr = \"127.0.0.1:9000\"\n"
+    ));
+    assert!(
+        has(&p, "review.listen_addr", "already http.listen_addr"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn review_enabled_and_listener_changes_need_a_restart_the_mapping_does_not() {
+    let a = ok(MINIMAL).config;
+    let mut b = a.clone();
+    b.review.enabled = true;
+    b.review.users.insert("1".into(), "x".into());
+    let d = ConfigDiff::between(&a, &b);
+    assert_eq!(d.changed, ["review.enabled", "review.users"]);
+    assert_eq!(d.restart_required, ["review.enabled"]);
+}

@@ -42,6 +42,20 @@ pub(crate) mod routes {
     pub(crate) const GET_CHANNEL: &str = "GET /channels/{}";
     pub(crate) const CREATE_MESSAGE: &str = "POST /channels/{}/messages";
     pub(crate) const EDIT_MESSAGE: &str = "PATCH /channels/{}/messages/{}";
+    pub(crate) const EDIT_ORIGINAL: &str = "PATCH /webhooks/{}/{}/messages/@original";
+}
+
+/// How a request is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// A bot request: bot token, global limit, fence.
+    Bot,
+    /// `GET /users/@me`: runs after a 401 and through a closed fence.
+    TokenCheck,
+    /// An interaction webhook: the interaction's token is in the path, no
+    /// `Authorization`, not bound to the global limit nor the lease's fence
+    /// (any replica answers the clicks it receives); its bucket still holds.
+    Webhook,
 }
 
 /// Everything the client needs; [`ClientOptions::from_config`] fills it from `[discord]`.
@@ -241,7 +255,7 @@ impl DiscordClient {
                 "/users/@me".to_owned(),
                 BucketKey::new(routes::GET_ME, ""),
                 None,
-                true,
+                Via::TokenCheck,
             )
             .await?;
         self.inner.token_rejected.store(false, Ordering::Relaxed);
@@ -259,7 +273,7 @@ impl DiscordClient {
             format!("/channels/{channel_id}"),
             BucketKey::new(routes::GET_CHANNEL, channel_id),
             None,
-            false,
+            Via::Bot,
         )
         .await
     }
@@ -273,7 +287,7 @@ impl DiscordClient {
             "/users/@me/channels".to_owned(),
             BucketKey::new(routes::CREATE_DM, ""),
             Some(body),
-            false,
+            Via::Bot,
         )
         .await
     }
@@ -315,7 +329,7 @@ impl DiscordClient {
             format!("/channels/{channel_id}/messages"),
             key,
             Some(body),
-            false,
+            Via::Bot,
             rank,
         )
         .await
@@ -350,10 +364,46 @@ impl DiscordClient {
             format!("/channels/{channel_id}/messages/{message_id}"),
             key,
             Some(body),
-            false,
+            Via::Bot,
             rank,
         )
         .await
+    }
+
+    /// `PATCH /webhooks/{application_id}/{token}/messages/@original`: edits
+    /// an interaction's first answer (a deferred one's "thinking…" becomes
+    /// `content`). The token stays out of logs and errors; the bucket is
+    /// keyed by the interaction ID, one per token.
+    pub async fn edit_original_response(
+        &self,
+        application_id: &str,
+        interaction_id: &str,
+        token: &Secret,
+        content: &str,
+    ) -> Result<(), DiscordError> {
+        check_snowflake(application_id)?;
+        check_snowflake(interaction_id)?;
+        let t = token.expose();
+        if t.is_empty()
+            || !t
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            return Err(DiscordError::Invalid(
+                "an interaction token has only letters, digits, '-', '_' and '.'".to_owned(),
+            ));
+        }
+        let body = json!({ "content": content, "allowed_mentions": { "parse": [] } });
+        self.request(
+            reqwest::Method::PATCH,
+            &format!("/webhooks/{application_id}/{t}/messages/@original"),
+            BucketKey::new(routes::EDIT_ORIGINAL, interaction_id),
+            Some(&body),
+            Via::Webhook,
+            Instant::now(),
+        )
+        .await
+        .map(drop)
     }
 
     async fn request_json<T: DeserializeOwned>(
@@ -362,9 +412,9 @@ impl DiscordClient {
         path: String,
         key: BucketKey,
         body: Option<Value>,
-        token_check: bool,
+        via: Via,
     ) -> Result<T, DiscordError> {
-        self.request_json_ranked(method, path, key, body, token_check, Instant::now())
+        self.request_json_ranked(method, path, key, body, via, Instant::now())
             .await
     }
 
@@ -374,11 +424,11 @@ impl DiscordClient {
         path: String,
         key: BucketKey,
         body: Option<Value>,
-        token_check: bool,
+        via: Via,
         rank: Instant,
     ) -> Result<T, DiscordError> {
         let bytes = self
-            .request(method, &path, key, body.as_ref(), token_check, rank)
+            .request(method, &path, key, body.as_ref(), via, rank)
             .await?;
         serde_json::from_slice(&bytes).map_err(|e| DiscordError::Decode(e.to_string()))
     }
@@ -391,17 +441,20 @@ impl DiscordClient {
         path: &str,
         key: BucketKey,
         body: Option<&Value>,
-        token_check: bool,
+        via: Via,
         rank: Instant,
     ) -> Result<Vec<u8>, DiscordError> {
         let inner = &self.inner;
         let opts = &inner.options;
         let endpoint = inner.endpoint.load_full();
         let url = format!("{}{path}", endpoint.api_url);
+        // What logs may show: a webhook path holds the interaction's token.
+        let path = if via == Via::Webhook { key.route } else { path };
+        let bot = via != Via::Webhook;
         let mut failures = 0u32;
         let mut limited = 0u32;
         loop {
-            if !token_check && inner.token_rejected.load(Ordering::Relaxed) {
+            if via == Via::Bot && inner.token_rejected.load(Ordering::Relaxed) {
                 return Err(DiscordError::Unauthorized {
                     message:
                         "the token was rejected earlier; not sending until a token check passes"
@@ -416,13 +469,17 @@ impl DiscordClient {
                     limit: opts.invalid_request_guard,
                 });
             }
-            if !token_check && !inner.fence.is_open() {
+            if via == Via::Bot && !inner.fence.is_open() {
                 return Err(DiscordError::Fenced);
             }
-            let permit = inner.limiter.acquire_ranked(key.clone(), rank).await;
+            let permit = if bot {
+                inner.limiter.acquire_ranked(key.clone(), rank).await
+            } else {
+                inner.limiter.acquire_unbound(key.clone()).await
+            };
             // Passed after the rate-limit wait, held until the answer: a
             // replica losing the lease sends nothing once its fence closes.
-            let pass = if token_check {
+            let pass = if via != Via::Bot {
                 None
             } else {
                 match inner.fence.enter() {
@@ -433,10 +490,10 @@ impl DiscordClient {
                     }
                 }
             };
-            let mut req = inner
-                .http
-                .request(method.clone(), &url)
-                .header(http::header::AUTHORIZATION, endpoint.auth.clone());
+            let mut req = inner.http.request(method.clone(), &url);
+            if bot {
+                req = req.header(http::header::AUTHORIZATION, endpoint.auth.clone());
+            }
             if let Some(b) = body {
                 req = req.json(b);
             }
@@ -492,7 +549,7 @@ impl DiscordClient {
                         .await;
                     }
                 }
-                401 => {
+                401 if bot => {
                     inner.token_rejected.store(true, Ordering::Relaxed);
                     let err = DiscordError::from_response(status, &bytes);
                     if let Some(latch) = &inner.latch {

@@ -352,10 +352,22 @@ impl RateLimiter {
         self.acquire_ranked(key, Instant::now()).await
     }
 
-    /// [`Self::acquire`] competing for the global token with `rank`: the
-    /// oldest rank waiting goes first (see the module docs).
-    pub async fn acquire_ranked(self: &Arc<Self>, key: BucketKey, rank: Instant) -> Permit {
-        // Phase 1: a slot in the bucket; only this bucket's answers wake us.
+    /// A slot in `key`'s bucket only, without a global token: for routes
+    /// Discord does not bind to the global limit (interaction webhooks).
+    pub async fn acquire_unbound(self: &Arc<Self>, key: BucketKey) -> Permit {
+        let (epoch, _) = self.take_bucket(&key).await;
+        Permit {
+            limiter: self.clone(),
+            key,
+            epoch,
+            done: false,
+        }
+    }
+
+    /// Phase 1 of an acquire: a slot in the bucket; only this bucket's
+    /// answers wake us. Returns the bucket epoch and whether the slot opened
+    /// the bucket (see [`Priority`]).
+    async fn take_bucket(&self, key: &BucketKey) -> (u64, bool) {
         let changed = self
             .lock()
             .buckets
@@ -363,7 +375,7 @@ impl RateLimiter {
             .or_default()
             .changed
             .clone();
-        let (epoch, opens) = loop {
+        loop {
             let notified = changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
@@ -380,7 +392,14 @@ impl RateLimiter {
                 }
             };
             wait(notified, wake).await;
-        };
+        }
+    }
+
+    /// [`Self::acquire`] competing for the global token with `rank`: the
+    /// oldest rank waiting goes first (see the module docs).
+    pub async fn acquire_ranked(self: &Arc<Self>, key: BucketKey, rank: Instant) -> Permit {
+        // Phase 1: a slot in the bucket; only this bucket's answers wake us.
+        let (epoch, opens) = self.take_bucket(&key).await;
         let permit = Permit {
             limiter: self.clone(),
             key,

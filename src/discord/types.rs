@@ -70,8 +70,8 @@ impl From<&crate::render::MessageBody> for MessagePayload {
                             kind: b.kind,
                             style: b.style,
                             label: Some(b.label.clone()),
-                            custom_id: None,
-                            url: Some(b.url.clone()),
+                            custom_id: b.custom_id.clone(),
+                            url: b.url.clone(),
                             disabled: false,
                         })
                         .collect(),
@@ -281,6 +281,7 @@ mod tests {
                 approved: true,
                 reason: "ok".into(),
                 created_unix: 1_136_214_245,
+                via: None,
             }],
             web_proxy_url: Some("https://teleport.example.com".into()),
             ..RequestView::default()

@@ -139,6 +139,11 @@ pub struct AppState {
     pub heartbeat: Heartbeat,
     /// Discord's interactions endpoint and the interaction IDs it has seen.
     pub interactions: Arc<crate::interactions::Endpoint>,
+    /// The review desk, once the pipeline runs (clicks before get "still
+    /// connecting").
+    pub desk: Arc<std::sync::OnceLock<Arc<crate::review::Desk>>>,
+    /// Interaction and review metrics.
+    pub review_metrics: crate::review::ReviewMetrics,
 }
 
 /// A timestamp a background task refreshes every second; a stale one means
@@ -193,11 +198,6 @@ struct RequestLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OutcomeLabels {
-    outcome: &'static str,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
     method: String,
     route: String,
@@ -208,7 +208,6 @@ struct RouteLabels {
 pub struct HttpMetrics {
     requests: Family<RequestLabels, Counter>,
     duration: Family<RouteLabels, Histogram>,
-    interactions: Family<OutcomeLabels, Counter>,
 }
 
 impl HttpMetrics {
@@ -230,17 +229,7 @@ impl HttpMetrics {
             "Time to answer an HTTP request, by method and matched route",
             duration.clone(),
         );
-        let interactions = Family::<OutcomeLabels, Counter>::default();
-        registry.register(
-            "teleport_discord_interactions",
-            "Deliveries to POST /discord/interactions by outcome (pong, replayed, unsupported; refused: bad_signature, stale_timestamp, malformed)",
-            interactions.clone(),
-        );
-        Self {
-            requests,
-            duration,
-            interactions,
-        }
+        Self { requests, duration }
     }
 }
 
@@ -268,6 +257,21 @@ pub fn error_response(
         }),
     )
         .into_response()
+}
+
+/// The router of `[review] listen_addr`: `POST /discord/interactions` and
+/// `GET /healthz` only, with the same layers.
+pub fn review_router(state: AppState) -> Router {
+    let timeout = TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, REQUEST_TIMEOUT);
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/discord/interactions", post(interactions::deliver))
+        .layer(timeout)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        .with_state(state)
 }
 
 /// The router with every route and layer.

@@ -249,6 +249,9 @@ pub struct ClusterInfo {
     pub name: String,
     /// `https://<proxy>` when the cluster has Advanced Access Workflows.
     pub web_proxy_url: Option<String>,
+    /// Our own Teleport user (the identity's), which Teleport records as
+    /// `SubmittedBy` of the reviews we submit for Discord users.
+    pub plugin_user: String,
 }
 
 /// What the watch last told us about a request.
@@ -1225,12 +1228,21 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
                     approved: r.approved,
                     reason: r.reason.clone(),
                     created_unix: r.created_unix,
+                    via: r.submitted_by.as_ref().map(|by| {
+                        if !cluster.plugin_user.is_empty() && *by == cluster.plugin_user {
+                            "Discord".to_owned()
+                        } else {
+                            by.clone()
+                        }
+                    }),
                 })
                 .collect(),
             needed: req.needed(),
             request_expires_unix: req.expires_unix,
             access_expires_unix: req.access_expires_unix,
             web_proxy_url: cluster.web_proxy_url.clone(),
+            long_term: req.long_term,
+            review_buttons: self.config.load().review.enabled,
         }
     }
 
@@ -1394,6 +1406,9 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
             created_unix: None,
             expires_unix: None,
             access_expires_unix: None,
+            // Not in plugin data; a deleted request's message gets no
+            // buttons either way.
+            long_term: false,
         };
         // A resolution that is recorded but maybe not shown (a concurrent
         // stale edit, or a record from before the edit) is shown again from

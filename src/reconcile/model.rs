@@ -29,6 +29,8 @@ pub struct Review {
     pub reason: String,
     /// When, seconds since the Unix epoch.
     pub created_unix: i64,
+    /// The identity that submitted it for the author, when one did.
+    pub submitted_by: Option<String>,
 }
 
 /// Approvals and denials a threshold asks for.
@@ -71,6 +73,8 @@ pub struct Request {
     pub expires_unix: Option<i64>,
     /// When granted access would end, unix seconds.
     pub access_expires_unix: Option<i64>,
+    /// Long-term (an access list promotion): reviewed in Teleport only.
+    pub long_term: bool,
 }
 
 impl Request {

@@ -285,6 +285,7 @@ fn reconciler(store: &Store, discord: &Discord) -> Reconciler<Store, Discord> {
         ClusterInfo {
             name: "example.teleport.sh".into(),
             web_proxy_url: None,
+            plugin_user: "discord-plugin".into(),
         },
         format!("replica-{n}"),
     )
@@ -306,6 +307,7 @@ fn request(id: &str) -> Request {
         created_unix: None,
         expires_unix: None,
         access_expires_unix: None,
+        long_term: false,
     }
 }
 
@@ -398,6 +400,7 @@ async fn reviews_and_resolution_edit_every_message() {
         approved: true,
         reason: "okay".into(),
         created_unix: 1_136_214_245,
+        submitted_by: None,
     });
     req.thresholds = vec![Threshold {
         approve: 2,
@@ -453,6 +456,7 @@ async fn deleting_a_pending_request_shows_expired_and_keeps_embeds() {
         approved: false,
         reason: "no".into(),
         created_unix: 0,
+        submitted_by: None,
     });
     r.observe_put(req);
     r.settle("r1").await.expect("post");
@@ -786,6 +790,7 @@ async fn other_replicas_leave_the_owner_a_moment_then_take_over() {
         approved: true,
         reason: "ok".into(),
         created_unix: 0,
+        submitted_by: None,
     });
     other.observe_put(reviewed.clone());
     // As a worker does: take the key, reconcile, release it.
@@ -809,6 +814,7 @@ async fn other_replicas_leave_the_owner_a_moment_then_take_over() {
         approved: true,
         reason: "ok too".into(),
         created_unix: 0,
+        submitted_by: None,
     });
     other.observe_put(reviewed.clone());
     let key = other.queue().next().await.expect("key");
@@ -987,6 +993,7 @@ async fn a_lagging_pending_view_never_paints_a_resolved_request_back() {
         approved: true,
         reason: "okay".into(),
         created_unix: 1_136_214_245,
+        submitted_by: None,
     });
     lagging.observe_put(stale);
     as_other_replica(&lagging, "r1").await;
@@ -1051,6 +1058,7 @@ async fn news_during_a_flight_coalesces_into_one_plan_after_it() {
         approved: true,
         reason: "ok".into(),
         created_unix: 0,
+        submitted_by: None,
     });
     r.observe_put(req.clone());
     assert_eq!(
@@ -1064,6 +1072,7 @@ async fn news_during_a_flight_coalesces_into_one_plan_after_it() {
             approved: true,
             reason: "ok".into(),
             created_unix: 0,
+            submitted_by: None,
         });
         r.observe_put(req.clone());
         assert_eq!(
@@ -1130,6 +1139,7 @@ async fn a_resync_compares_one_listing_and_skips_what_is_shown() {
         approved: true,
         reason: "ok".into(),
         created_unix: 0,
+        submitted_by: None,
     });
     // A restart: a new replica lists everything.
     let fresh = reconciler(&store, &discord);

@@ -21,6 +21,7 @@ fn review(author: &str, approved: bool, reason: &str) -> ReviewView {
         approved,
         reason: reason.into(),
         created_unix: 1_136_214_245, // Mon Jan  2 15:04:05 UTC 2006
+        via: None,
     }
 }
 
@@ -57,9 +58,10 @@ fn assert_fits(b: &MessageBody) {
 #[test]
 fn enterprise_pending_matches_upstream() {
     let b = render(&view(), true);
+    // Upstream's 2026 title names a request with resources a Resource Request.
     assert_eq!(
         b.content,
-        "You have a new Role Request:\n\
+        "You have a new Resource Request:\n\
          *ID*: 00000000-0000-0000-0000-000000000000\n\
          *Cluster*: example.teleport.sh\n\
          *User*: example@goteleport.com\n\
@@ -72,8 +74,8 @@ fn enterprise_pending_matches_upstream() {
     assert_eq!(b.components.len(), 1);
     assert_eq!(b.components[0].components[0].style, 5);
     assert_eq!(
-        b.components[0].components[0].url,
-        "https://example.teleport.sh/web/requests/00000000-0000-0000-0000-000000000000"
+        b.components[0].components[0].url.as_deref(),
+        Some("https://example.teleport.sh/web/requests/00000000-0000-0000-0000-000000000000")
     );
     assert_eq!(b.embeds, Some(vec![]));
     assert_fits(&b);
@@ -322,7 +324,7 @@ proptest::proptest! {
             roles,
             reason,
             resolve_reason: resolve,
-            reviews: reviews.into_iter().map(|(a, ok, r, t)| ReviewView { author: a, approved: ok, reason: r, created_unix: t }).collect(),
+            reviews: reviews.into_iter().map(|(a, ok, r, t)| ReviewView { author: a, approved: ok, reason: r, created_unix: t, via: None }).collect(),
             status: StatusField([Status::Pending, Status::Approved, Status::Denied, Status::Promoted, Status::Expired][usize::from(status)]),
             web_proxy_url: enterprise.then(|| "https://proxy.example.com".to_owned()),
             ..RequestView::default()
@@ -465,7 +467,7 @@ proptest::proptest! {
             resources,
             reason,
             resolve_reason: resolve,
-            reviews: reviews.into_iter().map(|(a, ok, r, t)| ReviewView { author: a, approved: ok, reason: r, created_unix: t }).collect(),
+            reviews: reviews.into_iter().map(|(a, ok, r, t)| ReviewView { author: a, approved: ok, reason: r, created_unix: t, via: None }).collect(),
             status: StatusField([Status::Pending, Status::Approved, Status::Denied, Status::Promoted, Status::Expired][usize::from(status)]),
             needed: needed.map(|(approvals, denials)| Needed { approvals, denials }),
             request_expires_unix: expires,
@@ -504,4 +506,140 @@ fn author_names_have_no_edge_whitespace_after_sanitising() {
     for e in b.embeds.iter().flatten() {
         assert_eq!(e.author.name, e.author.name.trim(), "{:?}", e.author.name);
     }
+}
+
+#[test]
+fn the_title_follows_upstream_2026_form() {
+    let title = |resources: bool, long_term: bool| {
+        let v = RequestView {
+            resources: if resources {
+                view().resources
+            } else {
+                Vec::new()
+            },
+            long_term,
+            ..view()
+        };
+        render(&v, true)
+            .content
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(title(false, false), "You have a new Role Request:");
+    assert_eq!(title(true, false), "You have a new Resource Request:");
+    assert_eq!(
+        title(true, true),
+        "You have a new Resource Request (long-term access):"
+    );
+    assert_eq!(
+        title(false, true),
+        "You have a new Role Request (long-term access):"
+    );
+}
+
+#[test]
+fn review_buttons_only_on_pending_short_term_requests_when_on() {
+    let ids = |v: &RequestView| -> Vec<(u8, Option<String>)> {
+        render(v, true)
+            .components
+            .iter()
+            .flat_map(|r| r.components.iter().map(|b| (b.style, b.custom_id.clone())))
+            .collect()
+    };
+    let on = RequestView {
+        review_buttons: true,
+        ..view()
+    };
+    let got = ids(&on);
+    assert_eq!(
+        got,
+        [
+            (STYLE_SUCCESS, Some(format!("review:v1:approve:{ID}"))),
+            (STYLE_DANGER, Some(format!("review:v1:deny:{ID}"))),
+            (STYLE_LINK, None),
+        ]
+    );
+    for (_, id) in &got {
+        if let Some(id) = id {
+            assert!(id.len() <= 100);
+            assert_eq!(
+                ButtonAction::parse(id).map(|a| a.request_id),
+                Some(ID.to_owned())
+            );
+        }
+    }
+    // Off, long-term, or resolved: no review buttons.
+    assert_eq!(ids(&view()), [(STYLE_LINK, None)]);
+    assert_eq!(
+        ids(&RequestView {
+            long_term: true,
+            ..on.clone()
+        }),
+        [(STYLE_LINK, None)]
+    );
+    for s in [
+        Status::Approved,
+        Status::Denied,
+        Status::Expired,
+        Status::Promoted,
+    ] {
+        assert!(
+            ids(&RequestView {
+                status: StatusField(s),
+                ..on.clone()
+            })
+            .is_empty(),
+            "{s:?}"
+        );
+    }
+    // Without a web proxy (OSS), the buttons stand alone.
+    let oss = RequestView {
+        web_proxy_url: None,
+        ..on
+    };
+    assert_eq!(ids(&oss).len(), 2);
+}
+
+#[test]
+fn a_review_from_discord_says_so_in_its_embed() {
+    let mut r = review("alice", true, "fine");
+    r.via = Some("Discord".into());
+    let v = RequestView {
+        reviews: vec![r],
+        ..view()
+    };
+    let b = render(&v, true);
+    let e = &b.embeds.expect("embeds")[0];
+    assert_eq!(e.author.name, "alice");
+    assert!(
+        e.description
+            .starts_with("Reviewed from Discord.\nReason: "),
+        "{}",
+        e.description
+    );
+}
+
+#[test]
+fn custom_ids_parse_strictly() {
+    for bad in [
+        "",
+        "review:v1:approve",
+        "review:v1:approve:",
+        "review:v1:accept:abc",
+        "review:v0:approve:abc",
+        "review:v1:approve:abc:def",
+        "review:v1:approve:a b",
+        &format!("review:v1:approve:{}", "a".repeat(65)),
+    ] {
+        assert_eq!(ButtonAction::parse(bad), None, "{bad}");
+    }
+    assert_eq!(
+        ButtonAction::parse("review:v1:deny:abc-123"),
+        Some(ButtonAction {
+            verdict: Verdict::Deny,
+            request_id: "abc-123".into()
+        })
+    );
 }

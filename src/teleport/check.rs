@@ -171,3 +171,40 @@ async fn probe_watch(client: &Client) -> Result<Vec<String>, TeleportError> {
         ))),
     }
 }
+
+/// What `check` found for reviews from Discord.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewProbe {
+    /// Ping's version.
+    pub server_version: String,
+    /// `ListUsers` with the trait filter (`None` when the trait is not used).
+    pub list_users: Option<Result<(), String>>,
+}
+
+/// Connects and probes what reviews from Discord need: the server's version
+/// and, when `trait_name` is set, `ListUsers` with a trait filter (for a
+/// value no user holds; nothing is changed).
+pub async fn probe_reviews(
+    cfg: &TeleportConfig,
+    trait_name: &str,
+) -> Result<ReviewProbe, TeleportError> {
+    let opts = ConnectOptions::from_config(cfg);
+    let identity = Arc::new(CredentialSource::from_config(&cfg.credentials).load()?);
+    let client = Client::connect(&opts, identity).await?;
+    let ping = client.ping().await?;
+    let list_users = if trait_name.is_empty() {
+        None
+    } else {
+        Some(
+            client
+                .users_with_trait(trait_name, "0")
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string()),
+        )
+    };
+    Ok(ReviewProbe {
+        server_version: ping.server_version,
+        list_users,
+    })
+}

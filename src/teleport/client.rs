@@ -15,15 +15,20 @@ use tokio::net::TcpStream;
 use tonic::transport::{Channel, Endpoint};
 
 use super::identity::Identity;
-use super::model::{AccessMonitoringRule, AccessRequest, RequestState};
+use super::model::{AccessMonitoringRule, AccessRequest, RequestState, User};
 use super::pb;
 use super::pb::proto::auth_service_client::AuthServiceClient;
 use super::pb::teleport::accessmonitoringrules::v1::access_monitoring_rules_service_client::AccessMonitoringRulesServiceClient;
+use super::pb::teleport::users::v1::users_service_client::UsersServiceClient;
 use super::{KIND_ACCESS_REQUEST, MIN_SERVER_VERSION, TeleportError, tls};
 use crate::config::{ConnectVia, TeleportConfig};
 
 /// The largest answer taken from Teleport, as Go clients allow by default.
 pub const MESSAGE_LIMIT: usize = 4 * 1024 * 1024;
+/// Users asked for per `ListUsers` page (the server may send fewer).
+const USER_PAGE_SIZE: i32 = 200;
+/// Pages read before a trait lookup gives up (a server looping on tokens).
+const MAX_USER_PAGES: usize = 1000;
 
 /// The largest plugin data listing taken (see [`Client::list_plugin_data`]):
 /// about 100,000 requests' entries.
@@ -127,6 +132,10 @@ pub struct Role {
 pub struct ReviewInput {
     /// Author; `None` means "the caller" (the server fills it in).
     pub author: Option<String>,
+    /// Submitted for `author` (a human), who must be set: Teleport then
+    /// applies the author's review rights (`submitted_on_behalf_of_author`,
+    /// teleport-wire.md §11). The server records us as `SubmittedBy`.
+    pub on_behalf: bool,
     /// APPROVED or DENIED.
     pub proposed_state: RequestState,
     /// Reason.
@@ -138,6 +147,7 @@ pub struct ReviewInput {
 pub struct Client {
     auth: AuthServiceClient<Channel>,
     amr: AccessMonitoringRulesServiceClient<Channel>,
+    users: UsersServiceClient<Channel>,
     call_timeout: Duration,
     identity: Arc<Identity>,
 }
@@ -220,7 +230,8 @@ impl Client {
             })?;
         Ok(Self {
             auth: AuthServiceClient::new(channel.clone()).max_decoding_message_size(MESSAGE_LIMIT),
-            amr: AccessMonitoringRulesServiceClient::new(channel),
+            amr: AccessMonitoringRulesServiceClient::new(channel.clone()),
+            users: UsersServiceClient::new(channel).max_decoding_message_size(MESSAGE_LIMIT),
             call_timeout: opts.call_timeout,
             identity,
         })
@@ -484,6 +495,7 @@ impl Client {
                     author: review.author.unwrap_or_default(),
                     proposed_state: review.proposed_state.to_pb() as i32,
                     reason: review.reason,
+                    submitted_on_behalf_of_author: review.on_behalf,
                     // Created left unset: the server uses "now" (see teleport-wire.md §3).
                     ..Default::default()
                 }),
@@ -492,6 +504,74 @@ impl Client {
             .map_err(|s| rpc_error("SubmitAccessReview", &s))?
             .into_inner();
         r.try_into()
+    }
+
+    /// `UsersService/ListUsers` with `Filter.Traits = {trait_name: [value]}`,
+    /// every page. Only users whose trait really holds `value` are returned:
+    /// an Auth Service older than the filter ignores it and lists everyone.
+    pub async fn users_with_trait(
+        &self,
+        trait_name: &str,
+        value: &str,
+    ) -> Result<Vec<User>, TeleportError> {
+        use super::pb::teleport::users::v1::ListUsersRequest;
+        let mut filter = pb::types::UserFilter::default();
+        let mut traits = pb::wrappers::LabelValues::default();
+        traits.values.insert(
+            trait_name.to_owned(),
+            pb::wrappers::StringValues {
+                values: vec![value.to_owned()],
+            },
+        );
+        filter.traits = Some(traits);
+        let mut out = Vec::new();
+        let mut token = String::new();
+        for _ in 0..MAX_USER_PAGES {
+            let r = self
+                .users
+                .clone()
+                .list_users(self.req(ListUsersRequest {
+                    page_size: USER_PAGE_SIZE,
+                    page_token: token.clone(),
+                    with_secrets: false,
+                    filter: Some(filter.clone()),
+                }))
+                .await
+                .map_err(|s| rpc_error("ListUsers", &s))?
+                .into_inner();
+            out.extend(
+                r.users
+                    .into_iter()
+                    .map(User::from)
+                    .filter(|u| !u.name.is_empty() && u.has_trait(trait_name, value)),
+            );
+            if r.next_page_token.is_empty() || r.next_page_token == token {
+                return Ok(out);
+            }
+            token = r.next_page_token;
+        }
+        Err(TeleportError::BadData(format!(
+            "ListUsers returned more than {MAX_USER_PAGES} pages"
+        )))
+    }
+
+    /// `UsersService/GetUser` (needs `user: read` for other users).
+    pub async fn get_user(&self, name: &str) -> Result<User, TeleportError> {
+        use super::pb::teleport::users::v1::GetUserRequest;
+        let r = self
+            .users
+            .clone()
+            .get_user(self.req(GetUserRequest {
+                name: name.to_owned(),
+                current_user: false,
+                with_secrets: false,
+            }))
+            .await
+            .map_err(|s| rpc_error("GetUser", &s))?
+            .into_inner();
+        r.user
+            .map(User::from)
+            .ok_or_else(|| TeleportError::BadData(format!("GetUser {name:?} answered no user")))
     }
 
     /// `GetRole`.

@@ -41,7 +41,8 @@ pub use check::{CheckReport, check_connectivity};
 pub use client::{Client, ConnectOptions, Mode, PingInfo, SemaphoreLease};
 pub use identity::{CredentialSource, Identity};
 pub use model::{
-    AccessMonitoringRule, AccessRequest, AccessReview, RequestState, ReviewThreshold, WatchEvent,
+    AccessMonitoringRule, AccessRequest, AccessReview, RequestKind, RequestState, ReviewThreshold,
+    User, WatchEvent,
 };
 pub use watch::{WatchConfig, WatchHandle, WatchMetrics, Watcher};
 
@@ -74,6 +75,20 @@ pub mod pb {
             /// `teleport.header.v1`.
             pub mod v1 {
                 tonic::include_proto!("teleport.header.v1");
+            }
+        }
+        /// `teleport.users.v1`.
+        pub mod users {
+            /// `teleport.users.v1`.
+            pub mod v1 {
+                tonic::include_proto!("teleport.users.v1");
+            }
+        }
+        /// `teleport.accesslist.v1`.
+        pub mod accesslist {
+            /// `teleport.accesslist.v1`.
+            pub mod v1 {
+                tonic::include_proto!("teleport.accesslist.v1");
             }
         }
         /// `teleport.accessmonitoringrules.v1`.

@@ -81,6 +81,65 @@ pub struct AccessReview {
     pub reason: String,
     /// When it was submitted.
     pub created: Option<SystemTime>,
+    /// The identity (a plugin) that submitted it for the author, if any.
+    pub submitted_by: String,
+    /// Whether it was submitted for the author by another identity.
+    pub on_behalf: bool,
+}
+
+/// An access request's kind (`AccessRequestSpecV3.RequestKind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RequestKind {
+    /// Not said (tsh, tctl, older servers).
+    #[default]
+    Undefined,
+    /// Temporary access.
+    ShortTerm,
+    /// Long-term access through an access list promotion: reviewed in
+    /// Teleport only.
+    LongTerm,
+}
+
+impl RequestKind {
+    /// From the wire value; unknown values are `Undefined`.
+    pub fn from_i32(v: i32) -> Self {
+        match v {
+            1 => Self::ShortTerm,
+            2 => Self::LongTerm,
+            _ => Self::Undefined,
+        }
+    }
+}
+
+/// A Teleport user, as far as mapping Discord users goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// User name.
+    pub name: String,
+    /// Traits (name → values).
+    pub traits: BTreeMap<String, Vec<String>>,
+}
+
+impl User {
+    /// Whether trait `name` holds `value` (exactly).
+    pub fn has_trait(&self, name: &str, value: &str) -> bool {
+        self.traits
+            .get(name)
+            .is_some_and(|vs| vs.iter().any(|v| v == value))
+    }
+}
+
+impl From<pb::types::UserV2> for User {
+    fn from(u: pb::types::UserV2) -> Self {
+        Self {
+            name: u.metadata.map(|m| m.name).unwrap_or_default(),
+            traits: u
+                .spec
+                .and_then(|s| s.traits)
+                .map(|l| l.values.into_iter().map(|(k, v)| (k, v.values)).collect())
+                .unwrap_or_default(),
+        }
+    }
 }
 
 /// A review threshold carried by the request.
@@ -127,6 +186,8 @@ pub struct AccessRequest {
     pub access_expires: Option<SystemTime>,
     /// System annotations (label → values).
     pub system_annotations: BTreeMap<String, Vec<String>>,
+    /// Short- or long-term.
+    pub kind: RequestKind,
 }
 
 /// An access monitoring rule (only what notification routing needs).
@@ -255,6 +316,8 @@ impl TryFrom<pb::types::AccessRequestV3> for AccessRequest {
                 created: time_from_pb(rv.created.as_ref()),
                 author: rv.author,
                 reason: rv.reason,
+                submitted_by: rv.submitted_by,
+                on_behalf: rv.submitted_on_behalf_of_author,
             });
         }
         Ok(Self {
@@ -294,6 +357,7 @@ impl TryFrom<pb::types::AccessRequestV3> for AccessRequest {
                 .system_annotations
                 .map(|l| l.values.into_iter().map(|(k, v)| (k, v.values)).collect())
                 .unwrap_or_default(),
+            kind: RequestKind::from_i32(spec.request_kind),
             id,
         })
     }

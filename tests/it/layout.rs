@@ -118,6 +118,12 @@ fn the_boundaries_hold() {
         "http depends on a port, not on app"
     );
     assert!(!deps("render").contains("discord"), "render is pure");
+    for client in ["teleport", "discord", "adapters"] {
+        assert!(
+            !deps("review").contains(client),
+            "the review desk sees {client} only through its ports"
+        );
+    }
     // Only `discord` builds an HTTP client (reqwest), only `teleport` a gRPC channel.
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();

@@ -12,6 +12,7 @@ mod lease;
 mod lifecycle;
 mod proc;
 mod reliability;
+mod reviews;
 mod scenarios;
 mod security;
 mod support;

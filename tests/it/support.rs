@@ -250,3 +250,69 @@ pub(crate) fn status_line(content: &str) -> String {
         .unwrap_or_default()
         .to_owned()
 }
+
+/// Another replica in-process on the same emulators (it shares nothing with
+/// the first but Teleport and Discord).
+pub(crate) struct Replica {
+    base: String,
+    client: reqwest::Client,
+    shutdown: CancellationToken,
+    handle: tokio::task::JoinHandle<Result<(), app::AppError>>,
+}
+
+impl TestApp {
+    /// Starts another replica with the config at `path`.
+    pub(crate) async fn start_second(_first: &TestApp, path: &std::path::Path) -> Replica {
+        let loaded = config::load(path, &ProcessEnv).expect("valid config");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let shutdown = CancellationToken::new();
+        let options = RunOptions {
+            env: Arc::new(ProcessEnv),
+            log: LogHandle::noop(),
+            handle_signals: false,
+        };
+        let handle = tokio::spawn(app::run(loaded, listener, shutdown.clone(), options));
+        Replica {
+            base,
+            client: reqwest::Client::new(),
+            shutdown,
+            handle,
+        }
+    }
+}
+
+impl Replica {
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Waits until `/readyz` answers 200 (a standby is ready too).
+    pub(crate) async fn wait_ready(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let ok = self
+                .client
+                .get(self.url("/readyz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200);
+            if ok {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "not ready in 15 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub(crate) async fn stop_second(self) {
+        self.shutdown.cancel();
+        let r = tokio::time::timeout(Duration::from_secs(20), self.handle).await;
+        assert!(
+            matches!(r, Ok(Ok(Ok(())))),
+            "replica did not stop cleanly: {r:?}"
+        );
+    }
+}

@@ -100,7 +100,7 @@ async fn direct_identity_file_ping_reviews_and_roles() {
     let c = env.client().await;
     let ping = c.ping().await.expect("ping");
     assert_eq!(ping.cluster_name, "emulated.example.com");
-    assert_eq!(ping.server_version, "18.2.0");
+    assert_eq!(ping.server_version, "18.11.0");
     assert_eq!(ping.web_proxy_addr(), Some("teleport.example.com:443"));
     assert_eq!(c.identity().username, "access-plugin");
 
@@ -113,6 +113,7 @@ async fn direct_identity_file_ping_reviews_and_roles() {
 
     let approve = ReviewInput {
         author: None,
+        on_behalf: false,
         proposed_state: RequestState::Approved,
         reason: "ok by the bot".into(),
     };
@@ -194,6 +195,7 @@ async fn repeated_review_by_the_same_author_is_typed() {
     env.emu.put_raw_request(req);
     let review = ReviewInput {
         author: None,
+        on_behalf: false,
         proposed_state: RequestState::Approved,
         reason: String::new(),
     };
@@ -613,7 +615,7 @@ async fn connectivity_check_reports_what_works() {
         .await
         .expect("check");
     assert_eq!(r.cluster_name, "emulated.example.com");
-    assert_eq!(r.server_version, "18.2.0");
+    assert_eq!(r.server_version, "18.11.0");
     assert_eq!(r.username, "access-plugin");
     assert_eq!(
         r.watch,

@@ -114,7 +114,7 @@ impl EmulatorOptions {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self {
             cluster_name: "emulated.example.com".into(),
-            server_version: "18.2.0".into(),
+            server_version: "18.11.0".into(),
             advanced_access_workflows: true,
             proxy_public_addr: "teleport.example.com:443".into(),
             dir: dir.into(),

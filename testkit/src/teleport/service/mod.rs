@@ -257,6 +257,9 @@ fn filter_requests<'a>(
     })
 }
 
+/// What `Ping` reports while reviews submitted for users are switched off.
+pub(crate) const OLD_SERVER_VERSION: &str = "18.2.0";
+
 #[tonic::async_trait]
 impl AuthService for AuthSvc {
     async fn ping(
@@ -266,9 +269,16 @@ impl AuthService for AuthSvc {
         self.shared.enter("Ping")?;
         caller(&req)?;
         let o = &self.shared.opts;
+        // An Auth Service without reviews submitted for users is older
+        // than the feature (18.11.0).
+        let server_version = if self.shared.lock().on_behalf_unsupported {
+            OLD_SERVER_VERSION.to_owned()
+        } else {
+            o.server_version.clone()
+        };
         Ok(Response::new(pb::proto::PingResponse {
             cluster_name: o.cluster_name.clone(),
-            server_version: o.server_version.clone(),
+            server_version,
             server_features: Some(pb::proto::Features {
                 advanced_access_workflows: o.advanced_access_workflows,
                 ..Default::default()

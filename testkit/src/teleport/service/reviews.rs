@@ -225,7 +225,8 @@ impl TeleportEmulator {
     /// On (the default): an Auth Service with reviews submitted for users
     /// (v18.11+). Off: an older one, which drops `SubmittedBy` and
     /// `submitted_on_behalf_of_author` as unknown fields and applies the
-    /// classic rule (author ≠ caller → PermissionDenied).
+    /// classic rule (author ≠ caller → PermissionDenied); `Ping` then
+    /// reports [`super::OLD_SERVER_VERSION`].
     pub fn set_on_behalf_reviews_supported(&self, on: bool) {
         self.shared.lock().on_behalf_unsupported = !on;
     }
