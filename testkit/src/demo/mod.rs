@@ -9,8 +9,17 @@
 //! - the service through the [`Service`] the binary hands over (the same
 //!   code as `teleport-discord start`), with its HTTP surface on a loopback
 //!   port;
-//! - a small read-only web page of the emulated channels ([`page`]) and the
-//!   Teleport emulator's control API under `/teleport/` on the demo port.
+//! - a small web page of the emulated channels ([`page`]), where the Approve
+//!   and Deny buttons work (clicked as the demo's reviewer, [`REVIEWER`]),
+//!   and the Teleport emulator's control API under `/teleport/` on the demo
+//!   port.
+//!
+//! Reviews from Discord are on (`[review] enabled = true`): the Discord
+//! emulator's Interactions Endpoint URL is the service's
+//! `/discord/interactions`, the Discord user [`REVIEWER`] is mapped by
+//! `[review.users]` to the Teleport user [`REVIEWER_TELEPORT`] (who may review
+//! every role and requests nothing), and the plugin's Teleport role may
+//! submit reviews for users.
 //!
 //! The [`transcript`] polls the Discord emulator and prints every new message
 //! and edit; the [`story`] drives Teleport and waits, step by step, until the
@@ -49,6 +58,49 @@ pub const FAST_BURST: u32 = 7;
 /// Appended to the emulators' config: any free port, so a second replica
 /// started by hand with the same file does not collide.
 const CONFIG_EXTRA: &str = "\n[http]\nlisten_addr = \"127.0.0.1:0\"\n";
+
+/// The demo's reviewer on Discord: the story's Discord step and the page's
+/// clicks are hers.
+pub const REVIEWER: &str = "carol";
+/// The Teleport user [`REVIEWER`] is mapped to (`[review.users]`).
+pub const REVIEWER_TELEPORT: &str = "carol@example.com";
+
+/// The demo's reviewer, as the page and the story click.
+#[derive(Debug, Clone)]
+pub(crate) struct Reviewer {
+    /// Discord user name.
+    pub(crate) name: String,
+    /// Discord user ID (a snowflake).
+    pub(crate) discord_id: String,
+    /// The Teleport user the service reviews as.
+    pub(crate) teleport_user: String,
+}
+
+/// Sets up [`REVIEWER`] on both sides: a Discord user, and a Teleport user
+/// allowed to review every role (and the plugin allowed to review for her).
+fn add_reviewer(teleport: &TeleportEmulator, discord: &DiscordEmulator) -> Reviewer {
+    let discord_id = discord.add_user(REVIEWER);
+    teleport.set_permissions(crate::teleport::Permissions {
+        submit_reviews_for_users: true,
+        ..crate::teleport::Permissions::default()
+    });
+    teleport.put_user(REVIEWER_TELEPORT, &["reviewer"], &[]);
+    teleport.put_user_reviews(REVIEWER_TELEPORT, &["*"]);
+    Reviewer {
+        name: REVIEWER.to_owned(),
+        discord_id,
+        teleport_user: REVIEWER_TELEPORT.to_owned(),
+    }
+}
+
+/// What the demo appends to the emulators' config: [`CONFIG_EXTRA`] and
+/// reviews from Discord, with `reviewer` in `[review.users]`.
+fn config_extra(reviewer: &Reviewer) -> String {
+    format!(
+        "{CONFIG_EXTRA}\n[review]\nenabled = true\n\n[review.users]\n\"{}\" = \"{}\"\n",
+        reviewer.discord_id, reviewer.teleport_user
+    )
+}
 
 /// How `demo` runs.
 #[derive(Debug, Clone, Default)]
@@ -197,6 +249,7 @@ struct Running {
     page_addr: SocketAddr,
     config_path: PathBuf,
     snapshots: tokio::sync::watch::Receiver<Arc<transcript::Snapshot>>,
+    reviewer: Reviewer,
     stop_service: CancellationToken,
     stop_demo: CancellationToken,
 }
@@ -229,8 +282,9 @@ async fn start(
     let sandbox = Sandbox::start(dir, EmulatorConfig::default())
         .await
         .map_err(DemoError::Emulators)?;
+    let reviewer = add_reviewer(&sandbox.teleport, &sandbox.discord);
     let config_path = sandbox
-        .write_config(CONFIG_EXTRA)
+        .write_config(&config_extra(&reviewer))
         .map_err(DemoError::Emulators)?;
     let (teleport, discord, ids) = sandbox.into_parts();
     let (teleport, discord) = (Arc::new(teleport), Arc::new(discord));
@@ -271,11 +325,16 @@ async fn start(
             source,
         })?;
 
+    // Discord delivers clicks and modal submits there (the listener is
+    // bound: connections wait for the service to accept them).
+    discord.set_interactions_endpoint(&format!("http://{service_addr}/discord/interactions"));
+
     let info = page::PageInfo {
         service: format!("http://{service_addr}"),
         bot_name: EmulatorConfig::default().bot_name,
+        reviewer: reviewer.clone(),
     };
-    let router = page::router(snapshots.clone(), info).nest(
+    let router = page::router(snapshots.clone(), info, discord.clone()).nest(
         "/teleport",
         crate::teleport::control::router(teleport.clone()),
     );
@@ -305,6 +364,7 @@ async fn start(
         page_addr,
         config_path,
         snapshots,
+        reviewer,
         stop_service,
         stop_demo,
     })
@@ -335,6 +395,8 @@ async fn run_in(
         },
         burst,
         service: format!("http://{}", r.service_addr),
+        reviewer: &r.reviewer,
+        channels: &r.channels,
     };
     let mut service_done = false;
     let outcome = tokio::select! {
@@ -410,6 +472,10 @@ fn intro(r: &Running, dir: &Path, out: &Out) {
     ));
     out.line("  routing            role `dev` → #dev and #ops; any other role (\"*\") → #fallback");
     out.line(&format!(
+        "  reviews            from Discord: Approve / Deny buttons; Discord user `{}` (id {}) is Teleport user {} ([review.users]); interactions → http://{}/discord/interactions",
+        r.reviewer.name, r.reviewer.discord_id, r.reviewer.teleport_user, r.service_addr
+    ));
+    out.line(&format!(
         "  page               http://{}/  ← the channels as a web page",
         r.page_addr
     ));
@@ -426,6 +492,10 @@ fn play_instructions(r: &Running, dir: &Path, out: &Out) {
             r.page_addr
         ),
         "Play with it (each change shows up below and on the page):".to_owned(),
+        format!(
+            "  # on the page, click Approve or Deny on a pending request: you are Discord user `{}` (Teleport user {})",
+            r.reviewer.name, r.reviewer.teleport_user
+        ),
         "  # create a request (role dev → #dev and #ops; other roles → #fallback); prints its id"
             .to_owned(),
         format!(

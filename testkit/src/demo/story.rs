@@ -1,14 +1,17 @@
-//! The scripted story: Teleport-side actions, each followed by a wait until
-//! the transcript has shown the Discord state it should cause.
+//! The scripted story: Teleport-side actions and one review from Discord
+//! (the reviewer clicks Approve and fills the service's modal, through the
+//! Discord emulator), each followed by a wait until the transcript has shown
+//! the Discord state it should cause.
 
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::page::{InteractionView, interaction_view};
 use super::transcript::{Snapshot, summarize};
-use super::{DemoError, Out};
-use crate::discord::{DiscordEmulator, StoredMessage};
+use super::{DemoError, Out, Reviewer};
+use crate::discord::{DiscordEmulator, InteractionKind, StoredMessage};
 use crate::teleport::TeleportEmulator;
 
 const DEV: usize = 0;
@@ -32,6 +35,10 @@ pub(crate) struct Story<'a> {
     pub(crate) pause: Duration,
     pub(crate) burst: u32,
     pub(crate) service: String,
+    /// Who reviews from Discord.
+    pub(crate) reviewer: &'a Reviewer,
+    /// (name, ID) of `#dev`, `#ops`, `#fallback`.
+    pub(crate) channels: &'a [(String, String)],
 }
 
 /// The messages of `channel` for request `id`.
@@ -57,6 +64,18 @@ fn one_each(
         let found = messages_for(s, c, id);
         found.len() == 1 && check(&summarize(found[0]))
     })
+}
+
+/// An unanswered or refused interaction, in words.
+fn describe(view: &InteractionView, endpoint_status: Option<u16>) -> String {
+    let status =
+        endpoint_status.map_or_else(|| "no HTTP answer".to_owned(), |s| format!("HTTP {s}"));
+    match (&view.failure, view.callback_type, &view.answer) {
+        (Some(why), _, _) => format!("it failed ({status}): {why}"),
+        (None, Some(t), Some(text)) => format!("callback type {t} ({status}): {text:?}"),
+        (None, Some(t), None) => format!("callback type {t} ({status})"),
+        (None, None, _) => format!("{} ({status})", view.state),
+    }
 }
 
 impl Story<'_> {
@@ -119,6 +138,145 @@ impl Story<'_> {
         }
     }
 
+    /// What Discord's Developer Portal does when the Interactions Endpoint
+    /// URL is saved: a PING with a bad signature must get 401, a signed one
+    /// a PONG.
+    async fn check_endpoint(&self) -> Result<(), DemoError> {
+        let url = self.discord.interactions_endpoint().unwrap_or_default();
+        self.discord.verify_endpoint().await.map_err(|e| {
+            DemoError::Story(format!(
+                "the Interactions Endpoint URL {url} does not pass Discord's check: {e}"
+            ))
+        })?;
+        self.out.event(&format!(
+            "Discord accepts the Interactions Endpoint URL {url}: a forged PING got 401, a signed one PONG"
+        ));
+        Ok(())
+    }
+
+    /// The reviewer clicks the button `label` on the message for `id` in
+    /// `channel`, fills the modal's `reason` and submits it, as in a Discord
+    /// client, and prints what the service answered her.
+    async fn review_from_discord(
+        &self,
+        channel: usize,
+        id: &str,
+        label: &str,
+        reason: &str,
+    ) -> Result<(), DemoError> {
+        let fail = DemoError::Story;
+        let (channel_name, channel_id) = self
+            .channels
+            .get(channel)
+            .cloned()
+            .ok_or_else(|| fail(format!("no channel {channel}")))?;
+        let snapshot = self.snapshots.borrow().clone();
+        let message = messages_for(&snapshot, channel, id)
+            .first()
+            .map(|m| (*m).clone())
+            .ok_or_else(|| fail(format!("no message for {id} in #{channel_name}")))?;
+        let custom_id = message
+            .components
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|row| row["components"].as_array())
+            .flatten()
+            .find(|b| b["label"].as_str() == Some(label))
+            .and_then(|b| b["custom_id"].as_str())
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                fail(format!(
+                    "the message for {id} in #{channel_name} has no {label} button (is [review] enabled?)"
+                ))
+            })?;
+        let who = &self.reviewer.name;
+        let click = self
+            .discord
+            .click(
+                &channel_id,
+                &message.id,
+                &custom_id,
+                &self.reviewer.discord_id,
+            )
+            .await
+            .map_err(|e| fail(format!("{who} cannot click {label}: {e}")))?;
+        let view = interaction_view(self.discord, &click.interaction);
+        let Some(modal) = view.modal.as_ref() else {
+            return Err(fail(format!(
+                "the click on {label} ({custom_id}) was not answered with a modal: {}",
+                describe(&view, click.interaction.endpoint_status)
+            )));
+        };
+        self.out.event(&format!(
+            "{who} clicks {label} ({custom_id}) in #{channel_name}: the service answers in {} ms with a modal, \"{}\"",
+            view.answered_after_ms.unwrap_or_default(),
+            modal["title"].as_str().unwrap_or_default()
+        ));
+        if !self.pause.is_zero() {
+            tokio::time::sleep(self.pause / 2).await;
+        }
+        let submit = self
+            .discord
+            .submit_modal(&click.interaction.id, &[("reason", reason)])
+            .await
+            .map_err(|e| fail(format!("{who} cannot submit the modal: {e}")))?;
+        let mut view = interaction_view(self.discord, &submit.interaction);
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        while view.waiting() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if let Some(r) = self.discord.interaction(&submit.interaction.id) {
+                view = interaction_view(self.discord, &r);
+            }
+        }
+        let answer = view.answer.clone().filter(|_| !view.waiting());
+        let Some(answer) = answer.filter(|_| view.state == "acknowledged") else {
+            return Err(fail(format!(
+                "the modal submit was not answered: {}",
+                describe(&view, submit.interaction.endpoint_status)
+            )));
+        };
+        let how = match view.callback_type {
+            Some(5) => "deferred, then edited",
+            _ => "at once",
+        };
+        let seen_by = if view.ephemeral {
+            format!("only {who} sees")
+        } else {
+            "everyone sees".to_owned()
+        };
+        self.out.event(&format!(
+            "{who} submits the reason \"{reason}\"; the service answers ({how}), {seen_by}: {}",
+            super::transcript::unescape(&answer).replace('\n', " ")
+        ));
+        Ok(())
+    }
+
+    /// Teleport's record of the review `author` submitted through the plugin.
+    fn recorded_review(&self, id: &str, author: &str) -> Result<(), DemoError> {
+        let reviews = self
+            .teleport
+            .request(id)
+            .and_then(|r| r.spec)
+            .map(|s| s.reviews)
+            .unwrap_or_default();
+        let Some(r) = reviews.iter().find(|r| r.author == author) else {
+            return Err(DemoError::Story(format!(
+                "Teleport has no review by {author} on {id}"
+            )));
+        };
+        if !r.submitted_on_behalf_of_author {
+            return Err(DemoError::Story(format!(
+                "{author}'s review on {id} is not marked as submitted on her behalf"
+            )));
+        }
+        self.out.line(&format!(
+            "          ✔ in Teleport: {author}'s review, submitted for her by the plugin's user {:?} (submitted_on_behalf_of_author)",
+            r.submitted_by
+        ));
+        Ok(())
+    }
+
     async fn wait_ready(&self) -> Result<(), DemoError> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
@@ -146,7 +304,9 @@ impl Story<'_> {
     /// final check passed.
     pub(crate) async fn play(mut self) -> Result<(), DemoError> {
         self.wait_ready().await?;
+        self.check_endpoint().await?;
         let tp = self.teleport;
+        let carol = self.reviewer.teleport_user.clone();
 
         self.step(
             1,
@@ -160,11 +320,14 @@ impl Story<'_> {
             1,
         );
         self.expect(
-            "posted once in #dev and once in #ops: ⏳ PENDING, with a Review request button",
+            "posted once in #dev and once in #ops: ⏳ PENDING, with Approve, Deny and Review request buttons",
             STEP_TIMEOUT,
             |s| {
                 one_each(s, &[DEV, OPS], &alice, |m| {
-                    m.status == PENDING && !m.buttons.is_empty()
+                    m.status == PENDING
+                        && ["Approve", "Deny"]
+                            .iter()
+                            .all(|b| m.buttons.iter().any(|x| x == b))
                 })
             },
         )
@@ -190,20 +353,25 @@ impl Story<'_> {
 
         self.step(
             3,
-            "carol@example.com approves too: the threshold is met, Teleport approves",
+            &format!(
+                "{carol} approves from Discord: as Discord user `{}` she clicks Approve on the #ops message and gives a reason; the threshold is met, Teleport approves",
+                self.reviewer.name
+            ),
         );
-        tp.add_review(
-            &alice,
-            "carol@example.com",
-            true,
-            "Approved for the incident",
-        )?;
+        self.review_from_discord(OPS, &alice, "Approve", "Approved for the incident")
+            .await?;
+        self.recorded_review(&alice, &carol)?;
         self.expect(
-            "both messages edited: ✅ APPROVED, two review embeds, button gone",
+            "both messages edited: ✅ APPROVED, carol's review \"Reviewed from Discord.\" as a second green embed, buttons gone",
             STEP_TIMEOUT,
             |s| {
                 one_each(s, &[DEV, OPS], &alice, |m| {
-                    m.status == APPROVED && m.reviews.len() == 2 && m.buttons.is_empty()
+                    m.status == APPROVED
+                        && m.reviews.len() == 2
+                        && m.reviews
+                            .iter()
+                            .any(|r| r.author == carol && r.approved && r.from_discord)
+                        && m.buttons.is_empty()
                 })
             },
         )
@@ -335,6 +503,19 @@ impl Story<'_> {
         if total != want {
             problems.push(format!("{total} messages, expected {want}"));
         }
+        // Clicks and modal submits (not the endpoint check's forged PING,
+        // which must fail).
+        for i in self.discord.interactions() {
+            if i.kind != InteractionKind::Ping && !i.acknowledged() {
+                problems.push(format!(
+                    "interaction {} ({:?}, {}) was not acknowledged: {:?}",
+                    i.id,
+                    i.kind,
+                    i.custom_id.as_deref().unwrap_or("-"),
+                    i.state
+                ));
+            }
+        }
         let stats = self.discord.stats();
         if stats.duplicates > 0 {
             problems.push(format!("{} duplicate messages", stats.duplicates));
@@ -378,6 +559,8 @@ impl Story<'_> {
             l.starts_with("teleport_discord_messages_total")
                 || l.starts_with("discord_operations_total")
                 || l.starts_with("discord_rate_limited_total")
+                || l.starts_with("teleport_discord_reviews_total")
+                || l.starts_with("teleport_discord_interactions_total")
         }) {
             self.out.line(&format!("    {l}"));
         }

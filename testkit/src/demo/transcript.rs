@@ -39,6 +39,8 @@ pub(crate) struct Review {
     pub(crate) author: String,
     /// The reason, without its code block.
     pub(crate) reason: String,
+    /// Says "Reviewed from Discord." (the service submitted it for a clicker).
+    pub(crate) from_discord: bool,
 }
 
 /// What a person reads in a message.
@@ -95,9 +97,16 @@ fn block_field(content: &str, name: &str) -> Option<String> {
     Some(unescape(&rest[..end]))
 }
 
+/// The reason in a review embed's description, which may start with a line
+/// saying how the review came ("Reviewed from Discord.", "Submitted by …").
 fn embed_reason(description: &str) -> String {
-    description
-        .strip_prefix("Reason: ```\n")
+    const MARK: &str = "Reason: ```\n";
+    let at = if description.starts_with(MARK) {
+        Some(0)
+    } else {
+        description.find(&format!("\n{MARK}")).map(|i| i + 1)
+    };
+    at.map(|i| &description[i + MARK.len()..])
         .map(|r| r.split("```").next().unwrap_or_default())
         .map(unescape)
         .unwrap_or_default()
@@ -120,6 +129,9 @@ pub(crate) fn summarize_parts(content: &str, embeds: &Value, components: &Value)
                         .is_some_and(|t| t.starts_with("Approved")),
                     author: e["author"]["name"].as_str().unwrap_or_default().to_owned(),
                     reason: embed_reason(e["description"].as_str().unwrap_or_default()),
+                    from_discord: e["description"]
+                        .as_str()
+                        .is_some_and(|d| d.starts_with("Reviewed from Discord.")),
                 })
                 .collect()
         })
@@ -176,10 +188,15 @@ fn review_text(r: &Review) -> String {
     } else {
         ("🔴", "denied")
     };
+    let via = if r.from_discord { " from Discord" } else { "" };
     if r.reason.is_empty() {
-        format!("{mark} {} {verb}", r.author)
+        format!("{mark} {} {verb}{via}", r.author)
     } else {
-        format!("{mark} {} {verb}: \"{}\"", r.author, short(&r.reason, 40))
+        format!(
+            "{mark} {} {verb}{via}: \"{}\"",
+            r.author,
+            short(&r.reason, 40)
+        )
     }
 }
 
@@ -219,7 +236,11 @@ fn edited_line(channel: &str, before: &StoredMessage, after: &StoredMessage) -> 
     }
     if a.buttons != b.buttons {
         if a.buttons.is_empty() {
-            parts.push("button removed".to_owned());
+            parts.push(if b.buttons.len() > 1 {
+                "buttons removed".to_owned()
+            } else {
+                "button removed".to_owned()
+            });
         } else {
             parts.push(format!("buttons: {}", a.buttons.join(", ")));
         }
@@ -314,10 +335,38 @@ mod tests {
             vec![Review {
                 approved: false,
                 author: "bob".into(),
-                reason: "no".into()
+                reason: "no".into(),
+                from_discord: false,
             }]
         );
         assert_eq!(s.buttons, vec!["Review request"]);
+    }
+
+    #[test]
+    fn reads_a_review_from_discord_back() {
+        let embeds = json!([
+            {"title": "Approved request at Mon", "description": "Reviewed from Discord.\nReason: ```\nship it```", "author": {"name": "carol"}},
+            {"title": "Approved request at Mon", "description": "Submitted by other\\-bot.\nReason: ```\nok```", "author": {"name": "dan"}},
+            {"title": "Denied request at Mon", "description": "Reviewed from Discord.", "author": {"name": "erin"}}
+        ]);
+        let s = summarize_parts("", &embeds, &json!([]));
+        let got: Vec<(&str, &str, bool)> = s
+            .reviews
+            .iter()
+            .map(|r| (r.author.as_str(), r.reason.as_str(), r.from_discord))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("carol", "ship it", true),
+                ("dan", "ok", false),
+                ("erin", "", true)
+            ]
+        );
+        assert_eq!(
+            review_text(&s.reviews[0]),
+            "🟢 carol approved from Discord: \"ship it\""
+        );
     }
 
     #[test]
