@@ -19,6 +19,7 @@
 //! - [`http`]: the axum router (`/healthz`, `/readyz`, `/metrics`, `/admin/reload`,
 //!   `/discord/interactions`).
 //! - [`interactions`]: Discord's interactions endpoint: signature, replay, reading clicks and submits.
+//! - [`notify`]: direct notices: the requester's DM on resolution, access list review reminders.
 //! - [`review`]: reviews from Discord: the clicker's Teleport user, the review submitted for them, the answer.
 //! - [`service`]: the pipeline: Teleport watch → reconciler → Discord delivery.
 //! - [`app`]: the long-running service (`start`): listener, signals, reload, shutdown.
@@ -46,6 +47,7 @@ pub mod interactions;
 pub mod lease;
 pub mod logging;
 pub mod metrics;
+pub mod notify;
 pub mod plugindata;
 pub mod readiness;
 pub mod reconcile;

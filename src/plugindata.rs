@@ -10,8 +10,9 @@
 //! was first seen, comma-joined) and `discord_rendered` (a digest of the last
 //! body written to every message, so a resync with nothing new makes no
 //! Discord call) and `discord_owner` (the replica that claimed the request:
-//! the others give it a moment to act before they do). Unknown keys are kept
-//! untouched.
+//! the others give it a moment to act before they do), and
+//! `discord_requester_dm` (where the requester's DM about the resolution
+//! stands, see `notify::requester`). Unknown keys are kept untouched.
 //!
 //! Writes are compare-and-swap: `Set` = [`PluginData::encode`] of the new
 //! value, `Expect` = the encoding of the value read, where `""` means absent.
@@ -21,8 +22,22 @@ use std::collections::BTreeMap;
 /// The plugin name under which the data is stored.
 pub const PLUGIN_NAME: &str = "discord";
 
+/// Ours ([`PluginData::requester_dm`]): where the requester's DM about the
+/// resolution stands (`<TAG> due`, `<TAG> claimed <replica> <unix>`, `<TAG>
+/// sent|refused|unmapped`; the `notify` module reads and writes it).
+pub const REQUESTER_DM_KEY: &str = "discord_requester_dm";
+
+/// Marks the requester's DM about resolution `tag` as due, unless this
+/// resolution already has a record (written with the resolution, when
+/// `[notify] requester` is on).
+pub fn mark_requester_due(data: &mut PluginData, tag: &str) {
+    if data.requester_dm.split_whitespace().next() != Some(tag) {
+        data.requester_dm = format!("{tag} due");
+    }
+}
+
 /// Keys this module reads and writes (so [`PluginData::encode`] can clear them).
-const KNOWN_KEYS: [&str; 13] = [
+const KNOWN_KEYS: [&str; 14] = [
     "user",
     "roles",
     "resources",
@@ -36,6 +51,7 @@ const KNOWN_KEYS: [&str; 13] = [
     "discord_channels",
     "discord_rendered",
     "discord_owner",
+    REQUESTER_DM_KEY,
 ];
 
 /// A posted message: channel and message IDs as Discord gives them.
@@ -77,6 +93,8 @@ pub struct PluginData {
     /// The replica that claimed the request; the others leave it a moment
     /// to act first (ours).
     pub owner: String,
+    /// Where the requester's DM stands ([`REQUESTER_DM_KEY`], ours).
+    pub requester_dm: String,
     /// Keys we do not know, kept as they are.
     pub extra: BTreeMap<String, String>,
 }
@@ -128,6 +146,7 @@ impl PluginData {
             channels: split_list(get("discord_channels")),
             rendered: get("discord_rendered").to_owned(),
             owner: get("discord_owner").to_owned(),
+            requester_dm: get(REQUESTER_DM_KEY).to_owned(),
             ..Self::default()
         };
         if !get("resources").is_empty() {
@@ -235,6 +254,7 @@ impl PluginData {
         put("discord_channels", self.channels.join(","));
         put("discord_rendered", self.rendered.clone());
         put("discord_owner", self.owner.clone());
+        put(REQUESTER_DM_KEY, self.requester_dm.clone());
         out
     }
 }

@@ -66,6 +66,7 @@ pub struct ServiceMetrics {
     discord: DiscordMetrics,
     reconciler: Arc<std::sync::OnceLock<Arc<ServiceReconciler>>>,
     leadership: Arc<std::sync::OnceLock<tokio::sync::watch::Receiver<Leadership>>>,
+    notify: crate::notify::NotifyMetrics,
 }
 
 impl ServiceMetrics {
@@ -80,6 +81,7 @@ impl ServiceMetrics {
             discord: DiscordMetrics::register(registry),
             reconciler,
             leadership,
+            notify: crate::notify::NotifyMetrics::register(registry),
         }
     }
 }
@@ -314,6 +316,7 @@ pub async fn start(
         replica.clone(),
     ));
     let _ = metrics.reconciler.set(reconciler.clone());
+    let replica_name = replica.clone();
     let elector = Elector::new(
         TeleportLease::new(handle.client_cell()),
         replica,
@@ -322,14 +325,38 @@ pub async fn start(
         client.fence(),
     );
     let leadership = elector.subscribe();
+    let notices = notices(&handle, &client, &delivery, &config, metrics, &replica_name);
     // Before any worker or event: a standby must not act even briefly.
     let initial = leadership.borrow().role;
     reconciler.set_role(initial.acts(), initial == Role::Leader);
+    notices.requester.set_active(initial.acts());
+    notices.reminders.set_active(initial.acts());
+    let inbox = notices.requester.inbox();
+    reconciler.on_requester_due(crate::reconcile::DueHook(Arc::new(move |id: &str| {
+        inbox.resolved(id);
+    })));
     readiness.set_role(initial.as_str());
     let _ = metrics.leadership.set(leadership.clone());
     tasks.spawn(
         "lease-role",
-        follow_role(leadership, reconciler.clone(), readiness.clone()),
+        follow_role(
+            leadership,
+            reconciler.clone(),
+            readiness.clone(),
+            notices.clone(),
+        ),
+    );
+    if initial.acts() {
+        let r = notices.requester.clone();
+        tasks.spawn("notify-catch-up", async move { r.catch_up().await });
+    }
+    tasks.spawn(
+        "notify-requester",
+        notices.requester.clone().run(cancel.clone()),
+    );
+    tasks.spawn(
+        "access-list-reminders",
+        notices.reminders.run(cancel.clone()),
     );
     tasks.spawn("lease", elector.run(cancel.clone()));
     let workers = tasks.spawn(
@@ -400,12 +427,15 @@ async fn follow_role(
     mut leadership: tokio::sync::watch::Receiver<Leadership>,
     reconciler: Arc<ServiceReconciler>,
     readiness: Readiness,
+    notices: Notices,
 ) {
     let mut acting = leadership.borrow().role.acts();
     loop {
         let role = leadership.borrow_and_update().role;
         readiness.set_role(role.as_str());
         reconciler.set_role(role.acts(), role == Role::Leader);
+        notices.requester.set_active(role.acts());
+        notices.reminders.set_active(role.acts());
         match role {
             Role::Standby if acting => {
                 // What was sent before the fence closed is recorded for the
@@ -422,6 +452,7 @@ async fn follow_role(
             }
             Role::Leader | Role::Solo if !acting => {
                 let (observed, queued) = reconciler.takeover().await;
+                notices.requester.catch_up().await;
                 tracing::info!(
                     role = role.as_str(),
                     observed,
@@ -606,6 +637,52 @@ impl Switcher {
         self.reconciler.set_cluster(cluster_info(&self.current));
         tracing::info!(cluster = %ping.cluster_name, version = %ping.server_version, "Watch moved to the new Teleport settings");
         Ok(())
+    }
+}
+
+/// The requester's DMs and the access list reminders, and their ports.
+#[derive(Clone)]
+struct Notices {
+    requester: Arc<crate::notify::requester::RequesterNotifier<TeleportStore>>,
+    reminders: Arc<crate::notify::reminders::Reminders>,
+}
+
+fn notices(
+    handle: &WatchHandle,
+    client: &DiscordClient,
+    delivery: &Delivery,
+    config: &SharedConfig,
+    metrics: &ServiceMetrics,
+    replica: &str,
+) -> Notices {
+    let cell = handle.client_cell();
+    let teleport = adapters::teleport::TeleportNotices::new(
+        cell.clone(),
+        ClusterInfo::from(handle.ping()).web_proxy_url,
+    );
+    let mapping = Arc::new(crate::notify::Mapping::new(
+        Arc::new(teleport.clone()),
+        config.clone(),
+    ));
+    let direct: Arc<dyn crate::notify::DirectPort> = Arc::new(
+        adapters::discord::DiscordDirect::new(client.clone(), delivery.clone()),
+    );
+    Notices {
+        requester: crate::notify::requester::RequesterNotifier::new(
+            TeleportStore::new(cell, crate::plugindata::PLUGIN_NAME),
+            direct.clone(),
+            mapping.clone(),
+            config.clone(),
+            metrics.notify.clone(),
+            replica.to_owned(),
+        ),
+        reminders: crate::notify::reminders::Reminders::new(
+            Arc::new(teleport),
+            direct,
+            mapping,
+            config.clone(),
+            metrics.notify.clone(),
+        ),
     }
 }
 

@@ -129,3 +129,104 @@ impl crate::review::FollowUps for DiscordFollowUps {
         })
     }
 }
+
+/// The notices' Discord port ([`crate::notify::DirectPort`]): DM channels
+/// opened with `POST /users/@me/channels` (remembered per user), messages
+/// through the delivery queue like every other message.
+pub struct DiscordDirect {
+    client: crate::discord::DiscordClient,
+    delivery: Delivery,
+    dm_channels: std::sync::Mutex<std::collections::HashMap<String, String>>,
+}
+
+impl std::fmt::Debug for DiscordDirect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiscordDirect").finish_non_exhaustive()
+    }
+}
+
+impl DiscordDirect {
+    /// Over the bot's client and queue.
+    pub fn new(client: crate::discord::DiscordClient, delivery: Delivery) -> Self {
+        Self {
+            client,
+            delivery,
+            dm_channels: std::sync::Mutex::default(),
+        }
+    }
+
+    async fn post(
+        &self,
+        channel_id: &str,
+        nonce: &str,
+        text: &str,
+    ) -> Result<(), crate::notify::DmError> {
+        let op = Op::Create {
+            channel_id: channel_id.to_owned(),
+            nonce: nonce.to_owned(),
+            payload: MessagePayload::text(text),
+        };
+        let pending = self
+            .delivery
+            .enqueue(op)
+            .await
+            .map_err(|e| crate::notify::DmError::Retryable(e.to_string()))?;
+        pending.wait().await.map(drop).map_err(dm_error)
+    }
+}
+
+/// A 4xx that is not a rate limit is Discord's final word (50007 "Cannot
+/// send messages to this user", 50033 "Invalid Recipient(s)", …); a bad
+/// token is fixed by the operator, so it is worth trying again.
+fn dm_error(e: DeliveryError) -> crate::notify::DmError {
+    match e {
+        DeliveryError::Discord(DiscordError::Api { status, .. })
+            if (400..500).contains(&status) =>
+        {
+            crate::notify::DmError::Refused(e.to_string())
+        }
+        DeliveryError::Discord(DiscordError::Invalid(_)) => {
+            crate::notify::DmError::Refused(e.to_string())
+        }
+        other => crate::notify::DmError::Retryable(other.to_string()),
+    }
+}
+
+impl crate::notify::DirectPort for DiscordDirect {
+    fn to_user<'a>(
+        &'a self,
+        user_id: &'a str,
+        nonce: &'a str,
+        text: &'a str,
+    ) -> crate::notify::BoxFuture<'a, Result<(), crate::notify::DmError>> {
+        Box::pin(async move {
+            let known = crate::sync::lock(&self.dm_channels).get(user_id).cloned();
+            let channel = match known {
+                Some(c) => c,
+                None => {
+                    let c = self
+                        .client
+                        .create_dm(user_id)
+                        .await
+                        .map_err(|e| dm_error(DeliveryError::Discord(e)))?;
+                    let mut map = crate::sync::lock(&self.dm_channels);
+                    if map.len() > 10_000 {
+                        map.clear();
+                    }
+                    map.insert(user_id.to_owned(), c.id.clone());
+                    c.id
+                }
+            };
+            self.post(&channel, nonce, text).await
+        })
+    }
+
+    fn to_channel<'a>(
+        &'a self,
+        channel_id: &'a str,
+        nonce: &'a str,
+        text: &'a str,
+    ) -> crate::notify::BoxFuture<'a, Result<(), crate::notify::DmError>> {
+        Box::pin(self.post(channel_id, nonce, text))
+    }
+}

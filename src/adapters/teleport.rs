@@ -559,3 +559,109 @@ impl review::Directory for TeleportReviews {
         Some(format!("{}/web/requests/{id}", base.trim_end_matches('/')))
     }
 }
+
+/// The notices' Teleport ports ([`crate::notify::UserPort`],
+/// [`crate::notify::reminders::ListPort`]) through whichever client is
+/// current.
+#[derive(Debug, Clone)]
+pub struct TeleportNotices {
+    client: Arc<ArcSwap<Client>>,
+    web_proxy_url: Option<String>,
+}
+
+impl TeleportNotices {
+    /// Over the watch's client cell; `web_proxy_url` as the cluster's.
+    pub fn new(client: Arc<ArcSwap<Client>>, web_proxy_url: Option<String>) -> Self {
+        Self {
+            client,
+            web_proxy_url,
+        }
+    }
+}
+
+impl crate::notify::UserPort for TeleportNotices {
+    fn traits<'a>(
+        &'a self,
+        user: &'a str,
+    ) -> crate::notify::BoxFuture<'a, Result<Option<crate::notify::Traits>, String>> {
+        Box::pin(async move {
+            let client = Client::clone(&self.client.load());
+            match client.get_user(user).await {
+                Ok(u) => Ok(Some(u.traits)),
+                Err(TeleportError::NotFound(_)) => Ok(None),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+    }
+}
+
+fn list_facts(l: crate::teleport::AccessList) -> crate::notify::reminders::ListFacts {
+    crate::notify::reminders::ListFacts {
+        next_audit_date: l.next_audit_date.map(time::OffsetDateTime::from),
+        name: l.name,
+        title: l.title,
+        owners: l.owners,
+        notify_before: l.notify_before,
+    }
+}
+
+impl crate::notify::reminders::ListPort for TeleportNotices {
+    fn lists(
+        &self,
+    ) -> crate::notify::BoxFuture<
+        '_,
+        Result<Vec<crate::notify::reminders::ListFacts>, crate::notify::reminders::ListError>,
+    > {
+        use crate::notify::reminders::ListError;
+        Box::pin(async move {
+            let client = Client::clone(&self.client.load());
+            match client.list_access_lists().await {
+                Ok(l) => Ok(l.into_iter().map(list_facts).collect()),
+                Err(TeleportError::Rpc {
+                    code: tonic::Code::Unimplemented,
+                    ..
+                }) => Err(ListError::Unimplemented),
+                Err(TeleportError::PermissionDenied(m)) => Err(ListError::Denied(m)),
+                Err(e) => Err(ListError::Failed(e.to_string())),
+            }
+        })
+    }
+
+    fn data<'a>(
+        &'a self,
+        list: &'a str,
+    ) -> crate::notify::BoxFuture<'a, Result<BTreeMap<String, String>, String>> {
+        Box::pin(async move {
+            let client = Client::clone(&self.client.load());
+            client
+                .get_access_list_plugin_data(crate::plugindata::PLUGIN_NAME, list)
+                .await
+                .map(Option::unwrap_or_default)
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn compare_and_swap<'a>(
+        &'a self,
+        list: &'a str,
+        set: BTreeMap<String, String>,
+        expect: BTreeMap<String, String>,
+    ) -> crate::notify::BoxFuture<'a, Result<(), crate::notify::reminders::CasError>> {
+        use crate::notify::reminders::CasError;
+        Box::pin(async move {
+            let client = Client::clone(&self.client.load());
+            match client
+                .update_access_list_plugin_data(crate::plugindata::PLUGIN_NAME, list, set, expect)
+                .await
+            {
+                Ok(()) => Ok(()),
+                Err(TeleportError::CompareFailed(_)) => Err(CasError::Conflict),
+                Err(e) => Err(CasError::Failed(e.to_string())),
+            }
+        })
+    }
+
+    fn web_url(&self) -> Option<String> {
+        self.web_proxy_url.clone()
+    }
+}

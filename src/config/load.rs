@@ -16,13 +16,14 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::{
-    ApiUrl, Config, ConfigDuration, ConfigError, ConnectVia, Credentials, DEFAULT_DISCORD_API_URL,
-    DEFAULT_DISCORD_USER_ID_TRAIT, DEFAULT_GLOBAL_RATE_LIMIT, DEFAULT_LEASE_TTL,
-    DEFAULT_LISTEN_ADDR, DEFAULT_RECONCILE_WORKERS, DEFAULT_REFRESH_IDENTITY_INTERVAL,
-    DEFAULT_RESYNC_INTERVAL, DEFAULT_TELEPORT_ADDR, DiscordConfig, HttpConfig, LEASE_TTL_RANGE,
-    LeaseConfig, LeaseMode, Loaded, LogConfig, LogFormat, LogOutput, MIN_ADMIN_TOKEN_LEN, Problem,
-    Recipient, ReconcileConfig, ReviewConfig, RoleToRecipients, Severity, TeleportAddr,
-    TeleportConfig, env_vars, parse_duration, read_secret_file,
+    AccessListConfig, ApiUrl, Config, ConfigDuration, ConfigError, ConnectVia, Credentials,
+    DEFAULT_DISCORD_API_URL, DEFAULT_DISCORD_USER_ID_TRAIT, DEFAULT_GLOBAL_RATE_LIMIT,
+    DEFAULT_LEASE_TTL, DEFAULT_LISTEN_ADDR, DEFAULT_RECONCILE_WORKERS,
+    DEFAULT_REFRESH_IDENTITY_INTERVAL, DEFAULT_RESYNC_INTERVAL, DEFAULT_TELEPORT_ADDR,
+    DiscordConfig, HttpConfig, LEASE_TTL_RANGE, LeaseConfig, LeaseMode, Loaded, LogConfig,
+    LogFormat, LogOutput, MIN_ADMIN_TOKEN_LEN, NotifyConfig, Problem, Recipient, ReconcileConfig,
+    ReviewConfig, RoleToRecipients, Severity, TeleportAddr, TeleportConfig, env_vars,
+    parse_duration, read_secret_file,
 };
 use crate::secret::Secret;
 
@@ -357,6 +358,8 @@ const TOP: &[KnownKey] = &[
     k("reconcile", &["reconcile"]),
     k("lease", &["lease"]),
     k("review", &["review"]),
+    k("notify", &["notify"]),
+    k("access_list", &["access_list"]),
     // Upstream's embedded `common.BaseConfig` fields: decoded but unused by the
     // self-hosted Discord plugin. Accepted so old files keep loading.
     k(
@@ -407,6 +410,14 @@ const RECONCILE: &[KnownKey] = &[
 ];
 
 const LEASE: &[KnownKey] = &[k("mode", &["mode"]), k("ttl", &["ttl"])];
+
+const NOTIFY: &[KnownKey] = &[k("requester", &["requester"])];
+
+const ACCESS_LIST: &[KnownKey] = &[
+    k("reminders", &["reminders"]),
+    k("channel", &["channel"]),
+    k("interval", &["interval"]),
+];
 
 const REVIEW: &[KnownKey] = &[
     k("enabled", &["enabled"]),
@@ -462,6 +473,13 @@ fn build(cx: &mut Cx<'_>, root: &DeTable<'_>, env: &dyn Env) -> Option<Config> {
     if let (Some(r), Some(d), Some(h)) = (&review, &discord, &http) {
         review_needs(cx, &fields_review, r, d, h);
     }
+    let fields_notify = section(cx, &top, "notify", NOTIFY);
+    let notify = match fields_notify.get("requester") {
+        Some(x) => boolean(cx, x).map(|requester| NotifyConfig { requester }),
+        None => Some(NotifyConfig::default()),
+    };
+    let fields_access_list = section(cx, &top, "access_list", ACCESS_LIST);
+    let access_list = access_list(cx, &fields_access_list);
     Some(Config {
         teleport: teleport?,
         discord: discord?,
@@ -471,6 +489,48 @@ fn build(cx: &mut Cx<'_>, root: &DeTable<'_>, env: &dyn Env) -> Option<Config> {
         reconcile: reconcile?,
         lease: lease?,
         review: review?,
+        notify: notify?,
+        access_list: access_list?,
+    })
+}
+
+fn access_list(
+    cx: &mut Cx<'_>,
+    f: &BTreeMap<&'static str, Found<'_, '_>>,
+) -> Option<AccessListConfig> {
+    let d = AccessListConfig::default();
+    let reminders = match f.get("reminders") {
+        Some(x) => boolean(cx, x),
+        None => Some(d.reminders),
+    };
+    let channel = match f.get("channel") {
+        Some(x) => match string(cx, x) {
+            Some(v) if v.trim().is_empty() => Some(None),
+            Some(v) => {
+                let r = Recipient::new(v.trim().to_owned());
+                if r.channel_id().is_some() {
+                    Some(Some(r))
+                } else {
+                    cx.problem(
+                        x.key.clone(),
+                        Some(&x.span),
+                        format!("\"{}\" is not a Discord channel ID (a number such as 1234567890123456789: right-click the channel, \"Copy Channel ID\")", v.trim()),
+                    );
+                    None
+                }
+            }
+            None => None,
+        },
+        None => Some(None),
+    };
+    let interval = match f.get("interval") {
+        Some(x) => duration(cx, x, std::time::Duration::from_secs(1)),
+        None => Some(d.interval),
+    };
+    Some(AccessListConfig {
+        reminders: reminders?,
+        channel: channel?,
+        interval: interval?,
     })
 }
 

@@ -109,6 +109,43 @@ pub struct Config {
     pub lease: LeaseConfig,
     /// `[review]`
     pub review: ReviewConfig,
+    /// `[notify]`
+    pub notify: NotifyConfig,
+    /// `[access_list]`
+    pub access_list: AccessListConfig,
+}
+
+/// `[notify]`: direct messages about requests.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NotifyConfig {
+    /// DM the requester when a request is approved, denied or expires.
+    pub requester: bool,
+}
+
+/// Default time between two access list reminder passes (upstream's).
+pub const DEFAULT_REMINDER_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3 * 3600);
+
+/// `[access_list]`: review reminders to access list owners.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessListConfig {
+    /// Whether owners are reminded of due reviews.
+    pub reminders: bool,
+    /// Where reminders go for owners without a Discord user (or whose DMs
+    /// Discord refuses): a channel ID; `None`: nowhere.
+    pub channel: Option<Recipient>,
+    /// Time between two passes over the lists (the first within 30 s of
+    /// start, or of `interval` when shorter).
+    pub interval: ConfigDuration,
+}
+
+impl Default for AccessListConfig {
+    fn default() -> Self {
+        Self {
+            reminders: true,
+            channel: None,
+            interval: ConfigDuration::new(DEFAULT_REMINDER_INTERVAL),
+        }
+    }
 }
 
 /// Default trait holding a Teleport user's Discord user ID.
@@ -677,6 +714,26 @@ impl ConfigDiff {
             false,
         );
         check("review.users", old.review.users != new.review.users, false);
+        check(
+            "notify.requester",
+            old.notify.requester != new.notify.requester,
+            false,
+        );
+        check(
+            "access_list.reminders",
+            old.access_list.reminders != new.access_list.reminders,
+            false,
+        );
+        check(
+            "access_list.channel",
+            old.access_list.channel != new.access_list.channel,
+            false,
+        );
+        check(
+            "access_list.interval",
+            old.access_list.interval != new.access_list.interval,
+            true,
+        );
         d
     }
 }

@@ -1064,3 +1064,33 @@ fn review_enabled_and_listener_changes_need_a_restart_the_mapping_does_not() {
     assert_eq!(d.changed, ["review.enabled", "review.users"]);
     assert_eq!(d.restart_required, ["review.enabled"]);
 }
+
+#[test]
+fn notices_default_as_upstream_and_mistakes_name_their_key() {
+    let c = ok(MINIMAL).config;
+    assert!(!c.notify.requester);
+    assert!(c.access_list.reminders);
+    assert_eq!(c.access_list.channel, None);
+    assert_eq!(
+        c.access_list.interval.get(),
+        std::time::Duration::from_secs(3 * 3600)
+    );
+    let on = ok(&format!(
+        "{MINIMAL}\n[notify]\nrequester = true\n[access_list]\nreminders = false\nchannel = \"2222222222\"\ninterval = \"10m\"\n"
+    ))
+    .config;
+    assert!(on.notify.requester && !on.access_list.reminders);
+    assert_eq!(
+        on.access_list.channel.as_ref().map(|c| c.as_str()),
+        Some("2222222222")
+    );
+    let p = problems(&format!(
+        "{MINIMAL}\n[notify]\nrequester = 1\n[access_list]\nchannel = \"#reviews\"\ninterval = \"soon\"\n"
+    ));
+    assert!(has(&p, "notify.requester", "expected a boolean"), "{p:?}");
+    assert!(
+        has(&p, "access_list.channel", "not a Discord channel ID"),
+        "{p:?}"
+    );
+    assert!(p.iter().any(|x| x.key == "access_list.interval"), "{p:?}");
+}

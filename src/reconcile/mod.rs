@@ -421,9 +421,30 @@ pub struct Reconciler<P, M> {
     messenger: M,
     config: SharedConfig,
     cluster: arc_swap::ArcSwap<ClusterInfo>,
+    /// Told the ID of each request whose requester DM it marks due.
+    due: std::sync::OnceLock<DueHook>,
+}
+
+/// Called with a request's ID when its requester DM is marked due.
+#[derive(Clone)]
+pub struct DueHook(pub Arc<dyn Fn(&str) + Send + Sync>);
+
+impl std::fmt::Debug for DueHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DueHook")
+    }
 }
 
 impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
+    /// Sets who hears of requester DMs marked due (once).
+    pub fn on_requester_due(&self, hook: DueHook) {
+        let _ = self.due.set(hook);
+    }
+
+    fn due_hook(&self) -> Option<DueHook> {
+        self.due.get().cloned()
+    }
+
     /// A reconciler over the given plugin data store and messenger. `replica`
     /// names this replica in `discord_owner`: give a name that survives
     /// restarts of the same instance and differs between replicas.
@@ -453,6 +474,7 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
             messenger,
             config,
             cluster: arc_swap::ArcSwap::from_pointee(cluster),
+            due: std::sync::OnceLock::new(),
         }
     }
 
@@ -1327,9 +1349,16 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
             next.resolution.clone_from(&tag);
             next.resolve_reason.clone_from(&reason);
             next.rendered.clear();
+            let notify = self.config.load().notify.requester;
+            if notify {
+                crate::plugindata::mark_requester_due(&mut next, &tag);
+            }
             self.store
                 .compare_and_swap(&req.id, next.encode(), data.encode())
                 .await?;
+            if notify && let Some(hook) = self.due_hook() {
+                (hook.0)(&req.id);
+            }
             next
         };
         let body = render::render(&self.view(req, status, &data), true);
@@ -1415,10 +1444,19 @@ impl<P: PluginDataStore, M: Messenger> Reconciler<P, M> {
         // plugin data; otherwise the request expired.
         let status = resolved.unwrap_or(Status::Expired);
         let body = render::render(&self.view(&req, status, &data), false);
+        let notify = self.config.load().notify.requester;
+        let hook = self.due_hook();
+        let rid = id.to_owned();
         self.converge(id, seen, data, &body, move |d| {
             // Never over a resolution another replica recorded meanwhile.
             if d.resolution.is_empty() {
                 d.resolution = status.tag().to_owned();
+                if notify {
+                    crate::plugindata::mark_requester_due(d, status.tag());
+                    if let Some(hook) = &hook {
+                        (hook.0)(&rid);
+                    }
+                }
             }
         })
         .await

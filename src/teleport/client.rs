@@ -15,12 +15,13 @@ use tokio::net::TcpStream;
 use tonic::transport::{Channel, Endpoint};
 
 use super::identity::Identity;
-use super::model::{AccessMonitoringRule, AccessRequest, RequestState, User};
+use super::model::{AccessList, AccessMonitoringRule, AccessRequest, RequestState, User};
 use super::pb;
 use super::pb::proto::auth_service_client::AuthServiceClient;
+use super::pb::teleport::accesslist::v1::access_list_service_client::AccessListServiceClient;
 use super::pb::teleport::accessmonitoringrules::v1::access_monitoring_rules_service_client::AccessMonitoringRulesServiceClient;
 use super::pb::teleport::users::v1::users_service_client::UsersServiceClient;
-use super::{KIND_ACCESS_REQUEST, MIN_SERVER_VERSION, TeleportError, tls};
+use super::{KIND_ACCESS_LIST, KIND_ACCESS_REQUEST, MIN_SERVER_VERSION, TeleportError, tls};
 use crate::config::{ConnectVia, TeleportConfig};
 
 /// The largest answer taken from Teleport, as Go clients allow by default.
@@ -148,6 +149,7 @@ pub struct Client {
     auth: AuthServiceClient<Channel>,
     amr: AccessMonitoringRulesServiceClient<Channel>,
     users: UsersServiceClient<Channel>,
+    access_lists: AccessListServiceClient<Channel>,
     call_timeout: Duration,
     identity: Arc<Identity>,
 }
@@ -231,7 +233,10 @@ impl Client {
         Ok(Self {
             auth: AuthServiceClient::new(channel.clone()).max_decoding_message_size(MESSAGE_LIMIT),
             amr: AccessMonitoringRulesServiceClient::new(channel.clone()),
-            users: UsersServiceClient::new(channel).max_decoding_message_size(MESSAGE_LIMIT),
+            users: UsersServiceClient::new(channel.clone())
+                .max_decoding_message_size(MESSAGE_LIMIT),
+            access_lists: AccessListServiceClient::new(channel)
+                .max_decoding_message_size(MESSAGE_LIMIT),
             call_timeout: opts.call_timeout,
             identity,
         })
@@ -440,12 +445,24 @@ impl Client {
         resource: &str,
         limit: usize,
     ) -> Result<Vec<pb::types::PluginDataV3>, TeleportError> {
+        self.fetch_plugin_data_of(KIND_ACCESS_REQUEST, plugin, resource, limit)
+            .await
+    }
+
+    /// `GetPluginData` on resources of `kind`.
+    async fn fetch_plugin_data_of(
+        &self,
+        kind: &str,
+        plugin: &str,
+        resource: &str,
+        limit: usize,
+    ) -> Result<Vec<pb::types::PluginDataV3>, TeleportError> {
         Ok(self
             .auth
             .clone()
             .max_decoding_message_size(limit)
             .get_plugin_data(self.req(pb::types::PluginDataFilter {
-                kind: KIND_ACCESS_REQUEST.into(),
+                kind: kind.into(),
                 resource: resource.into(),
                 plugin: plugin.into(),
             }))
@@ -465,11 +482,82 @@ impl Client {
         set: BTreeMap<String, String>,
         expect: BTreeMap<String, String>,
     ) -> Result<(), TeleportError> {
+        self.update_plugin_data_of(KIND_ACCESS_REQUEST, plugin, request_id, set, expect)
+            .await
+    }
+
+    /// This plugin's data on one access list (kind `access_list`), if any.
+    pub async fn get_access_list_plugin_data(
+        &self,
+        plugin: &str,
+        list: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, TeleportError> {
+        Ok(self
+            .fetch_plugin_data_of(KIND_ACCESS_LIST, plugin, list, MESSAGE_LIMIT)
+            .await?
+            .into_iter()
+            .find_map(|pd| pd.spec.and_then(|mut s| s.entries.remove(plugin)))
+            .map(|e| e.data.into_iter().collect()))
+    }
+
+    /// Compare-and-swap update of this plugin's data on an access list.
+    pub async fn update_access_list_plugin_data(
+        &self,
+        plugin: &str,
+        list: &str,
+        set: BTreeMap<String, String>,
+        expect: BTreeMap<String, String>,
+    ) -> Result<(), TeleportError> {
+        self.update_plugin_data_of(KIND_ACCESS_LIST, plugin, list, set, expect)
+            .await
+    }
+
+    /// Every access list, all pages (`AccessListService/ListAccessLists`).
+    /// Lists that do not convert are logged and skipped.
+    pub async fn list_access_lists(&self) -> Result<Vec<AccessList>, TeleportError> {
+        use super::pb::teleport::accesslist::v1::ListAccessListsRequest;
+        let mut out = Vec::new();
+        let mut token = String::new();
+        for _ in 0..MAX_USER_PAGES {
+            let r = self
+                .access_lists
+                .clone()
+                .list_access_lists(self.req(ListAccessListsRequest {
+                    page_size: 0,
+                    next_token: token.clone(),
+                }))
+                .await
+                .map_err(|s| rpc_error("ListAccessLists", &s))?
+                .into_inner();
+            for l in r.access_lists {
+                match AccessList::try_from(l) {
+                    Ok(l) => out.push(l),
+                    Err(e) => tracing::warn!(error = %e, "skipping an access list Teleport sent"),
+                }
+            }
+            if r.next_token.is_empty() || r.next_token == token {
+                return Ok(out);
+            }
+            token = r.next_token;
+        }
+        Err(TeleportError::BadData(format!(
+            "ListAccessLists returned more than {MAX_USER_PAGES} pages"
+        )))
+    }
+
+    async fn update_plugin_data_of(
+        &self,
+        kind: &str,
+        plugin: &str,
+        resource: &str,
+        set: BTreeMap<String, String>,
+        expect: BTreeMap<String, String>,
+    ) -> Result<(), TeleportError> {
         self.auth
             .clone()
             .update_plugin_data(self.req(pb::types::PluginDataUpdateParams {
-                kind: KIND_ACCESS_REQUEST.into(),
-                resource: request_id.into(),
+                kind: kind.into(),
+                resource: resource.into(),
                 plugin: plugin.into(),
                 set: set.into_iter().collect(),
                 expect: expect.into_iter().collect(),

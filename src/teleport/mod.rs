@@ -41,8 +41,8 @@ pub use check::{CheckReport, check_connectivity};
 pub use client::{Client, ConnectOptions, Mode, PingInfo, SemaphoreLease};
 pub use identity::{CredentialSource, Identity};
 pub use model::{
-    AccessMonitoringRule, AccessRequest, AccessReview, RequestKind, RequestState, ReviewThreshold,
-    User, WatchEvent,
+    AccessList, AccessMonitoringRule, AccessRequest, AccessReview, RequestKind, RequestState,
+    ReviewThreshold, User, WatchEvent,
 };
 pub use watch::{WatchConfig, WatchHandle, WatchMetrics, Watcher};
 
@@ -103,6 +103,8 @@ pub mod pb {
 
 /// Resource kind of access requests (watch kinds, plugin data).
 pub const KIND_ACCESS_REQUEST: &str = "access_request";
+/// Resource kind of access lists (their plugin data holds review reminders).
+pub const KIND_ACCESS_LIST: &str = "access_list";
 /// Resource kind of access monitoring rules.
 pub const KIND_ACCESS_MONITORING_RULE: &str = "access_monitoring_rule";
 /// SNI and verified server name on every Teleport-issued certificate.

@@ -111,6 +111,65 @@ impl RequestKind {
     }
 }
 
+/// An access list, as far as review reminders go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessList {
+    /// Name (the resource's).
+    pub name: String,
+    /// Title (shown to people); the name when empty.
+    pub title: String,
+    /// Owners' user names (nested-list owners are left out), deduplicated.
+    pub owners: Vec<String>,
+    /// When the next review is due.
+    pub next_audit_date: Option<SystemTime>,
+    /// How long before it owners are reminded.
+    pub notify_before: std::time::Duration,
+}
+
+impl TryFrom<pb::teleport::accesslist::v1::AccessList> for AccessList {
+    type Error = TeleportError;
+
+    fn try_from(l: pb::teleport::accesslist::v1::AccessList) -> Result<Self, Self::Error> {
+        let name = l
+            .header
+            .and_then(|h| h.metadata)
+            .map(|m| m.name)
+            .unwrap_or_default();
+        if name.is_empty() {
+            return Err(TeleportError::BadData("access list without a name".into()));
+        }
+        let spec = l.spec.unwrap_or_default();
+        let mut owners: Vec<String> = spec
+            .owners
+            .into_iter()
+            .filter(|o| {
+                o.membership_kind != pb::teleport::accesslist::v1::MembershipKind::List as i32
+            })
+            .map(|o| o.name.trim().to_owned())
+            .filter(|n| !n.is_empty())
+            .collect();
+        owners.sort();
+        owners.dedup();
+        let audit = spec.audit.unwrap_or_default();
+        let notify_before = audit
+            .notifications
+            .and_then(|n| n.start)
+            .and_then(|d| std::time::Duration::try_from(d).ok())
+            .unwrap_or_default();
+        Ok(Self {
+            title: if spec.title.trim().is_empty() {
+                name.clone()
+            } else {
+                spec.title
+            },
+            name,
+            owners,
+            next_audit_date: time_from_pb(audit.next_audit_date.as_ref()),
+            notify_before,
+        })
+    }
+}
+
 /// A Teleport user, as far as mapping Discord users goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {

@@ -119,10 +119,12 @@ fn the_boundaries_hold() {
     );
     assert!(!deps("render").contains("discord"), "render is pure");
     for client in ["teleport", "discord", "adapters"] {
-        assert!(
-            !deps("review").contains(client),
-            "the review desk sees {client} only through its ports"
-        );
+        for module in ["review", "notify"] {
+            assert!(
+                !deps(module).contains(client),
+                "{module} sees {client} only through its ports"
+            );
+        }
     }
     // Only `discord` builds an HTTP client (reqwest), only `teleport` a gRPC channel.
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");

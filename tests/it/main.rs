@@ -10,6 +10,7 @@ mod interactions;
 mod layout;
 mod lease;
 mod lifecycle;
+mod notify;
 mod proc;
 mod reliability;
 mod reviews;
