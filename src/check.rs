@@ -35,6 +35,9 @@ pub async fn connectivity(config: &Config) -> Report {
         text.push_str(&part);
         ok &= fine;
     }
+    if config.access_list.reminders {
+        text.push_str(&reminders(config).await);
+    }
     let client = match crate::discord::DiscordClient::new(
         &config.discord,
         crate::discord::DiscordMetrics::unregistered(),
@@ -137,4 +140,18 @@ async fn reviews(config: &Config) -> (String, bool) {
         }
     }
     (text, ok)
+}
+
+/// `[access_list] reminders` (on by default): whether the lists can be read.
+/// A failure is reported, not fatal: reminders are optional.
+async fn reminders(config: &Config) -> String {
+    match crate::teleport::check::probe_reviews(&config.teleport, "").await {
+        Ok(p) => match p.access_lists {
+            Ok(n) => format!("Access list reminders: ok ({n} access list(s) readable)\n"),
+            Err(e) => format!(
+                "Access list reminders: OFF: {e}; add the rule `access_list: [list, read]` to the plugin's role, or set [access_list] reminders = false\n"
+            ),
+        },
+        Err(e) => format!("Access list reminders: Teleport FAILED: {e}\n"),
+    }
 }

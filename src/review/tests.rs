@@ -157,8 +157,9 @@ fn with_trait(tp: &FakeTeleport, user: &str, discord: &str) {
     ));
 }
 
-#[tokio::test]
-async fn a_linked_user_gets_the_modal_and_the_review_is_submitted_for_them_only() {
+/// A desk with reviews on, a pending request by `requester`, and alice
+/// linked by trait to Discord user 111.
+fn fixture() -> (Arc<FakeTeleport>, Arc<FakeDiscord>, Arc<Desk>) {
     let (tp, dc) = (
         Arc::new(FakeTeleport::default()),
         Arc::new(FakeDiscord::default()),
@@ -166,6 +167,12 @@ async fn a_linked_user_gets_the_modal_and_the_review_is_submitted_for_them_only(
     crate::sync::lock(&tp.requests).insert(ID.into(), pending("requester"));
     with_trait(&tp, "alice", "111");
     let d = desk(&tp, &dc, "enabled = true");
+    (tp, dc, d)
+}
+
+#[tokio::test]
+async fn a_linked_user_gets_the_modal_and_the_review_is_submitted_for_them_only() {
+    let (tp, _, d) = fixture();
     let (modal, label) = d.click(&acting("111", &approve())).await;
     assert_eq!((modal["type"].as_u64(), label), (Some(9), "modal"));
     assert_eq!(modal["data"]["custom_id"], approve());
@@ -316,13 +323,7 @@ async fn teleport_refusals_are_told_in_plain_words() {
 
 #[tokio::test]
 async fn forged_ids_and_a_disabled_desk_do_nothing() {
-    let (tp, dc) = (
-        Arc::new(FakeTeleport::default()),
-        Arc::new(FakeDiscord::default()),
-    );
-    crate::sync::lock(&tp.requests).insert(ID.into(), pending("requester"));
-    with_trait(&tp, "alice", "111");
-    let d = desk(&tp, &dc, "enabled = true");
+    let (tp, dc, d) = fixture();
     for forged in [
         "review:v2:approve:x",
         "review:v1:promote:x",

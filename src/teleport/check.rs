@@ -172,18 +172,21 @@ async fn probe_watch(client: &Client) -> Result<Vec<String>, TeleportError> {
     }
 }
 
-/// What `check` found for reviews from Discord.
+/// What `check` found for reviews from Discord and direct notices.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReviewProbe {
     /// Ping's version.
     pub server_version: String,
     /// `ListUsers` with the trait filter (`None` when the trait is not used).
     pub list_users: Option<Result<(), String>>,
+    /// `ListAccessLists`: how many lists, or why not.
+    pub access_lists: Result<usize, String>,
 }
 
-/// Connects and probes what reviews from Discord need: the server's version
-/// and, when `trait_name` is set, `ListUsers` with a trait filter (for a
-/// value no user holds; nothing is changed).
+/// Connects and probes what reviews from Discord and direct notices need:
+/// the server's version, `ListUsers` with a trait filter when `trait_name`
+/// is set (for a value no user holds), and `ListAccessLists`. Nothing is
+/// changed.
 pub async fn probe_reviews(
     cfg: &TeleportConfig,
     trait_name: &str,
@@ -203,8 +206,17 @@ pub async fn probe_reviews(
                 .map_err(|e| e.to_string()),
         )
     };
+    let access_lists = match client.list_access_lists().await {
+        Ok(l) => Ok(l.len()),
+        Err(TeleportError::Rpc {
+            code: tonic::Code::Unimplemented,
+            ..
+        }) => Err("this Auth Service does not implement access lists".to_owned()),
+        Err(e) => Err(e.to_string()),
+    };
     Ok(ReviewProbe {
         server_version: ping.server_version,
         list_users,
+        access_lists,
     })
 }

@@ -23,6 +23,16 @@ async fn start(extra: &str) -> TestApp {
     app
 }
 
+/// Emulators with the users set up, not yet served.
+async fn sandbox() -> (tempfile::TempDir, Sandbox) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sandbox = Sandbox::start(dir.path(), Default::default())
+        .await
+        .expect("emulators");
+    setup(&sandbox);
+    (dir, sandbox)
+}
+
 fn setup(sandbox: &Sandbox) {
     let (t, d) = (&sandbox.teleport, &sandbox.discord);
     d.add_user_with_id(REQUESTER, "requester");
@@ -178,12 +188,8 @@ async fn no_dm_when_off_or_unmapped_and_a_refused_dm_is_not_retried() {
 async fn two_replicas_send_one_dm_with_or_without_the_lease() {
     for lease in ["", "[lease]\nmode = \"off\"\n"] {
         let app = start(&format!("[notify]\nrequester = true\n{lease}")).await;
-        let text = std::fs::read_to_string(&app.config_path).expect("config");
         let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("second.toml");
-        std::fs::write(&path, text).expect("write");
-        let second = TestApp::start_second(&app, &path).await;
-        second.wait_ready().await;
+        let second = app.second_replica(dir.path()).await;
         let t = &app.sandbox.teleport;
         for i in 0..3 {
             let id = posted(&app, "requester", &format!("r{i}")).await;
@@ -205,11 +211,7 @@ fn days(n: u64) -> Duration {
 
 #[tokio::test]
 async fn owners_are_reminded_once_inside_the_window_with_the_channel_for_the_unmapped() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let sandbox = Sandbox::start(dir.path(), Default::default())
-        .await
-        .expect("emulators");
-    setup(&sandbox);
+    let (dir, sandbox) = sandbox().await;
     let now = SystemTime::now();
     let t = &sandbox.teleport;
     // Due in 3 days, reminders from 7 days before: the window is open.
@@ -298,11 +300,7 @@ async fn owners_are_reminded_once_inside_the_window_with_the_channel_for_the_unm
 
 #[tokio::test]
 async fn the_go_plugins_record_is_continued_and_no_access_lists_stops_quietly() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let sandbox = Sandbox::start(dir.path(), Default::default())
-        .await
-        .expect("emulators");
-    setup(&sandbox);
+    let (dir, sandbox) = sandbox().await;
     let now = SystemTime::now();
     let t = &sandbox.teleport;
     t.put_access_list("prod", "Prod", &["alice"], now + days(3), days(7));

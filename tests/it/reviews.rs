@@ -64,6 +64,15 @@ fn setup(sandbox: &Sandbox, endpoint: &str) {
     d.set_interactions_endpoint(endpoint);
 }
 
+/// Reviews Teleport holds for request `id`.
+fn reviews_of(app: &TestApp, id: &str) -> usize {
+    app.sandbox
+        .teleport
+        .request(id)
+        .and_then(|r| r.spec)
+        .map_or(0, |s| s.reviews.len())
+}
+
 fn custom_id(verdict: &str, id: &str) -> String {
     format!("review:v1:{verdict}:{id}")
 }
@@ -237,14 +246,7 @@ async fn unlinked_unauthorised_own_and_resolved_requests_are_refused_in_plain_wo
         .add_user_with_id("100000000000000004", "requester");
     let own = review(&app, &id, "approve", "100000000000000004", "").await;
     assert!(own.contains("your own request"), "{own}");
-    assert!(
-        t.request(&id)
-            .expect("r")
-            .spec
-            .expect("s")
-            .reviews
-            .is_empty()
-    );
+    assert_eq!(reviews_of(&app, &id), 0);
     // Resolved in Teleport while the message still has its buttons: the
     // click answers at once, without a modal.
     let (msg, _, _) = message(&app, &id, |c, _| has_buttons(c)).await;
@@ -343,14 +345,7 @@ async fn long_term_requests_get_no_buttons_and_forged_clicks_do_nothing() {
         );
     }
     for id in [&long, &short] {
-        assert!(
-            t.request(id)
-                .expect("r")
-                .spec
-                .expect("s")
-                .reviews
-                .is_empty()
-        );
+        assert_eq!(reviews_of(&app, id), 0);
     }
     app.stop().await;
 }
@@ -417,14 +412,7 @@ async fn an_auth_service_without_reviews_for_users_or_a_role_without_the_rule_is
         answer.contains("cannot take reviews from chat") && answer.contains("18.11.0"),
         "{answer}"
     );
-    assert!(
-        t.request(&id)
-            .expect("r")
-            .spec
-            .expect("s")
-            .reviews
-            .is_empty()
-    );
+    assert_eq!(reviews_of(&app, &id), 0);
     app.stop().await;
 }
 
@@ -432,12 +420,8 @@ async fn an_auth_service_without_reviews_for_users_or_a_role_without_the_rule_is
 async fn with_two_replicas_a_click_on_either_works() {
     let app = start("").await;
     // A second replica on the same emulators and config.
-    let text = std::fs::read_to_string(&app.config_path).expect("config");
     let dir = tempfile::tempdir().expect("dir");
-    let path = dir.path().join("second.toml");
-    std::fs::write(&path, text).expect("write");
-    let second = crate::support::TestApp::start_second(&app, &path).await;
-    second.wait_ready().await;
+    let second = app.second_replica(dir.path()).await;
     let t = &app.sandbox.teleport;
     for (endpoint, user) in [
         (app.url("/discord/interactions"), ALICE),

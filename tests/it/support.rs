@@ -75,18 +75,7 @@ impl TestApp {
     }
 
     async fn run(sandbox: Sandbox, config_path: PathBuf, dir: Option<tempfile::TempDir>) -> Self {
-        let loaded = config::load(&config_path, &ProcessEnv).expect("valid config");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let shutdown = CancellationToken::new();
-        let options = RunOptions {
-            env: Arc::new(ProcessEnv),
-            log: LogHandle::noop(),
-            handle_signals: false,
-        };
-        let handle = tokio::spawn(app::run(loaded, listener, shutdown.clone(), options));
+        let (base, shutdown, handle) = spawn_service(&config_path).await;
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
@@ -251,6 +240,30 @@ pub(crate) fn status_line(content: &str) -> String {
         .to_owned()
 }
 
+/// The service in-process with the config at `path`, on `127.0.0.1:0`: its
+/// base URL, its stop token and its task.
+async fn spawn_service(
+    path: &std::path::Path,
+) -> (
+    String,
+    CancellationToken,
+    tokio::task::JoinHandle<Result<(), app::AppError>>,
+) {
+    let loaded = config::load(path, &ProcessEnv).expect("valid config");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let shutdown = CancellationToken::new();
+    let options = RunOptions {
+        env: Arc::new(ProcessEnv),
+        log: LogHandle::noop(),
+        handle_signals: false,
+    };
+    let handle = tokio::spawn(app::run(loaded, listener, shutdown.clone(), options));
+    (base, shutdown, handle)
+}
+
 /// Another replica in-process on the same emulators (it shares nothing with
 /// the first but Teleport and Discord).
 pub(crate) struct Replica {
@@ -261,26 +274,21 @@ pub(crate) struct Replica {
 }
 
 impl TestApp {
-    /// Starts another replica with the config at `path`.
-    pub(crate) async fn start_second(_first: &TestApp, path: &std::path::Path) -> Replica {
-        let loaded = config::load(path, &ProcessEnv).expect("valid config");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let shutdown = CancellationToken::new();
-        let options = RunOptions {
-            env: Arc::new(ProcessEnv),
-            log: LogHandle::noop(),
-            handle_signals: false,
-        };
-        let handle = tokio::spawn(app::run(loaded, listener, shutdown.clone(), options));
-        Replica {
+    /// Starts another replica with a copy of this one's config (kept in
+    /// `dir`), and waits until it is ready.
+    pub(crate) async fn second_replica(&self, dir: &std::path::Path) -> Replica {
+        let text = std::fs::read_to_string(&self.config_path).expect("config");
+        let path = dir.join("second.toml");
+        std::fs::write(&path, text).expect("write");
+        let (base, shutdown, handle) = spawn_service(&path).await;
+        let r = Replica {
             base,
             client: reqwest::Client::new(),
             shutdown,
             handle,
-        }
+        };
+        r.wait_ready().await;
+        r
     }
 }
 

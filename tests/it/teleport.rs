@@ -981,3 +981,43 @@ async fn plugin_data_outlives_its_request_until_an_hour_past_access_expiry() {
         .collect();
     assert_eq!(ids, [fresh]);
 }
+
+#[tokio::test]
+async fn the_review_and_reminder_probe_reads_users_and_access_lists_without_writing() {
+    use teleport_discord::config::{
+        ConfigDuration, ConnectVia, Credentials, TeleportAddr, TeleportConfig,
+    };
+    use teleport_discord::teleport::check::probe_reviews;
+    let env = env().await;
+    let cfg = TeleportConfig {
+        addr: TeleportAddr::parse(&env.emu.addr().to_string()).expect("addr"),
+        credentials: Credentials::IdentityFile {
+            path: env.emu.paths().identity.clone(),
+            refresh: false,
+            refresh_interval: ConfigDuration::new(Duration::from_secs(60)),
+        },
+        connect_via: ConnectVia::Auth,
+        fail_fast: false,
+    };
+    env.emu.put_access_list(
+        "l",
+        "L",
+        &["alice"],
+        std::time::SystemTime::now(),
+        Duration::from_secs(1),
+    );
+    let p = probe_reviews(&cfg, "discord_user_id").await.expect("probe");
+    assert_eq!(p.server_version, "18.11.0");
+    assert_eq!(p.list_users, Some(Ok(())));
+    assert_eq!(p.access_lists, Ok(1));
+    env.emu.set_permissions(teleport_discord_testkit::teleport::Permissions {
+        read_users: false,
+        read_access_lists: false,
+        ..Default::default()
+    });
+    env.emu.set_access_lists_unimplemented(true);
+    let p = probe_reviews(&cfg, "discord_user_id").await.expect("probe");
+    assert!(matches!(&p.list_users, Some(Err(e)) if e.contains("permission denied")), "{p:?}");
+    assert!(matches!(&p.access_lists, Err(e) if e.contains("does not implement")), "{p:?}");
+    assert_eq!(probe_reviews(&cfg, "").await.expect("probe").list_users, None);
+}
