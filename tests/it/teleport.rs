@@ -1010,14 +1010,24 @@ async fn the_review_and_reminder_probe_reads_users_and_access_lists_without_writ
     assert_eq!(p.server_version, "18.11.0");
     assert_eq!(p.list_users, Some(Ok(())));
     assert_eq!(p.access_lists, Ok(1));
-    env.emu.set_permissions(teleport_discord_testkit::teleport::Permissions {
-        read_users: false,
-        read_access_lists: false,
-        ..Default::default()
-    });
+    env.emu
+        .set_permissions(teleport_discord_testkit::teleport::Permissions {
+            read_users: false,
+            read_access_lists: false,
+            ..Default::default()
+        });
     env.emu.set_access_lists_unimplemented(true);
     let p = probe_reviews(&cfg, "discord_user_id").await.expect("probe");
-    assert!(matches!(&p.list_users, Some(Err(e)) if e.contains("permission denied")), "{p:?}");
-    assert!(matches!(&p.access_lists, Err(e) if e.contains("does not implement")), "{p:?}");
-    assert_eq!(probe_reviews(&cfg, "").await.expect("probe").list_users, None);
+    assert!(
+        matches!(&p.list_users, Some(Err(e)) if e.contains("permission denied")),
+        "{p:?}"
+    );
+    assert!(
+        matches!(&p.access_lists, Err(e) if e.contains("does not implement")),
+        "{p:?}"
+    );
+    assert_eq!(
+        probe_reviews(&cfg, "").await.expect("probe").list_users,
+        None
+    );
 }
