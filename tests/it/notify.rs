@@ -348,3 +348,42 @@ async fn the_go_plugins_record_is_continued_and_no_access_lists_stops_quietly() 
     assert!(dms(&off, ALICE).is_empty());
     off.stop().await;
 }
+
+#[tokio::test]
+async fn two_replicas_remind_once_with_or_without_the_lease() {
+    for lease in ["", "[lease]\nmode = \"off\"\n"] {
+        let (dir, sandbox) = sandbox().await;
+        let now = SystemTime::now();
+        for i in 0..5 {
+            sandbox.teleport.put_access_list(
+                &format!("list{i}"),
+                &format!("List {i}"),
+                &["alice"],
+                now + days(2),
+                days(7),
+            );
+        }
+        let text = sandbox.config(&format!("{REMINDERS}{lease}"));
+        let app = TestApp::start_with_text(sandbox, dir, &text).await;
+        app.wait_ready().await;
+        let extra = tempfile::tempdir().expect("dir");
+        let second = app.second_replica(extra.path()).await;
+        // Both replicas make passes every second for a while.
+        eventually("alice's reminder", || {
+            (!dms(&app, ALICE).is_empty()).then_some(())
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let got = dms(&app, ALICE);
+        let mentions: usize = (0..5)
+            .map(|i| {
+                got.iter()
+                    .filter(|d| d.contains(&format!("**List {i}**")))
+                    .count()
+            })
+            .sum();
+        assert_eq!(mentions, 5, "each list once ({lease}): {got:#?}");
+        second.stop_second().await;
+        app.stop().await;
+    }
+}
