@@ -190,9 +190,22 @@ async fn full_run(envs: &[(&str, &str)]) -> (String, Vec<String>) {
             "{more}[log]\nseverity = \"trace\"\n[http]\nlisten_addr = \"127.0.0.1:0\"\nadmin_token = \"{ADMIN_TOKEN}\"\n"
         )
     };
-    std::fs::write(&path, sandbox.config(&extra(""))).expect("write");
+    // Reviews on: the run clicks and submits, one answer deferred, so the
+    // interaction tokens (in bodies and webhook paths) go through the log.
+    let reviewer = sandbox.discord.add_user("bob");
+    let reviews =
+        format!("[review]\nenabled = true\n[review.users]\n\"{reviewer}\" = \"bob@example.com\"\n");
+    std::fs::write(&path, sandbox.config(&extra(&reviews))).expect("write");
+    sandbox.teleport.put_user("bob@example.com", &[], &[]);
+    sandbox.teleport.put_user_reviews("bob@example.com", &["*"]);
+    sandbox
+        .teleport
+        .set_permissions(teleport_discord_testkit::teleport::Permissions {
+            submit_reviews_for_users: true,
+            ..Default::default()
+        });
     let token = sandbox.discord.token();
-    let needles = secret_needles(&sandbox.teleport.paths().identity, &token);
+    let mut needles = secret_needles(&sandbox.teleport.paths().identity, &token);
 
     let loaded = teleport_discord::config::load(&path, &teleport_discord::config::ProcessEnv)
         .expect("config");
@@ -207,6 +220,51 @@ async fn full_run(envs: &[(&str, &str)]) -> (String, Vec<String>) {
     let base = p.base_url().await;
     p.wait_for("Plugin is ready").await;
     let [dev, _ops, fallback] = sandbox.channels.clone();
+    sandbox
+        .discord
+        .set_interactions_endpoint(&format!("{base}/discord/interactions"));
+    for delay in [Duration::ZERO, Duration::from_millis(2500)] {
+        sandbox.teleport.set_review_delay(delay);
+        let id = sandbox
+            .teleport
+            .create_request("dave@example.com", &["dev"], "click");
+        let msg = eventually("the clickable message", || {
+            sandbox
+                .discord
+                .messages(&dev)
+                .into_iter()
+                .find(|m| m.content.contains(&id) && m.components.to_string().contains("review:v1"))
+                .map(|m| m.id)
+        })
+        .await;
+        let click = sandbox
+            .discord
+            .click(&dev, &msg, &format!("review:v1:approve:{id}"), &reviewer)
+            .await
+            .expect("click");
+        sandbox
+            .discord
+            .submit_modal(&click.interaction.id, &[("reason", "fine by me")])
+            .await
+            .expect("submit");
+        let sid = eventually("the answer", || {
+            let i = sandbox.discord.interactions().into_iter().last()?;
+            let done = i
+                .ephemeral_messages
+                .iter()
+                .any(|m| m.content.contains("You approved"))
+                || i.response()
+                    .is_some_and(|a| a.data.to_string().contains("You approved"));
+            done.then_some(i.id)
+        })
+        .await;
+        assert!(!sid.is_empty());
+    }
+    sandbox.teleport.set_review_delay(Duration::ZERO);
+    for i in sandbox.discord.interactions() {
+        needles.push(i.token.clone());
+    }
+    assert!(needles.len() > 2, "tokens collected");
     let a = sandbox
         .teleport
         .create_request("alice@example.com", &["dev"], "hotfix");
