@@ -28,13 +28,17 @@ use crate::render::{code_block, escape_markdown, inline_code};
 
 /// Our plugin data key (kept by every other writer: unknown keys survive).
 pub use crate::plugindata::REQUESTER_DM_KEY as RECORD_KEY;
-/// How long another replica's claim is left to it.
-pub const CLAIM_GRACE: Duration = Duration::from_secs(120);
+/// How long another replica's claim is left to it: well inside Discord's
+/// nonce window ("the past few minutes"), so a send taken over after it
+/// returns the first message if there was one.
+pub const CLAIM_GRACE: Duration = Duration::from_secs(30);
 /// How long after a resolution is seen before its DM is looked at (the
 /// reconciler records the resolution first).
 pub const SETTLE: Duration = Duration::from_millis(500);
 /// Looks at a request whose resolution is not recorded yet before giving up.
 pub const MAX_WAITS: u32 = 8;
+/// DMs worked on at once.
+pub const WORKERS: usize = 4;
 
 const BACKOFF: Backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
 
@@ -255,8 +259,18 @@ impl<P: PluginDataStore> RequesterNotifier<P> {
         }
     }
 
-    /// Works the queue until `cancel`.
+    /// Works the queue with [`WORKERS`] loops until `cancel`: one DM waiting
+    /// for Discord (a DM channel to open, a rate limit) does not hold up the
+    /// others.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..WORKERS {
+            set.spawn(self.clone().worker(cancel.clone()));
+        }
+        while set.join_next().await.is_some() {}
+    }
+
+    async fn worker(self: Arc<Self>, cancel: CancellationToken) {
         loop {
             let id = tokio::select! {
                 () = cancel.cancelled() => break,

@@ -177,6 +177,18 @@ pub struct ChaosReport {
     /// Resident memory and open file descriptors of each running replica,
     /// sampled every [`ChaosOptions::sample_every`] (Linux `/proc`).
     pub samples: Vec<Sample>,
+    /// Requester DMs expected (one per resolved request: `[notify]
+    /// requester` is on and every requester maps to a Discord user).
+    pub dms_expected: usize,
+    /// Of those, found once, saying the final state.
+    pub dms_correct: usize,
+    /// Resolved requests whose requester got no DM.
+    pub dms_missing: usize,
+    /// Extra DMs about one request.
+    pub dms_duplicated: usize,
+    /// DMs saying something else than the final state (or sent about a
+    /// request still pending).
+    pub dms_wrong: usize,
 }
 
 /// One replica's resources at one moment.
@@ -216,6 +228,9 @@ impl ChaosReport {
             && self.pinged == 0
             && self.unexpected_exits == 0
             && self.correct_messages == self.expected_messages
+            && self.dms_missing == 0
+            && self.dms_duplicated == 0
+            && self.dms_wrong == 0
     }
 
     /// A short human summary.
@@ -237,6 +252,15 @@ impl ChaosReport {
             s,
             "faults {:?}; unexpected replica exits {}; start-ups refused while Teleport was unreachable {}",
             self.faults, self.unexpected_exits, self.startup_refused
+        );
+        let _ = writeln!(
+            s,
+            "requester DMs expected {}, correct {}, missing {}, duplicated {}, wrong {}",
+            self.dms_expected,
+            self.dms_correct,
+            self.dms_missing,
+            self.dms_duplicated,
+            self.dms_wrong
         );
         let _ = writeln!(s, "discord {:?}", self.discord);
         let _ = writeln!(
@@ -341,6 +365,8 @@ enum Plan {
 #[derive(Debug)]
 struct Tracked {
     id: String,
+    /// The requester's Discord user.
+    user_id: String,
     channels: Vec<String>,
     plan: Plan,
     /// Resolved, waiting for the resolution to show before deleting.
@@ -384,7 +410,7 @@ fn config_text(sb: &Sandbox, rep: &Replica, channels: &[String], severity: &str)
          [discord]\ntoken = \"{}\"\napi_url = \"http://{}/api/v10\"\n\n\
          [role_to_recipients]\n\"*\" = \"{}\"\n{roles}\n\
          [http]\nlisten_addr = \"127.0.0.1:0\"\n\n[log]\nseverity = \"{severity}\"\n\n\
-         [reconcile]\nresync_interval = \"20s\"\n",
+         [reconcile]\nresync_interval = \"20s\"\n\n[notify]\nrequester = true\n",
         rep.teleport.addr(),
         sb.teleport.paths().identity.display(),
         sb.discord.token(),
@@ -849,7 +875,17 @@ fn new_request(run: &mut Run, channels: &[String]) -> Tracked {
         _ => Plan::Delete,
     };
     let role_refs: Vec<&str> = roles.iter().map(String::as_str).collect();
-    let user = format!("user{}", run.rng.below(1000));
+    let n = run.rng.below(1000);
+    let user = format!("user{n}");
+    // Every requester maps to a Discord user by trait: each resolution
+    // owes one DM. Forty Discord users share the thousand requesters, so
+    // opening DM channels (5 per 5 s in the emulator, one bucket per bot)
+    // does not dominate the run.
+    let discord_id = requester_discord_id(n % 40);
+    run.sandbox.discord.add_user_with_id(&discord_id, &user);
+    run.sandbox
+        .teleport
+        .put_user(&user, &[], &[("discord_user_id", &[discord_id.as_str()])]);
     let id = run.sandbox.teleport.create_request_with_threshold(
         &user,
         &role_refs,
@@ -859,6 +895,7 @@ fn new_request(run: &mut Run, channels: &[String]) -> Tracked {
     );
     Tracked {
         id,
+        user_id: discord_id,
         channels: chans,
         plan,
         resolved: false,
@@ -963,6 +1000,83 @@ fn message_index(sb: &Sandbox, tracked: &[Tracked]) -> Index {
     index
 }
 
+/// The Discord user of requester `user<n>`.
+fn requester_discord_id(n: usize) -> String {
+    format!("{}", 300_000_000_000_000_000u64 + n as u64)
+}
+
+/// The DMs (text) each request's requester got about it.
+fn dm_index(sb: &Sandbox, tracked: &[Tracked]) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut users: Vec<String> = tracked.iter().map(|t| t.user_id.clone()).collect();
+    users.sort();
+    users.dedup();
+    for u in users {
+        let Some(ch) = sb.discord.dm_channel(&u) else {
+            continue;
+        };
+        for m in sb.discord.messages(&ch) {
+            if let Some(t) = tracked
+                .iter()
+                .find(|t| m.content.contains(&format!("`{}`", t.id)))
+            {
+                out.entry(t.id.clone()).or_default().push(m.content);
+            }
+        }
+    }
+    out
+}
+
+fn judge_dms(run: &Run, tracked: &[Tracked], r: &mut ChaosReport) {
+    let dms = dm_index(&run.sandbox, tracked);
+    for t in tracked {
+        let got = dms.get(&t.id).map(Vec::as_slice).unwrap_or_default();
+        let word = match t.end {
+            Final::Approved => "was approved",
+            Final::Denied => "was denied",
+            Final::Expired => "expired",
+            Final::Pending => {
+                if !got.is_empty() {
+                    r.dms_wrong += got.len();
+                    if r.examples.len() < 10 {
+                        r.examples
+                            .push(format!("a DM about pending request {}: {got:?}", t.id));
+                    }
+                }
+                continue;
+            }
+        };
+        r.dms_expected += 1;
+        let problem = match got {
+            [] => {
+                r.dms_missing += 1;
+                Some("no DM")
+            }
+            [one] if one.contains(word) => {
+                r.dms_correct += 1;
+                None
+            }
+            [_] => {
+                r.dms_wrong += 1;
+                Some("wrong DM")
+            }
+            more => {
+                r.dms_duplicated += more.len() - 1;
+                Some("duplicated DMs")
+            }
+        };
+        if let Some(p) = problem
+            && r.examples.len() < 10
+        {
+            let data = run.sandbox.teleport.plugin_data(&t.id, "discord");
+            r.examples.push(format!(
+                "{p}: request {} ({word}): found {got:?}; plugin data {data:?}",
+                t.id
+            ));
+        }
+    }
+}
+
 fn judge(run: &Run, tracked: &[Tracked]) -> ChaosReport {
     let index = message_index(&run.sandbox, tracked);
     let mut r = ChaosReport {
@@ -1017,6 +1131,7 @@ fn judge(run: &Run, tracked: &[Tracked]) -> ChaosReport {
             }
         }
     }
+    judge_dms(run, tracked, &mut r);
     r
 }
 

@@ -54,10 +54,12 @@ async fn three_replicas_post_each_message_exactly_once() {
     let r = chaos_run(&[], 40, 11).await;
     assert_eq!(r.requests, 40);
     assert_eq!(r.correct_messages, r.expected_messages);
-    // Three replicas raced for every create; Discord saw each message once.
+    // Three replicas raced for every create; Discord saw each message once
+    // (channel messages, and one DM per resolved request).
+    assert_eq!(r.dms_correct, r.dms_expected, "{}", r.summary());
     assert_eq!(
         r.discord["messages_created"] as usize,
-        r.expected_messages,
+        r.expected_messages + r.dms_expected,
         "{}",
         r.summary()
     );
