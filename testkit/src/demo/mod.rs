@@ -21,8 +21,18 @@
 //! every role and requests nothing), and the plugin's Teleport role may
 //! submit reviews for users.
 //!
+//! Direct messages are on too: `[notify] requester = true`, and the story's
+//! requesters ([`REQUESTERS`]) are Discord users mapped by the Teleport user
+//! trait `discord_user_id`, so each hears by DM when a request resolves. The
+//! access list [`ACCESS_LIST`] (owner [`REVIEWER_TELEPORT`], found through
+//! `[review.users]` read backwards) is due for review in
+//! [`ACCESS_LIST_DUE_DAYS`] days, inside its reminder window, and
+//! `[access_list] interval` is short ([`REMINDER_INTERVAL`],
+//! [`FAST_REMINDER_INTERVAL`] with `--fast`), so the reminder arrives during
+//! the story.
+//!
 //! The [`transcript`] polls the Discord emulator and prints every new message
-//! and edit; the [`story`] drives Teleport and waits, step by step, until the
+//! and edit, in the channels and in the DM channels of the demo's users; the [`story`] drives Teleport and waits, step by step, until the
 //! transcript has shown the state it expects, so a run that exits 0 has seen
 //! every expected message state (which makes `demo --fast` a smoke test).
 
@@ -36,7 +46,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::net::TcpListener;
 use tokio::time::Instant;
@@ -64,6 +74,46 @@ const CONFIG_EXTRA: &str = "\n[http]\nlisten_addr = \"127.0.0.1:0\"\n";
 pub const REVIEWER: &str = "carol";
 /// The Teleport user [`REVIEWER`] is mapped to (`[review.users]`).
 pub const REVIEWER_TELEPORT: &str = "carol@example.com";
+
+/// The story's requesters who hear by DM: (Discord user name, Teleport
+/// user), mapped by the Teleport user trait `discord_user_id`.
+pub const REQUESTERS: [(&str, &str); 3] = [
+    ("alice", "alice@example.com"),
+    ("dave", "dave@example.com"),
+    ("grace", "grace@example.com"),
+];
+
+/// The Teleport user trait holding a user's Discord user ID (the service's
+/// default `[review] discord_user_id_trait`).
+pub const DISCORD_USER_TRAIT: &str = "discord_user_id";
+
+/// The demo's access list (owned by [`REVIEWER_TELEPORT`]).
+pub const ACCESS_LIST: &str = "prod-admins";
+/// Its title.
+pub const ACCESS_LIST_TITLE: &str = "Production admins";
+/// Days until its review is due.
+pub const ACCESS_LIST_DUE_DAYS: u32 = 3;
+/// Days before the due date its reminders start (the window is open).
+pub const ACCESS_LIST_NOTIFY_DAYS: u32 = 7;
+
+/// `[access_list] interval`: the first reminder pass runs within it.
+pub const REMINDER_INTERVAL: &str = "3s";
+/// `[access_list] interval` with `--fast`.
+pub const FAST_REMINDER_INTERVAL: &str = "1s";
+
+/// A demo user who gets DMs: who they are on both sides, and how the
+/// service finds one from the other.
+#[derive(Debug, Clone)]
+pub(crate) struct DmUser {
+    /// Discord user name.
+    pub(crate) name: String,
+    /// Discord user ID (a snowflake).
+    pub(crate) discord_id: String,
+    /// The Teleport user.
+    pub(crate) teleport_user: String,
+    /// How the service maps the Teleport user to the Discord user.
+    pub(crate) mapped_by: String,
+}
 
 /// The demo's reviewer, as the page and the story click.
 #[derive(Debug, Clone)]
@@ -93,11 +143,67 @@ fn add_reviewer(teleport: &TeleportEmulator, discord: &DiscordEmulator) -> Revie
     }
 }
 
-/// What the demo appends to the emulators' config: [`CONFIG_EXTRA`] and
-/// reviews from Discord, with `reviewer` in `[review.users]`.
-fn config_extra(reviewer: &Reviewer) -> String {
+/// Sets up [`REQUESTERS`]: a Discord user each, and a Teleport user whose
+/// trait [`DISCORD_USER_TRAIT`] holds the Discord user ID.
+fn add_requesters(teleport: &TeleportEmulator, discord: &DiscordEmulator) -> Vec<DmUser> {
+    REQUESTERS
+        .iter()
+        .map(|(name, teleport_user)| {
+            let discord_id = discord.add_user(name);
+            teleport.put_user(
+                teleport_user,
+                &["requester"],
+                &[(DISCORD_USER_TRAIT, &[discord_id.as_str()])],
+            );
+            DmUser {
+                name: (*name).to_owned(),
+                discord_id,
+                teleport_user: (*teleport_user).to_owned(),
+                mapped_by: format!("user trait {DISCORD_USER_TRAIT}"),
+            }
+        })
+        .collect()
+}
+
+/// The reviewer as a user who gets DMs (the access list reminder).
+fn reviewer_dms(reviewer: &Reviewer) -> DmUser {
+    DmUser {
+        name: reviewer.name.clone(),
+        discord_id: reviewer.discord_id.clone(),
+        teleport_user: reviewer.teleport_user.clone(),
+        mapped_by: "[review.users]".to_owned(),
+    }
+}
+
+/// Puts [`ACCESS_LIST`] in Teleport: owned by [`REVIEWER_TELEPORT`], due in
+/// [`ACCESS_LIST_DUE_DAYS`] days, reminders from
+/// [`ACCESS_LIST_NOTIFY_DAYS`] days before (so now).
+fn add_access_list(teleport: &TeleportEmulator) {
+    let day = Duration::from_secs(24 * 3600);
+    teleport.put_access_list(
+        ACCESS_LIST,
+        ACCESS_LIST_TITLE,
+        &[REVIEWER_TELEPORT],
+        SystemTime::now() + day * ACCESS_LIST_DUE_DAYS,
+        day * ACCESS_LIST_NOTIFY_DAYS,
+    );
+}
+
+/// `[access_list] interval` for a run.
+fn reminder_interval(fast: bool) -> &'static str {
+    if fast {
+        FAST_REMINDER_INTERVAL
+    } else {
+        REMINDER_INTERVAL
+    }
+}
+
+/// What the demo appends to the emulators' config: [`CONFIG_EXTRA`],
+/// reviews from Discord with `reviewer` in `[review.users]`, DMs to
+/// requesters, and access list reminders every `interval`.
+fn config_extra(reviewer: &Reviewer, interval: &str) -> String {
     format!(
-        "{CONFIG_EXTRA}\n[review]\nenabled = true\n\n[review.users]\n\"{}\" = \"{}\"\n",
+        "{CONFIG_EXTRA}\n[review]\nenabled = true\n\n[review.users]\n\"{}\" = \"{}\"\n\n[notify]\nrequester = true\n\n[access_list]\nreminders = true\ninterval = \"{interval}\"\n",
         reviewer.discord_id, reviewer.teleport_user
     )
 }
@@ -250,6 +356,7 @@ struct Running {
     config_path: PathBuf,
     snapshots: tokio::sync::watch::Receiver<Arc<transcript::Snapshot>>,
     reviewer: Reviewer,
+    dm_users: Vec<DmUser>,
     stop_service: CancellationToken,
     stop_demo: CancellationToken,
 }
@@ -283,8 +390,11 @@ async fn start(
         .await
         .map_err(DemoError::Emulators)?;
     let reviewer = add_reviewer(&sandbox.teleport, &sandbox.discord);
+    let mut dm_users = add_requesters(&sandbox.teleport, &sandbox.discord);
+    dm_users.insert(0, reviewer_dms(&reviewer));
+    add_access_list(&sandbox.teleport);
     let config_path = sandbox
-        .write_config(&config_extra(&reviewer))
+        .write_config(&config_extra(&reviewer, reminder_interval(options.fast)))
         .map_err(DemoError::Emulators)?;
     let (teleport, discord, ids) = sandbox.into_parts();
     let (teleport, discord) = (Arc::new(teleport), Arc::new(discord));
@@ -299,6 +409,7 @@ async fn start(
     let snapshots = transcript::spawn(
         discord.clone(),
         channels.clone(),
+        dm_users.clone(),
         out.clone(),
         stop_demo.clone(),
     );
@@ -365,6 +476,7 @@ async fn start(
         config_path,
         snapshots,
         reviewer,
+        dm_users,
         stop_service,
         stop_demo,
     })
@@ -377,7 +489,7 @@ async fn run_in(
     out: &Out,
 ) -> Result<(), DemoError> {
     let mut r = start(options, service, dir, out).await?;
-    intro(&r, dir, out);
+    intro(&r, options, dir, out);
     let burst = options.burst.unwrap_or(if options.fast {
         FAST_BURST
     } else {
@@ -397,6 +509,7 @@ async fn run_in(
         service: format!("http://{}", r.service_addr),
         reviewer: &r.reviewer,
         channels: &r.channels,
+        interval: reminder_interval(options.fast),
     };
     let mut service_done = false;
     let outcome = tokio::select! {
@@ -448,7 +561,7 @@ fn service_ended(res: Result<Result<(), String>, tokio::task::JoinError>) -> Dem
     }
 }
 
-fn intro(r: &Running, dir: &Path, out: &Out) {
+fn intro(r: &Running, options: &Options, dir: &Path, out: &Out) {
     let names: Vec<String> = r.channels.iter().map(|(n, _)| format!("#{n}")).collect();
     out.line("teleport-discord demo: the service against built-in Teleport and Discord emulators");
     out.line(&format!(
@@ -475,6 +588,22 @@ fn intro(r: &Running, dir: &Path, out: &Out) {
         "  reviews            from Discord: Approve / Deny buttons; Discord user `{}` (id {}) is Teleport user {} ([review.users]); interactions → http://{}/discord/interactions",
         r.reviewer.name, r.reviewer.discord_id, r.reviewer.teleport_user, r.service_addr
     ));
+    let requesters: Vec<String> = r
+        .dm_users
+        .iter()
+        .filter(|u| u.teleport_user != r.reviewer.teleport_user)
+        .map(|u| format!("`{}` = {}", u.name, u.teleport_user))
+        .collect();
+    out.line(&format!(
+        "  direct messages    [notify] requester = true: Discord users {} (Teleport user trait {DISCORD_USER_TRAIT}) hear by DM when their requests resolve",
+        requesters.join(", ")
+    ));
+    out.line(&format!(
+        "  reminders          access list \"{ACCESS_LIST_TITLE}\" (owner {}) is due for review in {ACCESS_LIST_DUE_DAYS} days; [access_list] interval = \"{}\": `{}` gets a DM",
+        r.reviewer.teleport_user,
+        reminder_interval(options.fast),
+        r.reviewer.name
+    ));
     out.line(&format!(
         "  page               http://{}/  ← the channels as a web page",
         r.page_addr
@@ -496,10 +625,12 @@ fn play_instructions(r: &Running, dir: &Path, out: &Out) {
             "  # on the page, click Approve or Deny on a pending request: you are Discord user `{}` (Teleport user {})",
             r.reviewer.name, r.reviewer.teleport_user
         ),
-        "  # create a request (role dev → #dev and #ops; other roles → #fallback); prints its id"
+        "  # create a request (role dev → #dev and #ops; other roles → #fallback); prints its id;"
+            .to_owned(),
+        "  # alice@example.com hears by DM when it resolves (any user without a Discord user does not)"
             .to_owned(),
         format!(
-            "  curl -s -X POST {base}/requests {json} -d '{{\"user\":\"you@example.com\",\"roles\":[\"dev\"],\"reason\":\"trying it out\",\"approvals\":2}}'"
+            "  curl -s -X POST {base}/requests {json} -d '{{\"user\":\"alice@example.com\",\"roles\":[\"dev\"],\"reason\":\"trying it out\",\"approvals\":2}}'"
         ),
         "  # review it (two approvals resolve it, one denial denies it)".to_owned(),
         format!(

@@ -1,8 +1,10 @@
 //! The demo page: a server-rendered view of the emulated Discord channels
 //! (messages, review embeds with their colour bar, buttons, edit history)
-//! that refreshes itself. Everything from a message is HTML-escaped;
-//! Discord's markdown is rendered only as far as the service uses it (code
-//! blocks, inline code, `*italics*`, backslash escapes).
+//! and of the direct messages the bot sent the demo's users (one section
+//! per user: "Direct messages — alice"), that refreshes itself. Everything
+//! from a message is HTML-escaped; Discord's markdown is rendered only as
+//! far as the service uses it (code blocks, inline code, `**bold**`,
+//! `*italics*`, backslash escapes, `<t:…>` timestamps, shown in UTC).
 //!
 //! The interactive buttons (Approve / Deny) work as in a Discord client, as
 //! the demo's reviewer: a click is `POST /demo/click`, which has the Discord
@@ -33,7 +35,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use super::Reviewer;
-use super::transcript::{Snapshot, summarize_parts};
+use super::transcript::{Snapshot, summarize_parts, timestamps};
 use crate::discord::validate::{EPHEMERAL, LOADING};
 use crate::discord::{
     DISCORD_EPOCH_MS, DiscordEmulator, FailReason, InteractionError, InteractionRecord,
@@ -286,13 +288,20 @@ pub(crate) fn escape(s: &str) -> String {
     out
 }
 
-/// Inline Discord markdown (no code blocks): `code`, *italics*, `\x` escapes.
+/// Inline Discord markdown (no code blocks): `code`, **bold**, *italics*,
+/// `\x` escapes, `<t:…>` timestamps.
 fn inline_markdown(s: &str) -> String {
+    let s = timestamps(s);
     let mut out = String::new();
-    let (mut code, mut em) = (false, false);
+    let (mut code, mut em, mut strong) = (false, false, false);
     let mut chars = s.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
+            '*' if !code && chars.peek() == Some(&'*') => {
+                chars.next();
+                out.push_str(if strong { "</strong>" } else { "<strong>" });
+                strong = !strong;
+            }
             '\\' if !code && chars.peek().is_some_and(|n| !n.is_alphanumeric()) => {
                 if let Some(n) = chars.next() {
                     out.push_str(&escape(&n.to_string()));
@@ -315,6 +324,9 @@ fn inline_markdown(s: &str) -> String {
     }
     if em {
         out.push_str("</em>");
+    }
+    if strong {
+        out.push_str("</strong>");
     }
     out
 }
@@ -508,7 +520,8 @@ fn status_pill(html: &str) -> String {
     html.to_owned()
 }
 
-fn message_html(m: &StoredMessage, bot: &str, out: &mut String) {
+/// One message; a DM (`dm`) shows its edit history only once edited.
+fn message_html(m: &StoredMessage, bot: &str, dm: bool, out: &mut String) {
     let edited = if m.history.len() > 1 {
         "<span class=\"edited\">(edited)</span>"
     } else {
@@ -526,14 +539,16 @@ fn message_html(m: &StoredMessage, bot: &str, out: &mut String) {
     );
     embeds_html(&m.embeds, out);
     buttons_html(&m.channel_id, &m.id, &m.components, out);
-    history_html(m, out);
+    if !dm || m.history.len() > 1 {
+        history_html(m, out);
+    }
     out.push_str("</div></article>");
 }
 
 /// The whole page.
 pub(crate) fn render(snapshot: &Snapshot, info: &PageInfo) -> String {
     let mut channels = String::new();
-    for ch in snapshot {
+    for ch in &snapshot.channels {
         let _ = write!(
             channels,
             "<section class=\"channel\" data-channel=\"{}\"><h2><span class=\"hash\">#</span>{} <small>{} message(s) · id {}</small></h2>",
@@ -546,7 +561,31 @@ pub(crate) fn render(snapshot: &Snapshot, info: &PageInfo) -> String {
             channels.push_str("<p class=\"empty\">No messages yet.</p>");
         }
         for m in &ch.messages {
-            message_html(m, &info.bot_name, &mut channels);
+            message_html(m, &info.bot_name, false, &mut channels);
+        }
+        channels.push_str("</section>");
+    }
+    for dm in &snapshot.dms {
+        let u = &dm.user;
+        let _ = write!(
+            channels,
+            "<section class=\"channel dm\" data-dm=\"{name}\"><h2><span class=\"hash\">@</span>Direct messages — {name} \
+             <small>{n} message(s) · Discord user id {id} · Teleport user {teleport} ({how}) · {channel}</small></h2>",
+            name = escape(&u.name),
+            n = dm.messages.len(),
+            channel = dm.channel.as_deref().map_or_else(
+                || "no DM channel yet".to_owned(),
+                |c| format!("DM channel id {}", escape(c))
+            ),
+            id = escape(&u.discord_id),
+            teleport = escape(&u.teleport_user),
+            how = escape(&u.mapped_by),
+        );
+        if dm.messages.is_empty() {
+            channels.push_str("<p class=\"empty\">No direct messages yet.</p>");
+        }
+        for m in &dm.messages {
+            message_html(m, &info.bot_name, true, &mut channels);
         }
         channels.push_str("</section>");
     }
@@ -569,6 +608,7 @@ pub(crate) fn render(snapshot: &Snapshot, info: &PageInfo) -> String {
 <header>
 <h1>teleport-discord demo <small>emulated Discord · you are <b id="me" data-user-id="{me_id}">{me}</b></small></h1>
 <p>Role <code>dev</code> → #dev and #ops; any other role → #fallback. The service: <a href="{service}/readyz">/readyz</a> · <a href="{service}/metrics">/metrics</a>. Requests: <a href="/teleport/requests">/teleport/requests</a>. This page refreshes itself.</p>
+<p>Direct messages: the service DMs requesters when their requests are approved, denied or expire (<code>[notify] requester</code>), and access list owners when a review is due (<code>[access_list]</code>); each demo user's DMs are below the channels.</p>
 <p>Approve / Deny click as Discord user <b>{me}</b> (id <code>{me_id}</code>), whom the service maps to Teleport user <b>{me_teleport}</b> (<code>[review.users]</code>): the click goes, signed, to the service's <code>/discord/interactions</code>, as from Discord.</p>
 </header>
 <main id="channels">{channels}</main>
@@ -591,6 +631,7 @@ main{display:grid;grid-template-columns:repeat(auto-fit,minmax(380px,1fr));gap:1
 .channel h2{margin:0;padding:10px 16px;font-size:16px;color:#f2f3f5;border-bottom:1px solid #26272b;position:sticky;top:0;background:#313338}
 .channel h2 small{color:#949ba4;font-weight:400;font-size:12px}.hash{color:#80848e;margin-right:4px}
 .empty{color:#949ba4;padding:0 16px}
+.dm h2 .hash{color:#23a55a}strong{color:#f2f3f5}
 .msg{display:flex;gap:12px;padding:8px 16px}.msg:hover{background:#2e3035}
 .avatar{flex:none;width:40px;height:40px;border-radius:50%;background:#5865f2;color:#fff;display:flex;align-items:center;justify-content:center;font-weight:700}
 .body{min-width:0;flex:1}.meta{display:flex;gap:6px;align-items:baseline}
@@ -810,6 +851,13 @@ mod tests {
             "<em>User</em>: a_b &lt;script&gt;<br><em>Reason</em>: <pre><code>&lt;b&gt;hi&lt;/b&gt;</code></pre><em>Status</em>: ok"
         );
         assert!(!markdown("`<img src=x>`").contains("<img"));
+        assert_eq!(
+            markdown(
+                "🔔 **Access list review reminder**\nAccess List **A\\*B** by <t:0:D>, *Link*: x"
+            ),
+            "🔔 <strong>Access list review reminder</strong><br>Access List <strong>A*B</strong> by 1970-01-01, <em>Link</em>: x"
+        );
+        assert_eq!(markdown("<t:nope>"), "&lt;t:nope&gt;");
     }
 
     #[test]

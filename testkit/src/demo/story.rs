@@ -1,7 +1,8 @@
-//! The scripted story: Teleport-side actions and one review from Discord
-//! (the reviewer clicks Approve and fills the service's modal, through the
-//! Discord emulator), each followed by a wait until the transcript has shown
-//! the Discord state it should cause.
+//! The scripted story: an access list review reminder by DM, Teleport-side
+//! actions and one review from Discord (the reviewer clicks Approve and
+//! fills the service's modal, through the Discord emulator), each followed
+//! by a wait until the transcript has shown the Discord state it should
+//! cause, including the DM each resolution sends the requester.
 
 use std::time::Duration;
 
@@ -9,8 +10,10 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::page::{InteractionView, interaction_view};
-use super::transcript::{Snapshot, summarize};
-use super::{DemoError, Out, Reviewer};
+use super::transcript::{Snapshot, plain, summarize, unescape};
+use super::{
+    ACCESS_LIST_DUE_DAYS, ACCESS_LIST_NOTIFY_DAYS, ACCESS_LIST_TITLE, DemoError, Out, Reviewer,
+};
 use crate::discord::{DiscordEmulator, InteractionKind, StoredMessage};
 use crate::teleport::TeleportEmulator;
 
@@ -26,6 +29,12 @@ const EXPIRED: &str = "⌛ EXPIRED";
 /// How long one step may take to show up in Discord.
 const STEP_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Steps in the story.
+const STEPS: u32 = 7;
+
+/// The first line of an access list review reminder.
+const REMINDER: &str = "Access list review reminder";
+
 /// Everything the story needs.
 pub(crate) struct Story<'a> {
     pub(crate) teleport: &'a TeleportEmulator,
@@ -39,11 +48,14 @@ pub(crate) struct Story<'a> {
     pub(crate) reviewer: &'a Reviewer,
     /// (name, ID) of `#dev`, `#ops`, `#fallback`.
     pub(crate) channels: &'a [(String, String)],
+    /// `[access_list] interval`.
+    pub(crate) interval: &'a str,
 }
 
 /// The messages of `channel` for request `id`.
 fn messages_for<'s>(s: &'s Snapshot, channel: usize, id: &str) -> Vec<&'s StoredMessage> {
-    s.get(channel)
+    s.channels
+        .get(channel)
         .map(|c| {
             c.messages
                 .iter()
@@ -66,6 +78,23 @@ fn one_each(
     })
 }
 
+/// Exactly one DM to the Discord user `user`, and it passes `check` (its
+/// text with the markdown escapes removed).
+fn one_dm(s: &Snapshot, user: &str, check: impl Fn(&str) -> bool) -> bool {
+    match s.dms_to(user) {
+        [m] => check(&unescape(&m.content)),
+        _ => false,
+    }
+}
+
+/// The DM telling the requester of request `id` that it `verb` (`was
+/// approved`, `was denied`, `expired`).
+fn resolution_dm(s: &Snapshot, user: &str, id: &str, verb: &str) -> bool {
+    one_dm(s, user, |t| {
+        t.contains(&format!("Your access request `{id}`")) && t.contains(verb)
+    })
+}
+
 /// An unanswered or refused interaction, in words.
 fn describe(view: &InteractionView, endpoint_status: Option<u16>) -> String {
     let status =
@@ -81,7 +110,7 @@ fn describe(view: &InteractionView, endpoint_status: Option<u16>) -> String {
 impl Story<'_> {
     fn step(&self, n: u32, text: &str) {
         self.out.line("");
-        self.out.line(&format!("▶ {n}/6  {text}"));
+        self.out.line(&format!("▶ {n}/{STEPS}  {text}"));
     }
 
     async fn expect(
@@ -106,8 +135,9 @@ impl Story<'_> {
     }
 
     /// Waits until the service has recorded `n` messages for `id` in the
-    /// request's plugin data (what a restart or another replica reads).
-    async fn recorded(&self, id: &str, n: usize) -> Result<(), DemoError> {
+    /// request's plugin data (what a restart or another replica reads), and
+    /// with `show` says so.
+    async fn recorded(&self, id: &str, n: usize, show: bool) -> Result<(), DemoError> {
         let plugin = crate::teleport::PLUGIN_NAME;
         let deadline = Instant::now() + STEP_TIMEOUT;
         loop {
@@ -117,6 +147,9 @@ impl Story<'_> {
                 .and_then(|d| d.get("messages").cloned())
                 .unwrap_or_default();
             if messages.split(',').filter(|m| !m.is_empty()).count() >= n {
+                if !show {
+                    return Ok(());
+                }
                 self.out.line(&format!(
                     "          ✔ recorded in the request's plugin data ({plugin}): messages = {messages}"
                 ));
@@ -307,9 +340,32 @@ impl Story<'_> {
         self.check_endpoint().await?;
         let tp = self.teleport;
         let carol = self.reviewer.teleport_user.clone();
+        let carol_discord = self.reviewer.name.clone();
 
         self.step(
             1,
+            &format!(
+                "{carol} owns the access list \"{ACCESS_LIST_TITLE}\", due for review in {ACCESS_LIST_DUE_DAYS} days (reminders from {ACCESS_LIST_NOTIFY_DAYS} days before); the service's reminder pass runs every {} here ([access_list] interval)",
+                self.interval
+            ),
+        );
+        self.expect(
+            &format!(
+                "one DM to `{carol_discord}` (her Discord user, by [review.users]): 🔔 {REMINDER}, \"{ACCESS_LIST_TITLE}\" is due for a review"
+            ),
+            STEP_TIMEOUT,
+            |s| {
+                one_dm(s, &carol_discord, |t| {
+                    t.contains(REMINDER)
+                        && t.contains(&format!("**{ACCESS_LIST_TITLE}** is due for a review by"))
+                })
+            },
+        )
+        .await?;
+        self.breathe().await;
+
+        self.step(
+            2,
             "alice@example.com asks for role `dev` (two approvals needed); `dev` goes to #dev and #ops",
         );
         let alice = tp.create_request_with_threshold(
@@ -335,7 +391,7 @@ impl Story<'_> {
         self.breathe().await;
 
         self.step(
-            2,
+            3,
             "bob@example.com approves; Teleport still waits for a second approval",
         );
         tp.add_review(&alice, "bob@example.com", true, "Looks good, go ahead")?;
@@ -352,7 +408,7 @@ impl Story<'_> {
         self.breathe().await;
 
         self.step(
-            3,
+            4,
             &format!(
                 "{carol} approves from Discord: as Discord user `{}` she clicks Approve on the #ops message and gives a reason; the threshold is met, Teleport approves",
                 self.reviewer.name
@@ -376,10 +432,21 @@ impl Story<'_> {
             },
         )
         .await?;
+        self.expect(
+            "one DM to `alice` (user trait discord_user_id): ✅ approved by bob@example.com, carol@example.com",
+            STEP_TIMEOUT,
+            |s| {
+                one_dm(s, "alice", |t| {
+                    t.contains(&format!("Your access request `{alice}`"))
+                        && t.contains("was approved by bob@example.com, carol@example.com")
+                })
+            },
+        )
+        .await?;
         self.breathe().await;
 
         self.step(
-            4,
+            5,
             "dave@example.com asks for `db-admin` (not mapped: \"*\" → #fallback); erin@example.com denies it",
         );
         let dave = tp.create_request(
@@ -391,6 +458,8 @@ impl Story<'_> {
             one_each(s, &[FALLBACK], &dave, |m| m.status == PENDING)
         })
         .await?;
+        // A request resolved before its message is recorded gets no DM.
+        self.recorded(&dave, 1, false).await?;
         tp.add_review(
             &dave,
             "erin@example.com",
@@ -407,10 +476,22 @@ impl Story<'_> {
             },
         )
         .await?;
+        self.expect(
+            "one DM to `dave`: ❌ denied by erin@example.com, with her reason",
+            STEP_TIMEOUT,
+            |s| {
+                one_dm(s, "dave", |t| {
+                    t.contains(&format!("Your access request `{dave}`"))
+                        && t.contains("was denied by erin@example.com")
+                        && t.contains("Not during the change freeze")
+                })
+            },
+        )
+        .await?;
         self.breathe().await;
 
         self.step(
-            5,
+            6,
             "grace@example.com asks for `dev`; nobody answers and the request expires (Teleport deletes it)",
         );
         let grace = tp.create_request("grace@example.com", &["dev"], "Read the staging logs");
@@ -418,17 +499,21 @@ impl Story<'_> {
             one_each(s, &[DEV, OPS], &grace, |m| m.status == PENDING)
         })
         .await?;
-        self.recorded(&grace, 2).await?;
+        self.recorded(&grace, 2, true).await?;
         tp.delete_request(&grace)?;
         self.expect("both edited: ⌛ EXPIRED", STEP_TIMEOUT, |s| {
             one_each(s, &[DEV, OPS], &grace, |m| m.status == EXPIRED)
+        })
+        .await?;
+        self.expect("one DM to `grace`: ⌛ it expired", STEP_TIMEOUT, |s| {
+            resolution_dm(s, "grace", &grace, "expired before it was approved")
         })
         .await?;
         self.breathe().await;
 
         let n = self.burst;
         self.step(
-            6,
+            7,
             &format!(
                 "a burst: {n} requests for `batch` at once, all for #fallback; Discord allows 5 new messages per 5 s in a channel"
             ),
@@ -473,6 +558,11 @@ impl Story<'_> {
                 (dave.as_str(), &[FALLBACK][..], DENIED),
                 (grace.as_str(), &[DEV, OPS][..], EXPIRED),
             ],
+            &[
+                ("alice", alice.as_str(), "was approved"),
+                ("dave", dave.as_str(), "was denied"),
+                ("grace", grace.as_str(), "expired"),
+            ],
             &burst,
         )?;
         self.show_metrics().await;
@@ -482,6 +572,7 @@ impl Story<'_> {
     fn final_check(
         &self,
         expected: &[(&str, &[usize], &str)],
+        resolutions: &[(&str, &str, &str)],
         burst: &[String],
     ) -> Result<(), DemoError> {
         let s = self.snapshots.borrow().clone();
@@ -498,10 +589,41 @@ impl Story<'_> {
                 problems.push(format!("burst request {id} is not ⏳ PENDING exactly once"));
             }
         }
-        let total: usize = s.iter().map(|c| c.messages.len()).sum();
+        let total: usize = s.channels.iter().map(|c| c.messages.len()).sum();
         let want = 5 + burst.len();
         if total != want {
             problems.push(format!("{total} messages, expected {want}"));
+        }
+        for (user, id, verb) in resolutions {
+            if !resolution_dm(&s, user, id, verb) {
+                problems.push(format!(
+                    "`{user}` did not get exactly one DM saying request {id} {verb}"
+                ));
+            }
+        }
+        let reviewer = &self.reviewer.name;
+        if !one_dm(&s, reviewer, |t| t.contains(REMINDER)) {
+            problems.push(format!(
+                "`{reviewer}` did not get exactly one access list review reminder"
+            ));
+        }
+        // Nobody else (the burst's requesters have no Discord user).
+        let dms: usize = s.dms.iter().map(|d| d.messages.len()).sum();
+        let want_dms = resolutions.len() + 1;
+        if dms != want_dms {
+            let got: Vec<String> = s
+                .dms
+                .iter()
+                .flat_map(|d| {
+                    d.messages
+                        .iter()
+                        .map(move |m| format!("@{}: {}", d.user.name, plain(&m.content)))
+                })
+                .collect();
+            problems.push(format!(
+                "{dms} direct messages, expected {want_dms}: {}",
+                got.join("; ")
+            ));
         }
         // Clicks and modal submits (not the endpoint check's forged PING,
         // which must fail).
@@ -531,7 +653,7 @@ impl Story<'_> {
         }
         self.out.line("");
         self.out.line(&format!(
-            "✔ story complete: {total} messages, {} edits, {} duplicates, {} rate-limited answers; every expected state was seen",
+            "✔ story complete: {total} messages, {dms} direct messages, {} edits, {} duplicates, {} rate-limited answers; every expected state was seen",
             stats.edits,
             stats.duplicates,
             stats.rate_limited()
@@ -561,6 +683,8 @@ impl Story<'_> {
                 || l.starts_with("discord_rate_limited_total")
                 || l.starts_with("teleport_discord_reviews_total")
                 || l.starts_with("teleport_discord_interactions_total")
+                || l.starts_with("teleport_discord_direct_messages_total")
+                || l.starts_with("teleport_discord_access_list_reminders_total")
         }) {
             self.out.line(&format!("    {l}"));
         }

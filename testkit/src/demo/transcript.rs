@@ -1,6 +1,7 @@
 //! The terminal view of the emulated Discord: polls the Discord emulator,
-//! prints each new message and each edit as one line, and publishes what it
-//! has shown as a [`Snapshot`] (the story waits on it; the page renders it).
+//! prints each new message and each edit as one line (in the channels, and
+//! in the DM channels of the demo's users), and publishes what it has shown
+//! as a [`Snapshot`] (the story waits on it; the page renders it).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::Out;
+use super::{DmUser, Out};
 use crate::discord::{DiscordEmulator, StoredMessage};
 
 /// How often the Discord emulator is read.
@@ -27,8 +28,36 @@ pub(crate) struct ChannelView {
     pub(crate) messages: Vec<StoredMessage>,
 }
 
-/// Every channel as last shown, in a fixed order.
-pub(crate) type Snapshot = Vec<ChannelView>;
+/// One user's direct messages from the bot, as last shown.
+#[derive(Debug, Clone)]
+pub(crate) struct DmView {
+    /// Who.
+    pub(crate) user: DmUser,
+    /// The DM channel, once the bot opened one.
+    pub(crate) channel: Option<String>,
+    /// Messages, oldest first.
+    pub(crate) messages: Vec<StoredMessage>,
+}
+
+/// Every channel and every demo user's DMs as last shown, in a fixed order.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Snapshot {
+    /// `#dev`, `#ops`, `#fallback`.
+    pub(crate) channels: Vec<ChannelView>,
+    /// One per demo user who may get DMs.
+    pub(crate) dms: Vec<DmView>,
+}
+
+impl Snapshot {
+    /// The DMs to the Discord user `name`.
+    pub(crate) fn dms_to(&self, name: &str) -> &[StoredMessage] {
+        self.dms
+            .iter()
+            .find(|d| d.user.name == name)
+            .map(|d| d.messages.as_slice())
+            .unwrap_or_default()
+    }
+}
 
 /// A review embed, read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,6 +189,115 @@ pub(crate) fn summarize_parts(content: &str, embeds: &Value, components: &Value)
     }
 }
 
+/// Discord's `<t:UNIX>` / `<t:UNIX:STYLE>` at the start of `s`: the time
+/// and the style, and how many bytes it takes.
+fn timestamp_at(s: &str) -> Option<(i64, char, usize)> {
+    let rest = s.strip_prefix("<t:")?;
+    let end = rest.find('>')?;
+    let inner = &rest[..end];
+    let (num, style) = match inner.split_once(':') {
+        Some((n, st)) if st.len() == 1 => (n, st.chars().next().unwrap_or('f')),
+        Some(_) => return None,
+        None => (inner, 'f'),
+    };
+    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
+        return None;
+    }
+    let unix = num.parse().ok()?;
+    Some((unix, style, 3 + end + 1))
+}
+
+/// A Discord timestamp as text: relative (`R`) to `now_unix`, else the UTC
+/// date and time (Discord shows it in the reader's time zone).
+fn timestamp_text(unix: i64, style: char, now_unix: i64) -> String {
+    if style == 'R' {
+        let d = unix - now_unix;
+        let a = d.unsigned_abs();
+        let n = match a {
+            0..60 => format!("{a} s"),
+            60..3600 => format!("{} min", a / 60),
+            3600..86_400 => format!("{} h", a / 3600),
+            _ => format!("{} day(s)", a / 86_400),
+        };
+        return if d >= 0 {
+            format!("in {n}")
+        } else {
+            format!("{n} ago")
+        };
+    }
+    let t =
+        time::OffsetDateTime::from_unix_timestamp(unix).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let (y, mo, d) = (t.year(), u8::from(t.month()), t.day());
+    match style {
+        'd' | 'D' => format!("{y:04}-{mo:02}-{d:02}"),
+        't' | 'T' => format!("{:02}:{:02} UTC", t.hour(), t.minute()),
+        _ => format!(
+            "{y:04}-{mo:02}-{d:02} {:02}:{:02} UTC",
+            t.hour(),
+            t.minute()
+        ),
+    }
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
+}
+
+/// Replaces Discord timestamps (`<t:…>`) with their text.
+pub(crate) fn timestamps(s: &str) -> String {
+    let now = now_unix();
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(at) = rest.find("<t:") {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        if let Some((unix, style, len)) = timestamp_at(rest) {
+            out.push_str(&timestamp_text(unix, style, now));
+            rest = &rest[len..];
+        } else {
+            out.push('<');
+            rest = &rest[1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A message's text as a person reads it, on one line: markdown markers
+/// and escapes gone, code blocks in quotes, timestamps as text, lines
+/// joined with ` · `.
+pub(crate) fn plain(content: &str) -> String {
+    let mut text = String::new();
+    for (i, part) in timestamps(content).split("```").enumerate() {
+        if i % 2 == 1 {
+            let code = part.strip_prefix('\n').unwrap_or(part).trim();
+            text.push('"');
+            text.push_str(&code.replace('\n', " "));
+            text.push('"');
+            continue;
+        }
+        let mut chars = part.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' if chars.peek().is_some_and(|n| !n.is_alphanumeric()) => {
+                    if let Some(n) = chars.next() {
+                        text.push(n);
+                    }
+                }
+                '*' | '`' | '\u{200B}' | '\u{FEFF}' => {}
+                c => text.push(c),
+            }
+        }
+    }
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" · ")
+}
+
 fn short(s: &str, max: usize) -> String {
     let s = s.replace('\n', " ");
     if s.chars().count() <= max {
@@ -258,32 +396,76 @@ fn edited_line(channel: &str, before: &StoredMessage, after: &StoredMessage) -> 
     )
 }
 
-fn take(discord: &DiscordEmulator, channels: &[(String, String)]) -> Snapshot {
-    channels
-        .iter()
-        .map(|(name, id)| ChannelView {
-            name: name.clone(),
-            id: id.clone(),
-            messages: discord.messages(id),
-        })
-        .collect()
+fn dm_line(user: &str, m: &StoredMessage) -> String {
+    format!(
+        "@{user:<9} 💬 DM      msg {}  {}",
+        short_id(&m.id),
+        plain(&m.content)
+    )
+}
+
+fn dm_edited_line(user: &str, m: &StoredMessage) -> String {
+    format!(
+        "@{user:<9} ✏️  edited  msg {}  {}",
+        short_id(&m.id),
+        plain(&m.content)
+    )
+}
+
+fn take(discord: &DiscordEmulator, channels: &[(String, String)], dms: &[DmUser]) -> Snapshot {
+    Snapshot {
+        channels: channels
+            .iter()
+            .map(|(name, id)| ChannelView {
+                name: name.clone(),
+                id: id.clone(),
+                messages: discord.messages(id),
+            })
+            .collect(),
+        dms: dms
+            .iter()
+            .map(|user| {
+                let channel = discord.dm_channel(&user.discord_id);
+                let messages = channel
+                    .as_deref()
+                    .map(|c| discord.messages(c))
+                    .unwrap_or_default();
+                DmView {
+                    user: user.clone(),
+                    channel,
+                    messages,
+                }
+            })
+            .collect(),
+    }
 }
 
 /// Starts polling; the receiver always holds what the transcript has printed.
 pub(crate) fn spawn(
     discord: Arc<DiscordEmulator>,
     channels: Vec<(String, String)>,
+    dms: Vec<DmUser>,
     out: Out,
     stop: CancellationToken,
 ) -> watch::Receiver<Arc<Snapshot>> {
-    let empty: Snapshot = channels
-        .iter()
-        .map(|(name, id)| ChannelView {
-            name: name.clone(),
-            id: id.clone(),
-            messages: Vec::new(),
-        })
-        .collect();
+    let empty = Snapshot {
+        channels: channels
+            .iter()
+            .map(|(name, id)| ChannelView {
+                name: name.clone(),
+                id: id.clone(),
+                messages: Vec::new(),
+            })
+            .collect(),
+        dms: dms
+            .iter()
+            .map(|user| DmView {
+                user: user.clone(),
+                channel: None,
+                messages: Vec::new(),
+            })
+            .collect(),
+    };
     let (tx, rx) = watch::channel(Arc::new(empty));
     tokio::spawn(async move {
         let mut seen: HashMap<String, StoredMessage> = HashMap::new();
@@ -294,13 +476,25 @@ pub(crate) fn spawn(
                 _ = tick.tick() => {}
                 () = stop.cancelled() => return,
             }
-            let snapshot = take(&discord, &channels);
-            for ch in &snapshot {
+            let snapshot = take(&discord, &channels, &dms);
+            for ch in &snapshot.channels {
                 for m in &ch.messages {
                     match seen.get(&m.id) {
                         None => out.event(&posted_line(&ch.name, m)),
                         Some(prev) if prev.history.len() != m.history.len() => {
                             out.event(&edited_line(&ch.name, prev, m));
+                        }
+                        Some(_) => continue,
+                    }
+                    seen.insert(m.id.clone(), m.clone());
+                }
+            }
+            for dm in &snapshot.dms {
+                for m in &dm.messages {
+                    match seen.get(&m.id) {
+                        None => out.event(&dm_line(&dm.user.name, m)),
+                        Some(prev) if prev.history.len() != m.history.len() => {
+                            out.event(&dm_edited_line(&dm.user.name, m));
                         }
                         Some(_) => continue,
                     }
@@ -367,6 +561,25 @@ mod tests {
             review_text(&s.reviews[0]),
             "🟢 carol approved from Discord: \"ship it\""
         );
+    }
+
+    #[test]
+    fn a_dm_reads_as_one_line() {
+        let dm = "✅ Your access request `abc-1` for `dev` was approved by bob, carol\\_x.\nReason: ```\nship\nit```\nYour access ends <t:86400:f> (<t:1:R>).";
+        let text = plain(dm);
+        assert!(
+            text.starts_with("✅ Your access request abc-1 for dev was approved by bob, carol_x. · Reason: \"ship it\" · Your access ends 1970-01-02 00:00 UTC ("),
+            "{text}"
+        );
+        assert!(text.ends_with(" ago)."), "{text}");
+        assert_eq!(
+            plain(
+                "🔔 **Access list review reminder**\nAccess List **P\\*x** is due.\n*Link*: https://t/web/accesslists/p"
+            ),
+            "🔔 Access list review reminder · Access List P*x is due. · Link: https://t/web/accesslists/p"
+        );
+        assert_eq!(timestamps("a <t:x> <t:0:D> <t:"), "a <t:x> 1970-01-01 <t:");
+        assert_eq!(timestamp_text(7200, 'R', 0), "in 2 h");
     }
 
     #[test]
