@@ -18,7 +18,18 @@
 //!   raised, then SIGTERM and a second start: the time from spawn until its
 //!   listing is reconciled (`ListAccessRequests` called, `reconciles{ok}` ≥ N,
 //!   queue empty, nothing in flight), the Discord and `GetPluginData` calls it
-//!   made, and the child's memory.
+//!   made, and the child's memory;
+//! - `review`: reviews from Discord. 50 requests in one channel (threshold 1)
+//!   are posted with limits raised; then, one at a time, a mapped reviewer
+//!   clicks Approve and submits the reason modal (signed deliveries to
+//!   `POST /discord/interactions`). Per request: the click's first answer
+//!   (delivery → modal), the submit's first answer, and submit → the message
+//!   shows APPROVED; deferred answers (type 5) and answers after Discord's
+//!   3 s deadline are counted; each request must end APPROVED with one
+//!   message and one review in Teleport submitted on behalf of its author;
+//! - `review-slow`: `review` with Teleport answering `SubmitAccessReview`
+//!   after 2.5 s, past the service's 2 s answer budget: every submit must be
+//!   deferred, then completed by a follow-up, whose arrival is timed too.
 //!
 //! Wall time runs from the first `create_request` until the final expected
 //! state is visible in the Discord emulator (polled every 5 ms); the minimum
@@ -27,7 +38,7 @@
 //! the final status. CPU is the child's utime + stime during the run.
 //!
 //! Run: `cargo bench --bench pipeline -- burst w1 --workers 1,8,64 --runs 3`
-//! (no workload names: all six). `--workers` sets `[reconcile] workers`
+//! (no workload names: all eight). `--workers` sets `[reconcile] workers`
 //! (default 8), `--runs` repeats each (default 1), `--replicas N` runs the
 //! throughput workloads against N replicas of `start` sharing the emulators
 //! (the leader lease picks one sender; CPU is summed, peak RSS is the
@@ -42,15 +53,24 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use serde_json::Value;
 use teleport_discord::render::Status;
-use teleport_discord_testkit::discord::{EmulatorConfig, Stats};
+use teleport_discord::review::ANSWER_BUDGET;
+use teleport_discord_testkit::discord::{EmulatorConfig, InteractionReply, Stats};
 use teleport_discord_testkit::sandbox::Sandbox;
+use teleport_discord_testkit::teleport::Permissions;
 use tokio::time::Instant;
 
 const BIN: &str = env!("CARGO_BIN_EXE_teleport-discord");
 const POLL: Duration = Duration::from_millis(5);
 /// Units of `/proc/<pid>/stat` times (`USER_HZ`, 100 on every Linux ABI).
 const USER_HZ: f64 = 100.0;
+/// The Discord user who reviews in `review`, and the Teleport user
+/// `[review.users]` maps it to.
+const REVIEWER_ID: &str = "100000000000000001";
+const REVIEWER: &str = "alice";
+/// Discord's deadline for an interaction's first answer.
+const DEADLINE: Duration = Duration::from_secs(3);
 
 /// Lower bound on the time Discord's default limits allow for `buckets`
 /// (requests per channel × kind), as in BENCHMARKS.md: the largest of the
@@ -86,6 +106,9 @@ enum Kind {
     Latency,
     /// Post, SIGTERM, start again, limits raised.
     Resync,
+    /// Reviews from Discord one at a time, limits raised; Teleport answers
+    /// `SubmitAccessReview` after `delay_ms`.
+    Review { delay_ms: u64 },
 }
 
 /// `n` requests over `channels` channels, each needing `approvals` reviews,
@@ -103,7 +126,7 @@ struct Workload {
 /// Name, kind, requests, channels, approvals, spacing in ms.
 type Row = (&'static str, Kind, usize, usize, u32, u64);
 
-const ALL: [Row; 6] = [
+const ALL: [Row; 8] = [
     ("burst", Kind::Throughput, 300, 30, 0, 1),
     ("w1", Kind::Throughput, 500, 25, 0, 0),
     ("w2", Kind::Throughput, 200, 2, 0, 0),
@@ -111,6 +134,8 @@ const ALL: [Row; 6] = [
     ("latency", Kind::Latency, 50, 5, 0, 0),
     // `n` is `BENCH_RESYNC_N` when set.
     ("resync", Kind::Resync, 10_000, 10, 0, 0),
+    ("review", Kind::Review { delay_ms: 0 }, 50, 1, 1, 0),
+    ("review-slow", Kind::Review { delay_ms: 2500 }, 50, 1, 1, 0),
 ];
 
 impl Workload {
@@ -148,6 +173,7 @@ impl Workload {
             Kind::Throughput => "ratio",
             Kind::Latency => "p50 ms",
             Kind::Resync => "resync s",
+            Kind::Review { .. } => "submit p99 ms",
         }
     }
 }
@@ -364,6 +390,12 @@ impl<'a> Ctx<'a> {
                 extra,
                 "\n[reconcile]\nworkers = {workers}\n\n[http]\nlisten_addr = \"127.0.0.1:{port}\"\n"
             );
+            if matches!(w.kind, Kind::Review { .. }) {
+                let _ = write!(
+                    extra,
+                    "\n[review]\nenabled = true\n\n[review.users]\n\"{REVIEWER_ID}\" = \"{REVIEWER}\"\n"
+                );
+            }
             let mut text = sandbox.config(&extra);
             if !w.limited() {
                 // The service's own global limit, in the existing [discord] table.
@@ -797,6 +829,268 @@ async fn resync(cx: &Ctx<'_>) -> Result<Outcome, String> {
     })
 }
 
+/// p50, p95, p99 and max of `v` (nearest rank; sorted in place; 0 when empty).
+fn pcts(v: &mut [f64]) -> [f64; 4] {
+    v.sort_by(f64::total_cmp);
+    let pct = |p: f64| match v.len() {
+        0 => 0.0,
+        n => v[((n - 1) as f64 * p).round() as usize],
+    };
+    [pct(0.5), pct(0.95), pct(0.99), pct(1.0)]
+}
+
+/// `p50 … p95 … p99 … max … ms` of `v`.
+fn spread(v: &mut [f64]) -> String {
+    let [p50, p95, p99, max] = pcts(v);
+    format!("p50 {p50:.1}  p95 {p95:.1}  p99 {p99:.1}  max {max:.1} ms")
+}
+
+/// The `*Status*:` line's value in a message's content.
+fn status_of(content: &str) -> &str {
+    content
+        .lines()
+        .find_map(|l| l.strip_prefix("*Status*: "))
+        .unwrap_or_default()
+}
+
+fn has_buttons(components: &Value) -> bool {
+    components.to_string().contains("review:v1:")
+}
+
+/// The accepted first answer's `content`, "" when none.
+fn answer_text(reply: &InteractionReply) -> String {
+    reply
+        .response()
+        .and_then(|a| a.data.get("content"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Whether an interaction missed Discord's deadline: not acknowledged, or
+/// some answer (accepted or not) came after 3 s.
+fn late(reply: &InteractionReply) -> bool {
+    !reply.acknowledged()
+        || reply
+            .interaction
+            .answers
+            .iter()
+            .any(|a| a.after >= DEADLINE)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// `review`, `review-slow`: post N requests, then, one at a time, click
+/// Approve as the mapped reviewer and submit the modal; time each step.
+async fn review(cx: &Ctx<'_>, delay: Duration) -> Result<Outcome, String> {
+    let (n, workers, chans) = (cx.w.n, cx.workers, cx.channels.len());
+    let (tp, discord) = (&cx.sandbox.teleport, &cx.sandbox.discord);
+    discord.add_user_with_id(REVIEWER_ID, REVIEWER);
+    tp.put_user(REVIEWER, &[], &[]);
+    tp.put_user_reviews(REVIEWER, &["*"]);
+    tp.set_permissions(Permissions {
+        submit_reviews_for_users: true,
+        ..Permissions::default()
+    });
+    discord.set_interactions_endpoint(&format!(
+        "http://127.0.0.1:{}/discord/interactions",
+        cx.ports[0]
+    ));
+    let child = cx.ready().await?;
+    let ids: Vec<String> = (0..n).map(|i| cx.create(i, 1)).collect();
+    // Every request's message, once posted with its buttons.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let msgs: Vec<String> = loop {
+        let per: Vec<_> = cx.channels.iter().map(|c| discord.messages(c)).collect();
+        let found: Option<Vec<String>> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                per[i % chans]
+                    .iter()
+                    .find(|m| m.content.contains(id.as_str()) && has_buttons(&m.components))
+                    .map(|m| m.id.clone())
+            })
+            .collect();
+        if let Some(found) = found {
+            break found;
+        }
+        if Instant::now() > deadline {
+            return Err("the requests were not all posted with buttons within 60 s".to_owned());
+        }
+        tokio::time::sleep(POLL).await;
+    };
+    tp.set_review_delay(delay);
+    let expect_deferred = delay > ANSWER_BUDGET;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (cpu0, t0) = (child.cpu_ms()?, Instant::now());
+    let (mut click_ms, mut submit_ms, mut approved_ms, mut follow_ms) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut deferred_clicks, mut deferred_submits, mut late_answers) = (0u64, 0u64, 0u64);
+    let mut problems = Vec::new();
+    for (i, (id, msg)) in ids.iter().zip(&msgs).enumerate() {
+        let ch = &cx.channels[i % chans];
+        let custom_id = format!("review:v1:approve:{id}");
+        let click = discord
+            .click(ch, msg, &custom_id, REVIEWER_ID)
+            .await
+            .map_err(|e| format!("click on {id}: {e}"))?;
+        late_answers += u64::from(late(&click));
+        deferred_clicks += u64::from(click.callback_type() == Some(5));
+        let Some(first) = click.response() else {
+            problems.push(format!(
+                "{id}: click not answered ({:?})",
+                click.interaction.state
+            ));
+            continue;
+        };
+        click_ms.push(ms(first.after));
+        if click.callback_type() != Some(9) {
+            problems.push(format!(
+                "{id}: click answered {:?}, not the modal: {}",
+                click.callback_type(),
+                answer_text(&click)
+            ));
+            continue;
+        }
+        let t = Instant::now();
+        // The follow-up (after a deferral) and the message are polled
+        // while the submit is delivered and answered.
+        let submit = async {
+            let reply = discord
+                .submit_modal(&click.interaction.id, &[("reason", "bench")])
+                .await;
+            let mut follow = None;
+            if let Ok(r) = &reply
+                && r.callback_type() == Some(5)
+            {
+                while t.elapsed() < Duration::from_secs(30) {
+                    let text = discord
+                        .interaction(&r.interaction.id)
+                        .and_then(|x| x.ephemeral_messages.first().map(|m| m.content.clone()))
+                        .filter(|c| !c.is_empty());
+                    if let Some(text) = text {
+                        follow = Some((t.elapsed(), text));
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+            (reply, follow)
+        };
+        let shown = async {
+            while t.elapsed() < Duration::from_secs(30) {
+                let approved = discord
+                    .messages(ch)
+                    .iter()
+                    .any(|m| m.id == *msg && status_of(&m.content) == Status::Approved.line());
+                if approved {
+                    return Some(t.elapsed());
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            None
+        };
+        let ((reply, follow), shown) = tokio::join!(submit, shown);
+        let reply = reply.map_err(|e| format!("submit on {id}: {e}"))?;
+        late_answers += u64::from(late(&reply));
+        match reply.response() {
+            Some(a) => submit_ms.push(ms(a.after)),
+            None => problems.push(format!(
+                "{id}: submit not answered ({:?})",
+                reply.interaction.state
+            )),
+        }
+        let deferred = reply.callback_type() == Some(5);
+        deferred_submits += u64::from(deferred);
+        if expect_deferred && !deferred {
+            problems.push(format!(
+                "{id}: submit not deferred with Teleport {delay:?} slow"
+            ));
+        }
+        let text = match (deferred, follow) {
+            (false, _) => answer_text(&reply),
+            (true, Some((after, text))) => {
+                follow_ms.push(ms(after));
+                text
+            }
+            (true, None) => {
+                problems.push(format!("{id}: deferred, no follow-up within 30 s"));
+                String::new()
+            }
+        };
+        if !text.is_empty() && !text.contains("You approved") {
+            problems.push(format!("{id}: answered {text:?}"));
+        }
+        match shown {
+            Some(d) => approved_ms.push(ms(d)),
+            None => problems.push(format!("{id}: not APPROVED within 30 s of the submit")),
+        }
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    let (cpu, peak) = (child.cpu_ms()? - cpu0, child.status_mib("VmHWM")?);
+    // Let anything late (a duplicate, a stray edit) arrive before checking.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (dups, problem) = cx.verify(&ids, Status::Approved);
+    problems.extend(problem);
+    let per: Vec<_> = cx.channels.iter().map(|c| discord.messages(c)).collect();
+    for (i, id) in ids.iter().enumerate() {
+        if per[i % chans]
+            .iter()
+            .any(|m| m.content.contains(id.as_str()) && has_buttons(&m.components))
+        {
+            problems.push(format!("{id}: still has buttons"));
+        }
+        let spec = tp.request(id).and_then(|r| r.spec);
+        let Some(spec) = spec else {
+            problems.push(format!("{id}: not in Teleport"));
+            continue;
+        };
+        let ok = matches!(spec.reviews.as_slice(),
+            [r] if r.author == REVIEWER && r.submitted_on_behalf_of_author);
+        if spec.state != 2 || !ok {
+            problems.push(format!(
+                "{id}: Teleport state {}, {} reviews, on behalf {:?}",
+                spec.state,
+                spec.reviews.len(),
+                spec.reviews
+                    .iter()
+                    .map(|r| r.submitted_on_behalf_of_author)
+                    .collect::<Vec<_>>()
+            ));
+        }
+    }
+    let score = pcts(&mut submit_ms.clone())[2];
+    let follow = if follow_ms.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "\n  follow-up  {} (submit → follow-up shown)",
+            spread(&mut follow_ms)
+        )
+    };
+    let line = format!(
+        "{:<7} workers {workers:>3}  N {n}  Teleport review delay {} ms  wall {wall:.3} s  deferred: clicks {deferred_clicks}, submits {deferred_submits}  answers after 3 s {late_answers}  dups {dups}  CPU {cpu:.0} ms ({:.1} ms/review)  peak RSS {peak:.1} MiB\n  click      {} (delivery → modal)\n  submit     {} (delivery → first answer)\n  approved   {} (submit → message shows APPROVED){follow}",
+        cx.w.name,
+        delay.as_millis(),
+        cpu / n.max(1) as f64,
+        spread(&mut click_ms),
+        spread(&mut submit_ms),
+        spread(&mut approved_ms),
+    );
+    let problem = (!problems.is_empty()).then(|| {
+        let shown: Vec<_> = problems.iter().take(5).cloned().collect();
+        format!("{} problems, e.g. {}", problems.len(), shown.join("; "))
+    });
+    Ok(Outcome {
+        line,
+        score,
+        problem,
+    })
+}
+
 async fn run(
     w: &Workload,
     workers: u32,
@@ -815,6 +1109,7 @@ async fn run(
         Kind::Throughput => throughput(&cx).await,
         Kind::Latency => latency(&cx).await,
         Kind::Resync => resync(&cx).await,
+        Kind::Review { delay_ms } => review(&cx, Duration::from_millis(delay_ms)).await,
     }
 }
 
