@@ -504,7 +504,8 @@ pub fn render(view: &RequestView, with_embeds: bool) -> MessageBody {
     }
 }
 
-fn path_escape(s: &str) -> String {
+/// Percent-escapes `s` for one URL path segment (unreserved characters kept).
+pub fn path_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {

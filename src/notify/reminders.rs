@@ -186,17 +186,7 @@ pub fn line(list: &ListFacts, now: OffsetDateTime, web: Option<&str>) -> String 
         None => format!("Access List {title} is due for a review."),
     };
     if let Some(base) = web {
-        let name: String = list
-            .name
-            .bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                    (b as char).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect();
+        let name = crate::render::path_escape(&list.name);
         out.push_str(&format!(
             "\n*Link*: {}/web/accesslists/{name}",
             base.trim_end_matches('/')
